@@ -1,0 +1,40 @@
+# One Makefile that CI calls exactly as a developer does.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MELTANO_VENV := .venv-meltano
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(MELTANO_VENV)/bin:$(PATH)
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(MELTANO_VENV)/bin/meltano:
+	$(PYTHON) -m venv $(MELTANO_VENV)
+	$(MELTANO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MELTANO_VENV)/bin/python -m pip install --quiet meltano
+
+install: $(BIN)/.installed $(MELTANO_VENV)/bin/meltano
+
+demo: install
+	$(BIN)/python -m client.demo
+
+test: install
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check providers client service tests
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m bench $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) $(MELTANO_VENV) .mypy_cache .ruff_cache .pytest_cache

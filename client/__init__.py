@@ -1,0 +1,1 @@
+"""The thin client: workspace, runner and the `meltano-forge` CLI."""

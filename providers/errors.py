@@ -1,0 +1,123 @@
+"""The one error tree every forge adapter raises.
+
+    ProviderError                 anything a forge (or its double) refused or failed at
+    ├── NotFound                  repository, branch, commit or path does not exist
+    ├── AuthenticationFailed      the token is missing, wrong or expired (HTTP 401)
+    ├── PermissionDenied          the token is valid but may not do this (HTTP 403)
+    ├── Conflict                  the branch moved and touched the same paths; `.paths`
+    ├── RateLimited               the forge asked us to slow down; `.retry_at`
+    ├── Unavailable               5xx, timeouts, dropped connections; `.retry_at` if known
+    └── InvalidRequest            the forge (or we, before asking) refused the input
+        ├── AlreadyExists         a branch or object of that name exists
+        └── UnsafeInput           an archive, path or branch name we will not touch
+
+Adapters translate SDK and HTTP errors into this tree in exactly one place each
+(`map_*_errors` context managers), always `raise ... from exc`, so callers never see
+PyGithub, python-gitlab, httpx or dulwich exceptions. Every error carries a reason and an
+instruction (Meltano's `MeltanoError` convention): `str(err)` is "reason. instruction."
+
+Messages never contain tokens: adapters build them from status codes, paths and the
+forge's own `message` field, never from request headers or URLs with credentials.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+
+class ProviderError(Exception):
+    """Base class: a forge operation failed. `reason` says what, `instruction` what to do."""
+
+    default_instruction = "Check the repository settings and try again"
+
+    def __init__(self, reason: str, instruction: str | None = None) -> None:
+        self.reason = reason.rstrip(".")
+        self.instruction = (instruction or self.default_instruction).rstrip(".")
+        super().__init__(f"{self.reason}. {self.instruction}.")
+
+
+class NotFound(ProviderError):
+    """The repository, branch, commit or file does not exist (or the token cannot see it)."""
+
+    default_instruction = (
+        "Check MELTANO_FORGE_REPO and the branch name; a private repository also answers "
+        "'not found' to a token that cannot read it"
+    )
+
+
+class AuthenticationFailed(ProviderError):
+    """The forge did not accept the token."""
+
+    default_instruction = (
+        "Set a valid token in MELTANO_FORGE_TOKEN or MELTANO_FORGE_TOKEN_FILE"
+    )
+
+
+class PermissionDenied(ProviderError):
+    """The token is valid but lacks the scope or role for this operation."""
+
+    default_instruction = (
+        "Give the token write access to the repository contents "
+        "(GitHub: contents:write; GitLab: api scope and Developer role)"
+    )
+
+
+class Conflict(ProviderError):
+    """The branch moved since the expected head and changed some of the same paths."""
+
+    default_instruction = "Pull the branch, merge the changes and commit again"
+
+    def __init__(
+        self, paths: Iterable[str], reason: str | None = None, instruction: str | None = None
+    ) -> None:
+        self.paths: tuple[str, ...] = tuple(sorted(set(paths)))
+        shown = ", ".join(self.paths[:10]) + (" …" if len(self.paths) > 10 else "")
+        super().__init__(
+            reason or f"The branch changed upstream in the same files: {shown}", instruction
+        )
+
+
+class _Retryable(ProviderError):
+    """An error that may go away by itself; `retry_at` says when to try again, if known."""
+
+    def __init__(
+        self,
+        reason: str,
+        instruction: str | None = None,
+        retry_at: dt.datetime | None = None,
+    ) -> None:
+        self.retry_at = retry_at
+        if instruction is None and retry_at is not None:
+            instruction = f"Try again after {retry_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+        super().__init__(reason, instruction)
+
+
+class RateLimited(_Retryable):
+    """The forge's primary or secondary rate limit was hit and retries ran out."""
+
+    default_instruction = "Wait a few minutes before trying again, or use a token with a higher limit"
+
+
+class Unavailable(_Retryable):
+    """The forge answered 5xx, timed out or dropped the connection, and retries ran out."""
+
+    default_instruction = "The forge may be down or unreachable; try again in a few minutes"
+
+
+class InvalidRequest(ProviderError):
+    """The forge refused the request as malformed, or we refused it before sending."""
+
+    default_instruction = "Correct the input and try again"
+
+
+class AlreadyExists(InvalidRequest):
+    """A branch (or another named object) with that name already exists."""
+
+    default_instruction = "Use the existing one or choose another name"
+
+
+class UnsafeInput(InvalidRequest):
+    """An archive entry, path or branch name that could escape or corrupt the project."""
+
+    default_instruction = "Nothing was written; check the repository contents and the name given"

@@ -1,0 +1,175 @@
+"""Git object plumbing on a dulwich object store: walk, diff and rewrite trees.
+
+The local adapter commits with these, and the forge doubles build their GitHub and GitLab
+semantics on them, so a tree is always written the way git itself would write it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from dulwich.diff_tree import tree_changes
+from dulwich.object_store import BaseObjectStore
+from dulwich.objects import Blob, Commit, Tree
+
+from providers.contract import FileMode
+from providers.errors import InvalidRequest
+
+DIR_MODE = 0o040000
+
+
+@dataclass(frozen=True)
+class TreeEdit:
+    """Set `path` to blob `sha` with `mode`, or remove it when `sha` is None."""
+
+    path: str
+    mode: FileMode
+    sha: bytes | None
+
+
+def blob_sha(data: bytes) -> str:
+    """The git blob id of `data`: sha1 of 'blob <len>\\0' + data."""
+    return Blob.from_string(data).id.decode()
+
+
+def walk(store: BaseObjectStore, tree_id: bytes, prefix: str = "") -> Iterator[tuple[str, int, bytes]]:
+    """Every file under a tree, depth first: (path, mode, blob id). Submodules are skipped."""
+    tree = store[tree_id]
+    assert isinstance(tree, Tree)  # noqa: S101 - callers pass tree ids
+    for item in tree.iteritems():
+        name = item.path.decode("utf-8", "surrogateescape")
+        path = f"{prefix}{name}"
+        if item.mode == DIR_MODE:
+            yield from walk(store, item.sha, path + "/")
+        elif item.mode in (0o100644, 0o100755, 0o120000, 0o100664):
+            yield path, item.mode, item.sha
+
+
+def lookup(store: BaseObjectStore, tree_id: bytes | None, path: str) -> tuple[int, bytes] | None:
+    """(mode, sha) of the entry at `path`, or None when there is none."""
+    if tree_id is None:
+        return None
+    current = tree_id
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        tree = store[current]
+        assert isinstance(tree, Tree)  # noqa: S101
+        try:
+            mode, sha = tree[part.encode()]
+        except KeyError:
+            return None
+        if i == len(parts) - 1:
+            return mode, sha
+        if mode != DIR_MODE:
+            return None
+        current = sha
+    return None  # pragma: no cover
+
+
+def changed_paths(store: BaseObjectStore, old_tree: bytes | None, new_tree: bytes | None) -> frozenset[str]:
+    """Paths that differ between two trees (both sides of a rename)."""
+    paths: set[str] = set()
+    for change in tree_changes(store, old_tree, new_tree):
+        for entry in (change.old, change.new):
+            if entry is not None and entry.path is not None:
+                paths.add(entry.path.decode("utf-8", "surrogateescape"))
+    return frozenset(paths)
+
+
+def apply_edits(store: BaseObjectStore, base_tree: bytes | None, edits: Iterable[TreeEdit]) -> bytes:
+    """Write the tree that results from applying `edits` to `base_tree` (None = empty).
+
+    Raises `InvalidRequest` when an edit deletes a missing file or puts a file where a
+    folder is (or the other way round)."""
+    nested: dict[str, object] = {}
+    for edit in edits:
+        node = nested
+        parts = edit.path.split("/")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise InvalidRequest(f"{edit.path}: a file and a folder would share a name")
+            node = child
+        if isinstance(node.get(parts[-1]), dict):
+            raise InvalidRequest(f"{edit.path}: a file and a folder would share a name")
+        node[parts[-1]] = edit
+    tree_id = _apply(store, base_tree, nested, "")
+    return tree_id if tree_id is not None else _store(store, Tree())
+
+
+def _apply(store: BaseObjectStore, tree_id: bytes | None, nested: dict[str, object], prefix: str) -> bytes | None:
+    tree = Tree()
+    if tree_id is not None:
+        base = store[tree_id]
+        assert isinstance(base, Tree)  # noqa: S101
+        for item in base.iteritems():
+            tree.add(item.path, item.mode, item.sha)
+    for name, value in nested.items():
+        key = name.encode("utf-8", "surrogateescape")
+        existing = tree[key] if key in tree else None
+        if isinstance(value, dict):
+            sub_base = existing[1] if existing and existing[0] == DIR_MODE else None
+            if existing and existing[0] != DIR_MODE:
+                raise InvalidRequest(f"{prefix}{name} is a file; it cannot hold other files")
+            sub = _apply(store, sub_base, value, f"{prefix}{name}/")
+            if sub is None:
+                if key in tree:
+                    del tree[key]
+            else:
+                tree.add(key, DIR_MODE, sub)
+            continue
+        assert isinstance(value, TreeEdit)  # noqa: S101
+        if value.sha is None:
+            if existing is None or existing[0] == DIR_MODE:
+                raise InvalidRequest(f"Cannot delete {value.path}: it is not a file in the branch")
+            del tree[key]
+        else:
+            if existing is not None and existing[0] == DIR_MODE:
+                raise InvalidRequest(f"{value.path} is a folder in the branch; it cannot be a file")
+            tree.add(key, int(value.mode), value.sha)
+    if not len(tree):
+        return None
+    return _store(store, tree)
+
+
+def _store(store: BaseObjectStore, obj: Tree | Blob | Commit) -> bytes:
+    store.add_object(obj)
+    return obj.id
+
+
+def add_blob(store: BaseObjectStore, data: bytes) -> bytes:
+    """Store `data` as a blob and return its id."""
+    return _store(store, Blob.from_string(data))
+
+
+def make_commit(
+    store: BaseObjectStore,
+    tree: bytes,
+    parents: list[bytes],
+    message: str,
+    author: tuple[str, str],
+    committer: tuple[str, str] | None = None,
+    when: int | None = None,
+) -> bytes:
+    """Write a commit object and return its id."""
+    commit = Commit()
+    commit.tree = tree
+    commit.parents = parents
+    commit.author = f"{author[0]} <{author[1]}>".encode()
+    committer = committer or author
+    commit.committer = f"{committer[0]} <{committer[1]}>".encode()
+    commit.commit_time = commit.author_time = int(time.time()) if when is None else when
+    commit.commit_timezone = commit.author_timezone = 0
+    commit.encoding = b"UTF-8"
+    commit.message = message.encode()
+    return _store(store, commit)
+
+
+def commit_tree(store: BaseObjectStore, commit_id: bytes) -> bytes:
+    """The tree id of a commit."""
+    commit = store[commit_id]
+    if not isinstance(commit, Commit):
+        raise InvalidRequest(f"{commit_id.decode()} is not a commit")
+    return commit.tree

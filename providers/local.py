@@ -1,0 +1,244 @@
+"""The embedded default: a bare repository on disk, read and written through dulwich.
+
+Ref updates are compare-and-swap under git's own `.lock` files, so several processes (or
+threads) committing to one branch never lose a commit or move a branch backwards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from dulwich.errors import NotGitRepository
+from dulwich.file import FileLocked
+from dulwich.objects import Blob, Commit
+from dulwich.repo import Repo
+
+from providers import changeset, gitobjects
+from providers.config import ForgeConfig
+from providers.contract import (
+    ArchiveEntry,
+    Author,
+    Branch,
+    Capabilities,
+    ChangeRequest,
+    CommitResult,
+    FileChange,
+    FileMode,
+    RepositoryInfo,
+    Snapshot,
+    TreeEntry,
+)
+from providers.errors import AlreadyExists, InvalidRequest, NotFound, Unavailable
+from providers.names import branch_clash, check_branch_name, check_repo_path, is_sha
+
+_LOCK_ATTEMPTS = 200
+
+
+class LocalForge:
+    """A bare git repository in a folder. Change requests are not supported."""
+
+    capabilities = Capabilities(
+        symlinks=True, executable_bit=True, verified_commits=False, change_requests=False
+    )
+
+    def __init__(self, config: ForgeConfig) -> None:
+        self.path = Path(config.location.api_url)
+        self.web_url = config.location.web_url
+        self.default_author = config.default_author
+
+    @classmethod
+    def create(cls, config: ForgeConfig, default_branch: str = "main") -> LocalForge:
+        """Initialise an empty bare repository at the configured path if none is there."""
+        path = Path(config.location.api_url)
+        if not (path / "HEAD").exists():
+            path.mkdir(parents=True, exist_ok=True)
+            repo = Repo.init_bare(str(path))
+            repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{default_branch}".encode())
+            repo.close()
+        return cls(config)
+
+    @contextmanager
+    def _repo(self) -> Iterator[Repo]:
+        try:
+            repo = Repo(str(self.path))
+        except (NotGitRepository, FileNotFoundError) as exc:
+            raise NotFound(
+                f"There is no git repository at {self.path}",
+                "Check MELTANO_FORGE_REPO, or run `meltano-forge init` to create one",
+            ) from exc
+        try:
+            yield repo
+        finally:
+            repo.close()
+
+    def repository(self) -> RepositoryInfo:
+        """Default branch from HEAD; a local repository has no forge-side protections."""
+        with self._repo() as repo:
+            target = repo.refs.get_symrefs().get(b"HEAD", b"refs/heads/main")
+            default = target.decode().removeprefix("refs/heads/")
+            empty = not any(True for _ in repo.refs.keys(base=b"refs/heads/"))
+        return RepositoryInfo(default, self.web_url, empty, None)
+
+    def branches(self) -> list[Branch]:
+        """All `refs/heads/*`, sorted by name."""
+        with self._repo() as repo:
+            heads = repo.refs.as_dict(b"refs/heads/")
+        return sorted(
+            (Branch(name.decode(), sha.decode()) for name, sha in heads.items()),
+            key=lambda b: b.name,
+        )
+
+    def branch(self, name: str) -> Branch:
+        """One branch, or `NotFound`."""
+        check_branch_name(name)
+        head = self._head(name)
+        if head is None:
+            raise NotFound(f"The branch '{name}' does not exist")
+        return Branch(name, head)
+
+    def _head(self, name: str) -> str | None:
+        with self._repo() as repo:
+            value = repo.refs.as_dict(b"refs/heads/").get(name.encode())
+        return value.decode() if value else None
+
+    def create_branch(self, name: str, from_sha: str) -> Branch:
+        """Create `name` at `from_sha`; refuses clashes with existing branch folders."""
+        check_branch_name(name)
+        existing = [b.name for b in self.branches()]
+        clash = branch_clash(name, existing)
+        if clash:
+            raise InvalidRequest(
+                f"Cannot create branch '{name}' while branch '{clash}' exists: git stores "
+                "branches as files, so one name cannot also be a folder of the other",
+                "Choose a name like 'development-aj' instead of 'development/aj'",
+            )
+        with self._repo() as repo:
+            self._commit_object(repo, from_sha)
+            if not repo.refs.add_if_new(f"refs/heads/{name}".encode(), from_sha.encode()):
+                raise AlreadyExists(f"The branch '{name}' already exists")
+        return Branch(name, from_sha)
+
+    @contextmanager
+    def archive(self, ref: str) -> Iterator[Snapshot]:
+        """Stream the tree at a commit or branch straight from the object store."""
+        sha = ref if is_sha(ref) else self.branch(ref).head
+        with self._repo() as repo:
+            tree = self._commit_object(repo, sha).tree
+            yield Snapshot(sha, self._entries(repo, tree))
+
+    @staticmethod
+    def _entries(repo: Repo, tree: bytes) -> Iterator[ArchiveEntry]:
+        store = repo.object_store
+        for path, mode, sha in gitobjects.walk(store, tree):
+            blob = store[sha]
+            assert isinstance(blob, Blob)  # noqa: S101
+            yield ArchiveEntry(path, FileMode.parse(mode), blob.as_raw_string())
+
+    def read_file(self, sha: str, path: str) -> bytes:
+        """One file's bytes at a commit."""
+        check_repo_path(path)
+        with self._repo() as repo:
+            found = gitobjects.lookup(repo.object_store, self._commit_object(repo, sha).tree, path)
+            if found is None or found[0] == gitobjects.DIR_MODE:
+                raise NotFound(f"{path} does not exist at {sha[:12]}")
+            blob = repo.object_store[found[1]]
+            assert isinstance(blob, Blob)  # noqa: S101
+            return blob.as_raw_string()
+
+    def list_tree(self, sha: str) -> list[TreeEntry]:
+        """Every file at a commit with its blob id and size."""
+        with self._repo() as repo:
+            store = repo.object_store
+            entries = []
+            for path, mode, blob_id in gitobjects.walk(store, self._commit_object(repo, sha).tree):
+                blob = store[blob_id]
+                assert isinstance(blob, Blob)  # noqa: S101
+                entries.append(
+                    TreeEntry(path, FileMode.parse(mode), blob_id.decode(), len(blob.as_raw_string()))
+                )
+            return entries
+
+    def changed_paths(self, base_sha: str, head_sha: str) -> frozenset[str]:
+        """Paths that differ between two commits."""
+        with self._repo() as repo:
+            return self._changed(repo, base_sha, head_sha)
+
+    def _changed(self, repo: Repo, base_sha: str | None, head_sha: str) -> frozenset[str]:
+        base = self._commit_object(repo, base_sha).tree if base_sha else None
+        return gitobjects.changed_paths(repo.object_store, base, self._commit_object(repo, head_sha).tree)
+
+    @staticmethod
+    def _commit_object(repo: Repo, sha: str) -> Commit:
+        if not is_sha(sha):
+            raise InvalidRequest(f"'{sha}' is not a commit SHA")
+        try:
+            obj = repo.object_store[sha.encode()]
+        except KeyError:
+            raise NotFound(f"The commit {sha} does not exist in {repo.path}") from None
+        if not isinstance(obj, Commit):
+            raise InvalidRequest(f"{sha} is not a commit")
+        return obj
+
+    def commit(
+        self,
+        branch: str,
+        expected_head: str | None,
+        changes: Sequence[FileChange],
+        message: str,
+        author: Author | None = None,
+    ) -> CommitResult:
+        """Build the commit on the current head and move the ref with compare-and-swap."""
+        check_branch_name(branch)
+        changeset.validate(changes)
+        ref = f"refs/heads/{branch}".encode()
+        who = (author.name, author.email) if author else self.default_author
+        with self._repo() as repo:
+            store = repo.object_store
+            blobs = [
+                gitobjects.TreeEdit(
+                    c.path, c.mode, None if c.content is None else gitobjects.add_blob(store, c.content)
+                )
+                for c in changes
+            ]
+            for _ in range(_LOCK_ATTEMPTS):
+                head = self._current(repo, ref)
+                if head != expected_head and head is not None:
+                    changeset.rebase_or_conflict(
+                        changes, expected_head, head, lambda a, b: self._changed(repo, a, b)
+                    )
+                base_tree = self._commit_object(repo, head).tree if head else None
+                tree = gitobjects.apply_edits(store, base_tree, blobs)
+                parents = [head.encode()] if head else []
+                new = gitobjects.make_commit(store, tree, parents, message, who)
+                if self._swap(repo, ref, head, new):
+                    return CommitResult(new.decode(), head, rebased=head != expected_head)
+        raise Unavailable(
+            f"The branch '{branch}' is being updated too often to commit",
+            "Try again in a moment",
+        )
+
+    @staticmethod
+    def _current(repo: Repo, ref: bytes) -> str | None:
+        value = repo.refs.as_dict(b"refs/heads/").get(ref.removeprefix(b"refs/heads/"))
+        return value.decode() if value else None
+
+    @staticmethod
+    def _swap(repo: Repo, ref: bytes, old: str | None, new: bytes) -> bool:
+        try:
+            if old is None:
+                return bool(repo.refs.add_if_new(ref, new))
+            return bool(repo.refs.set_if_equals(ref, old.encode(), new))
+        except FileLocked:
+            time.sleep(0.002 + (os.getpid() % 7) / 1000)
+            return False
+
+    def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
+        """A local repository has no pull requests."""
+        raise InvalidRequest(
+            "A local repository cannot hold pull requests",
+            f"Merge '{source}' into '{target}' with your git tooling, or use GitHub or GitLab",
+        )

@@ -1,0 +1,131 @@
+"""The registry: from a repository URL and settings to an adapter.
+
+    https://github.com/OWNER/REPO              github, api https://api.github.com
+    https://gitlab.com/GROUP/SUB/REPO          gitlab, api https://gitlab.com/api/v4
+    https://ghe.example.com/OWNER/REPO         github with provider=github (api /api/v3)
+    https://git.example.com/GROUP/REPO         gitlab with provider=gitlab (api /api/v4)
+    file:///path/to/bare.git                   local
+    https://forge.example.com/v1/projects/NAME service
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Callable
+
+from providers.config import ForgeConfig, ProviderKind, RepoLocation
+from providers.contract import Forge
+from providers.errors import InvalidRequest
+
+_PUBLIC_APIS = {
+    "github.com": (ProviderKind.GITHUB, "https://api.github.com"),
+    "www.github.com": (ProviderKind.GITHUB, "https://api.github.com"),
+    "gitlab.com": (ProviderKind.GITLAB, "https://gitlab.com/api/v4"),
+}
+
+
+def locate(repo: str, provider: str | None = None, api_url: str | None = None) -> RepoLocation:
+    """Resolve a repository URL into a `RepoLocation`; `InvalidRequest` says what to set."""
+    if not repo:
+        raise InvalidRequest("No repository is configured", "Set MELTANO_FORGE_REPO")
+    parsed = urllib.parse.urlsplit(repo)
+    kind = _kind(parsed, provider)
+    if kind is ProviderKind.LOCAL:
+        path = urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else repo
+        return RepoLocation(kind, path, path, f"file://{path}")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise InvalidRequest(
+            f"MELTANO_FORGE_REPO is not a repository URL: {_safe(repo)}",
+            "Use https://HOST/OWNER/REPO, file:///path/to/bare.git or "
+            "https://HOST/v1/projects/NAME",
+        )
+    origin = f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}"
+    path = parsed.path.strip("/").removesuffix(".git")
+    if kind is ProviderKind.SERVICE:
+        return RepoLocation(kind, origin, path.rpartition("/v1/projects/")[2], f"{origin}/{path}")
+    parts = path.split("/")
+    if kind is ProviderKind.GITHUB and len(parts) != 2 or len(parts) < 2 or "" in parts:
+        raise InvalidRequest(
+            f"MELTANO_FORGE_REPO does not name a repository: {_safe(repo)}",
+            "GitHub URLs are https://HOST/OWNER/REPO; GitLab URLs https://HOST/GROUP[/SUB]/REPO",
+        )
+    default = _PUBLIC_APIS.get(parsed.netloc.lower())
+    api = api_url or (default[1] if default else _self_hosted_api(kind, origin))
+    return RepoLocation(kind, api.rstrip("/"), path, f"{origin}/{path}")
+
+
+def _kind(parsed: urllib.parse.SplitResult, provider: str | None) -> ProviderKind:
+    if provider:
+        try:
+            return ProviderKind(provider.lower())
+        except ValueError:
+            choices = ", ".join(k.value for k in ProviderKind)
+            raise InvalidRequest(
+                f"Unknown provider '{provider}'", f"Set MELTANO_FORGE_PROVIDER to one of {choices}"
+            ) from None
+    if parsed.scheme == "file" or (not parsed.scheme and parsed.path):
+        return ProviderKind.LOCAL
+    if "/v1/projects/" in parsed.path:
+        return ProviderKind.SERVICE
+    known = _PUBLIC_APIS.get(parsed.netloc.lower())
+    if known:
+        return known[0]
+    raise InvalidRequest(
+        f"Cannot tell which forge hosts {parsed.netloc}",
+        "Set MELTANO_FORGE_PROVIDER to github or gitlab (and MELTANO_FORGE_API_URL if the API "
+        "is not at /api/v3 or /api/v4)",
+    )
+
+
+def _self_hosted_api(kind: ProviderKind, origin: str) -> str:
+    return f"{origin}/api/v3" if kind is ProviderKind.GITHUB else f"{origin}/api/v4"
+
+
+def _safe(url: str) -> str:
+    """The URL without any user:password@ part, which may hold a token."""
+    parsed = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parsed._replace(netloc=parsed.netloc.rpartition("@")[2]))
+
+
+def _github(config: ForgeConfig) -> Forge:
+    from providers.github import GitHubForge
+
+    return GitHubForge(config)
+
+
+def _gitlab(config: ForgeConfig) -> Forge:
+    from providers.gitlab import GitLabForge
+
+    return GitLabForge(config)
+
+
+def _local(config: ForgeConfig) -> Forge:
+    from providers.local import LocalForge
+
+    return LocalForge(config)
+
+
+def _service(config: ForgeConfig) -> Forge:
+    try:
+        from providers.service import ServiceForge  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise InvalidRequest(
+            "The service provider is not available in this version",
+            "Point MELTANO_FORGE_REPO at the forge itself",
+        ) from exc
+    forge: Forge = ServiceForge(config)
+    return forge
+
+
+ADAPTERS: dict[ProviderKind, Callable[[ForgeConfig], Forge]] = {
+    ProviderKind.GITHUB: _github,
+    ProviderKind.GITLAB: _gitlab,
+    ProviderKind.LOCAL: _local,
+    ProviderKind.SERVICE: _service,
+}
+"""The explicit list of adapters; SDKs are imported only when their adapter is chosen."""
+
+
+def open_forge(config: ForgeConfig) -> Forge:
+    """The adapter for `config.location`."""
+    return ADAPTERS[config.location.kind](config)

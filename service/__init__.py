@@ -1,0 +1,1 @@
+"""The meltano-forge HTTP service."""
