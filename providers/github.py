@@ -1,0 +1,461 @@
+"""GitHub (and GitHub Enterprise) through PyGithub.
+
+Commits go through the Git Data API: text inline in the tree, blobs only for binary or
+large files, a tree on `base_tree`, a commit, then a non-forced ref update, which is
+GitHub's compare-and-swap: "Update is not a fast forward" means the branch moved, and we
+check which paths moved before rebasing or raising `Conflict`. With `graphql_commits`,
+change sets without mode or symlink changes go through `createCommitOnBranch` instead
+(one mutation, `expectedHeadOid` as the guard, signed by GitHub). An empty repository
+refuses the Git Data API with 409, so its first commit starts with the contents API.
+
+PyGithub's own retries and throttling are switched off: `Retrier` owns back-off for every
+call, and reads the branch before retrying a write whose response was lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import github
+import httpx
+import requests
+from github import Auth, Github, GithubException, InputGitAuthor, InputGitTreeElement
+from github.GitCommit import GitCommit
+
+from providers import changeset
+from providers.config import ForgeConfig
+from providers.contract import (
+    Author,
+    Branch,
+    Capabilities,
+    ChangeRequest,
+    CommitResult,
+    FileChange,
+    FileMode,
+    RepositoryInfo,
+    Snapshot,
+    TreeEntry,
+)
+from providers.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+    RateLimited,
+    Unavailable,
+)
+from providers.names import branch_clash, check_branch_name, check_repo_path, is_sha
+from providers.redaction import protect_logs
+from providers.retry import Retrier, retry_at_from_headers
+from providers.tarball import ChunkReader, read_tarball
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+INLINE_LIMIT = 512 * 1024
+"""Text files up to this size go inline in the tree request; larger ones become blobs."""
+COMPARE_FILE_CAP = 300
+"""GitHub's compare lists at most 300 files; at the cap we diff the trees instead."""
+
+_COMMIT_MUTATION = """
+mutation($input: CreateCommitOnBranchInput!) {
+  createCommitOnBranch(input: $input) { commit { oid url } }
+}
+"""
+
+
+class _Refused(InvalidRequest):
+    """A 4xx GitHub refused with a message this adapter reacts to (not fast forward, ...)."""
+
+    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
+        self.status, self.message, self.kind = status, message, kind
+        super().__init__(f"GitHub refused the request ({status}): {message}")
+
+
+class _EmptyRepository(InvalidRequest):
+    """GitHub's 409 "Git Repository is empty." from the Git Data API."""
+
+
+def _forge_message(exc: GithubException) -> str:
+    data = exc.data if isinstance(exc.data, dict) else {}
+    message = str(data.get("message") or exc.message or "")
+    details = [str(e.get("message") or e.get("code") or "") for e in data.get("errors") or [] if isinstance(e, dict)]
+    return "; ".join(filter(None, [message, *details]))
+
+
+@contextmanager
+def map_github_errors(action: str) -> Iterator[None]:
+    """Translate PyGithub, requests and httpx errors into the provider error tree."""
+    try:
+        yield
+    except ProviderError:
+        raise
+    except GithubException as exc:
+        raise _translate(exc, action) from exc
+    except (requests.RequestException, httpx.TransportError) as exc:
+        raise Unavailable(f"GitHub did not answer while trying to {action} ({type(exc).__name__})") from exc
+    except httpx.HTTPStatusError as exc:
+        raise _status_error(exc.response.status_code, dict(exc.response.headers), exc.response.reason_phrase, action) from exc
+
+
+def _translate(exc: GithubException, action: str) -> ProviderError:
+    message = _forge_message(exc)
+    headers = dict(exc.headers or {})
+    data = exc.data if isinstance(exc.data, dict) else {}
+    errors = data.get("errors")
+    if exc.status == 400 and isinstance(errors, list) and errors and isinstance(errors[0], dict) and "type" in errors[0]:
+        return _Refused(400, str(errors[0].get("message", "")), str(errors[0]["type"]))
+    if exc.status == 409 and "empty" in message.lower():
+        return _EmptyRepository("The repository is empty")
+    return _status_error(exc.status, headers, message, action)
+
+
+def _status_error(status: int, headers: dict[str, str], message: str, action: str) -> ProviderError:
+    lowered = message.lower()
+    if status == 401:
+        return AuthenticationFailed(f"GitHub rejected the token while trying to {action}")
+    if status == 429 or (status == 403 and ("rate limit" in lowered or headers.get("x-ratelimit-remaining") == "0" or "retry-after" in {k.lower() for k in headers})):
+        return RateLimited(f"GitHub's rate limit was hit while trying to {action}", retry_at=retry_at_from_headers(headers))
+    if status == 403:
+        return PermissionDenied(f"GitHub denied permission to {action}: {message}")
+    if status == 404:
+        return NotFound(f"GitHub found nothing while trying to {action}")
+    if status >= 500:
+        return Unavailable(f"GitHub answered {status} while trying to {action}", retry_at=retry_at_from_headers(headers))
+    return _Refused(status, message)
+
+
+class GitHubForge:
+    """A repository on github.com or a GitHub Enterprise server."""
+
+    capabilities = Capabilities(symlinks=True, executable_bit=True, verified_commits=False, change_requests=True)
+
+    def __init__(self, config: ForgeConfig) -> None:
+        self.config = config
+        token = config.token.get_secret_value() if config.token else None
+        protect_logs(token)
+        self._gh = Github(
+            base_url=config.location.api_url,
+            auth=Auth.Token(token) if token else None,
+            timeout=int(config.timeout),
+            user_agent=config.user_agent,
+            per_page=100,
+            retry=None,
+            seconds_between_requests=None,
+            seconds_between_writes=config.seconds_between_writes or None,
+        )
+        self._full_name = config.location.path
+        self._owner = self._full_name.split("/")[0]
+        self._repo = self._gh.get_repo(self._full_name, lazy=True)
+        self._http = httpx.Client(timeout=config.timeout, headers={"User-Agent": config.user_agent})
+        self._retrier = Retrier(config.retry)
+        self._commits: dict[str, GitCommit] = {}
+        if config.graphql_commits:
+            self.capabilities = Capabilities(symlinks=True, executable_bit=True, verified_commits=True, change_requests=True)
+
+    def _call(self, action: str, fn: Callable[[], T], verify: Callable[[], T | None] | None = None) -> T:
+        def attempt() -> T:
+            with map_github_errors(action):
+                return fn()
+
+        return self._retrier.call(attempt, verify=verify)
+
+    # ---- reads -----------------------------------------------------------------------
+    def repository(self) -> RepositoryInfo:
+        """Default branch and web URL; protections come from the branch list."""
+        repo = self._call("read the repository", lambda: self._gh.get_repo(self._full_name))
+        branches = self.branches()
+        protected = tuple(b.name for b in branches if b.protected)
+        return RepositoryInfo(repo.default_branch, repo.html_url, not branches, protected)
+
+    def branches(self) -> list[Branch]:
+        """Every branch (paginated, 100 a page)."""
+        return self._call(
+            "list branches",
+            lambda: [Branch(b.name, b.commit.sha, b.protected) for b in self._repo.get_branches()],
+        )
+
+    def branch(self, name: str) -> Branch:
+        """One branch, with its protected flag, in one request."""
+        check_branch_name(name)
+        b = self._call(f"read branch '{name}'", lambda: self._repo.get_branch(name))
+        return Branch(b.name, b.commit.sha, b.protected)
+
+    def create_branch(self, name: str, from_sha: str) -> Branch:
+        """POST /git/refs; a folder clash becomes an explanation, not GitHub's bare 422."""
+        check_branch_name(name)
+        try:
+            self._call(f"create branch '{name}'", lambda: self._repo.create_git_ref(f"refs/heads/{name}", from_sha))
+        except _Refused as exc:
+            if "already exists" in exc.message:
+                raise AlreadyExists(f"The branch '{name}' already exists") from exc
+            clash = branch_clash(name, [b.name for b in self.branches()])
+            if clash:
+                raise InvalidRequest(
+                    f"Cannot create branch '{name}' while branch '{clash}' exists: git stores "
+                    "branches as files, so one name cannot also be a folder of the other",
+                    "Choose a name like 'development-aj' instead of 'development/aj'",
+                ) from exc
+            raise
+        return Branch(name, from_sha)
+
+    @contextmanager
+    def archive(self, ref: str) -> Iterator[Snapshot]:
+        """The tarball of a SHA or branch: one API request (302) plus the download hop.
+        The pax header pins the SHA, so a branch name needs no separate lookup."""
+        response = self._call(f"download the archive of {ref}", lambda: self._open_tarball(ref))
+        try:
+            sha, entries = read_tarball(
+                ChunkReader(self._body(response)),
+                expected_sha=ref if is_sha(ref) else None,
+                limits=self.config.archive_limits,
+            )
+            yield Snapshot(sha, entries)
+        finally:
+            response.close()
+
+    def _open_tarball(self, ref: str) -> httpx.Response:
+        link = self._repo.get_archive_link("tarball", ref)
+        response = self._http.send(self._http.build_request("GET", link), stream=True)
+        if response.status_code >= 400:
+            response.close()
+            response.raise_for_status()
+        return response
+
+    @staticmethod
+    def _body(response: httpx.Response) -> Iterator[bytes]:
+        with map_github_errors("download the archive"):
+            yield from response.iter_raw(64 * 1024)
+
+    def read_file(self, sha: str, path: str) -> bytes:
+        """Contents API; files over 1 MB come from the blob API."""
+        check_repo_path(path)
+        content = self._call(f"read {path}", lambda: self._repo.get_contents(path, ref=sha))
+        if isinstance(content, list):
+            raise NotFound(f"{path} is a folder, not a file")
+        if content.encoding == "base64" and (content.content or content.size == 0):
+            return content.decoded_content
+        blob = self._call(f"read {path}", lambda: self._repo.get_git_blob(content.sha))
+        return base64.b64decode(blob.content)
+
+    def list_tree(self, sha: str) -> list[TreeEntry]:
+        """The recursive tree in one request."""
+        tree = self._call("list the tree", lambda: self._repo.get_git_tree(sha, recursive=True))
+        if tree.raw_data.get("truncated"):
+            raise Unavailable("GitHub truncated the tree listing (over 100,000 files)",
+                              "Narrow MELTANO_FORGE_PROJECT_PATH to the Meltano project's folder")
+        return [
+            TreeEntry(e.path, FileMode.parse(e.mode), e.sha, e.size or 0)
+            for e in tree.tree if e.type == "blob"
+        ]
+
+    def changed_paths(self, base_sha: str, head_sha: str) -> frozenset[str]:
+        """From the compare API, or from both trees when compare hits its 300-file cap."""
+        comparison = self._call("compare commits", lambda: self._repo.compare(base_sha, head_sha))
+        files = comparison.files
+        if len(files) < COMPARE_FILE_CAP:
+            return frozenset(
+                p for f in files for p in (f.filename, f.previous_filename) if p
+            )
+        old = {e.path: (e.mode, e.sha) for e in self.list_tree(base_sha)}
+        new = {e.path: (e.mode, e.sha) for e in self.list_tree(head_sha)}
+        return frozenset(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
+
+    def _changed_since(self, base_sha: str | None, head_sha: str) -> frozenset[str]:
+        if base_sha is None:
+            return frozenset(e.path for e in self.list_tree(head_sha))
+        return self.changed_paths(base_sha, head_sha)
+
+    # ---- commits ---------------------------------------------------------------------
+    def commit(
+        self,
+        branch: str,
+        expected_head: str | None,
+        changes: Sequence[FileChange],
+        message: str,
+        author: Author | None = None,
+    ) -> CommitResult:
+        """Atomic commit; rebases over disjoint upstream changes, else `Conflict`."""
+        check_branch_name(branch)
+        changeset.validate(changes)
+        head = expected_head
+        if head is None:
+            try:
+                head = self.branch(branch).head
+            except NotFound:
+                return self._root_commit(branch, changes, message, author)
+            changeset.rebase_or_conflict(changes, None, head, self._changed_since)
+        use_graphql = self.config.graphql_commits and author is None and self._graphql_can(changes)
+        for _ in range(self.config.retry.attempts * 2):
+            try:
+                if use_graphql:
+                    sha = self._graphql_commit(branch, head, changes, message)
+                else:
+                    sha = self._rest_commit(branch, head, changes, message, author)
+                return CommitResult(sha, head, rebased=head != expected_head)
+            except _Refused as exc:
+                if not (exc.kind == "STALE_DATA" or "not a fast forward" in exc.message.lower()):
+                    raise
+            current = self.branch(branch).head
+            changeset.rebase_or_conflict(changes, expected_head, current, self._changed_since)
+            head = current
+        raise Unavailable(f"The branch '{branch}' kept moving while committing", "Try again in a moment")
+
+    @staticmethod
+    def _graphql_can(changes: Sequence[FileChange]) -> bool:
+        """createCommitOnBranch writes every file as 100644 and cannot make symlinks."""
+        return all(
+            c.is_delete or (c.mode is FileMode.REGULAR and c.base_mode in (None, FileMode.REGULAR))
+            for c in changes
+        )
+
+    def _git_commit(self, sha: str) -> GitCommit:
+        if sha not in self._commits:
+            self._commits[sha] = self._call("read a commit", lambda: self._repo.get_git_commit(sha))
+        return self._commits[sha]
+
+    def _tree_elements(self, changes: Sequence[FileChange]) -> list[InputGitTreeElement]:
+        elements = []
+        for change in changes:
+            if change.content is None:
+                elements.append(InputGitTreeElement(change.path, change.mode.git, "blob", sha=None))
+                continue
+            text = _as_inline_text(change.content)
+            if text is not None:
+                elements.append(InputGitTreeElement(change.path, change.mode.git, "blob", content=text))
+            else:
+                data = base64.b64encode(change.content).decode()
+                blob = self._call(f"upload {change.path}", lambda d=data: self._repo.create_git_blob(d, "base64"))  # type: ignore[misc]
+                elements.append(InputGitTreeElement(change.path, change.mode.git, "blob", sha=blob.sha))
+        return elements
+
+    def _rest_commit(
+        self, branch: str, parent: str | None, changes: Sequence[FileChange], message: str, author: Author | None
+    ) -> str:
+        elements = self._tree_elements(changes)
+        parents = [self._git_commit(parent)] if parent else []
+        if parents:
+            tree = self._call("write the tree", lambda: self._repo.create_git_tree(elements, base_tree=parents[0].tree))
+        else:
+            tree = self._call("write the tree", lambda: self._repo.create_git_tree(elements))
+        who = InputGitAuthor(author.name, author.email) if author else github.GithubObject.NotSet
+        new = self._call("write the commit", lambda: self._repo.create_git_commit(message, tree, parents, author=who))
+        self._commits[new.sha] = new
+        if parent is None:
+            self._call(f"create branch '{branch}'", lambda: self._repo.create_git_ref(f"refs/heads/{branch}", new.sha),
+                       verify=lambda: self._landed(branch, new.sha))
+            return new.sha
+        url = f"{self._repo.url}/git/refs/heads/{urllib.parse.quote(branch, safe='')}"
+        self._call(
+            f"move branch '{branch}'",
+            lambda: self._repo._requester.requestJsonAndCheck("PATCH", url, input={"sha": new.sha, "force": False}),
+            verify=lambda: self._landed(branch, new.sha),
+        )
+        return new.sha
+
+    def _landed(self, branch: str, sha: str) -> Any:
+        try:
+            return True if self.branch(branch).head == sha else None
+        except NotFound:
+            return None
+
+    def _graphql_commit(self, branch: str, head: str, changes: Sequence[FileChange], message: str) -> str:
+        headline, _, body = message.partition("\n")
+        variables = {"input": {
+            "branch": {"repositoryNameWithOwner": self._full_name, "branchName": branch},
+            "expectedHeadOid": head,
+            "message": {"headline": headline, "body": body.strip("\n")},
+            "fileChanges": {
+                "additions": [{"path": c.path, "contents": base64.b64encode(c.content).decode()}
+                              for c in changes if c.content is not None],
+                "deletions": [{"path": c.path} for c in changes if c.content is None],
+            },
+        }}
+
+        def mutate() -> str:
+            _, data = self._repo._requester.graphql_query(_COMMIT_MUTATION, variables)
+            return str(data["data"]["createCommitOnBranch"]["commit"]["oid"])
+
+        def verify() -> str | None:
+            current = self.branch(branch).head
+            if current == head:
+                return None
+            landed = self._repo.get_git_commit(current)
+            ours = [p.sha for p in landed.parents] == [head] and landed.message.strip() == message.strip()
+            return current if ours else None
+
+        return self._call(f"commit to '{branch}'", mutate, verify=verify)
+
+    def _root_commit(self, branch: str, changes: Sequence[FileChange], message: str, author: Author | None) -> CommitResult:
+        """First commit of a branch that does not exist; on an empty repository the
+        contents API must make the very first commit, the rest follows on top of it."""
+        try:
+            sha = self._rest_commit(branch, None, changes, message, author)
+            return CommitResult(sha, None)
+        except _EmptyRepository:
+            pass
+        first = next((c for c in changes if c.content is not None and c.mode is FileMode.REGULAR), None)
+        if first is None or first.content is None:
+            raise InvalidRequest("The first commit of an empty GitHub repository needs a regular file")
+        content = first.content
+        who = InputGitAuthor(author.name, author.email) if author else github.GithubObject.NotSet
+        result = self._call(
+            "make the first commit",
+            lambda: self._repo.create_file(first.path, message, content, branch=branch, author=who),
+            verify=lambda: True if self._exists(branch) else None,
+        )
+        head = result["commit"].sha if isinstance(result, dict) else self.branch(branch).head
+        rest = [c for c in changes if c is not first]
+        if not rest:
+            return CommitResult(head, None)
+        sha = self._rest_commit(branch, head, rest, message, author)
+        return CommitResult(sha, None)
+
+    def _exists(self, branch: str) -> bool:
+        try:
+            self.branch(branch)
+        except NotFound:
+            return False
+        return True
+
+    # ---- change requests -------------------------------------------------------------
+    def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
+        """Reuse the open PR from `source` into `target`, or open one."""
+        check_branch_name(source)
+        check_branch_name(target)
+        found = self._find_pull(source, target)
+        if found:
+            return found
+        try:
+            pr = self._call("open a pull request", lambda: self._repo.create_pull(base=target, head=source, title=title, body=body))
+        except _Refused as exc:
+            again = self._find_pull(source, target)
+            if again:
+                return again
+            if "no commits between" in exc.message.lower():
+                raise InvalidRequest(f"'{source}' has nothing that '{target}' lacks", "Commit changes first") from exc
+            raise
+        return ChangeRequest(pr.number, pr.html_url, source, target, created=True)
+
+    def _find_pull(self, source: str, target: str) -> ChangeRequest | None:
+        pulls = self._call("list pull requests", lambda: list(self._repo.get_pulls(state="open", head=f"{self._owner}:{source}", base=target)))
+        if not pulls:
+            return None
+        return ChangeRequest(pulls[0].number, pulls[0].html_url, source, target, created=False)
+
+
+def _as_inline_text(data: bytes) -> str | None:
+    """The contents as a str when they can travel inline in a tree request."""
+    if len(data) > INLINE_LIMIT or b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -1,0 +1,51 @@
+"""Keep credentials out of log records, whoever logs them (PyGithub, python-gitlab, httpx).
+
+SDKs log request lines and URLs at DEBUG and INFO. A token can ride in a header, or in a
+query string (GitHub's codeload `?token=` download links). Logger filters only see records
+created on their own logger, not a child's, so instead we wrap the log record factory:
+every record, from any logger, is masked the moment it is created.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any
+
+_QUERY_TOKEN = re.compile(r"(?i)((?:private_|access_|job_)?token=)[^&\s'\"]+")
+_secrets: set[str] = set()
+_lock = threading.Lock()
+_installed = False
+
+
+def redact(text: str, secrets: set[str] | frozenset[str] | None = None) -> str:
+    """`text` with each secret and each `token=` query value replaced by `***`."""
+    for secret in _secrets if secrets is None else secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _QUERY_TOKEN.sub(r"\1***", text)
+
+
+def protect_logs(*secrets: str | None) -> None:
+    """Register secrets to mask in every log record from now on."""
+    global _installed
+    with _lock:
+        _secrets.update(s for s in secrets if s and len(s) >= 4)
+        if _installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):
+                message = str(record.msg)
+            masked = redact(message)
+            if masked != message:
+                record.msg, record.args = masked, None
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _installed = True

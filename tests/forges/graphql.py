@@ -1,0 +1,114 @@
+"""GitHub's GraphQL `createCommitOnBranch`, served from the published schema excerpt.
+
+The query is parsed and validated by graphql-core against shared/contracts'
+`createCommitOnBranch` schema (plus the few output types the excerpt leaves out), so a
+mutation the real API would reject is rejected here too. A stale `expectedHeadOid` gets
+GitHub's STALE_DATA error; the commit is authored by the token's owner, as GitHub does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import TYPE_CHECKING, Any
+
+from graphql import GraphQLError, build_schema, parse, validate
+
+from providers import gitobjects
+from providers.contract import FileMode
+from providers.errors import InvalidRequest
+from tests.forges import gitdata, openapi
+from tests.forges.server import Request, Response
+
+if TYPE_CHECKING:
+    from tests.forges.github import GitHubDouble
+
+_EXTRA_TYPES = """
+scalar GitObjectID
+scalar Base64String
+scalar URI
+type Query { viewer: User! }
+type User { login: String! }
+type Commit { oid: GitObjectID! url: URI! message: String! }
+type Ref { name: String! prefix: String! target: Commit }
+"""
+
+
+class GraphQLEndpoint:
+    """POST /api/graphql for one GitHub double."""
+
+    def __init__(self, double: GitHubDouble) -> None:
+        self.double = double
+        self.schema = build_schema(openapi.GRAPHQL_PATH.read_text() + _EXTRA_TYPES)
+        self.mutations = 0
+
+    def handle(self, request: Request) -> Response:
+        body = request.json()
+        try:
+            document = parse(body.get("query", ""))
+        except GraphQLError as exc:
+            return Response.json(200, {"errors": [{"message": exc.message}]})
+        problems = validate(self.schema, document)
+        if problems:
+            with self.double._lock:
+                self.double.validation_errors.extend(f"graphql: {p.message}" for p in problems)
+            return Response.json(200, {"errors": [{"message": p.message} for p in problems]})
+        operation = document.definitions[0]
+        if getattr(operation, "operation", None) is None or operation.operation.value != "mutation":  # type: ignore[attr-defined]
+            return Response.json(200, {"data": {"viewer": {"login": "double-user"}}})
+        self.mutations += 1
+        variables = body.get("variables") or {}
+        value = variables.get("input")
+        if value is None:
+            return Response.json(200, {"errors": [{"message": "this double expects the input as the $input variable"}]})
+        return self._commit(value)
+
+    def _commit(self, value: dict[str, Any]) -> Response:
+        branch = value["branch"]
+        full_name = branch.get("repositoryNameWithOwner", "")
+        name = (branch.get("branchName") or "").removeprefix("refs/heads/")
+        with self.double.write_lock(full_name), self.double.open_repo(full_name) as repo:
+            if repo is None:
+                return _error("NOT_FOUND", f"Could not resolve to a Repository with the name '{full_name}'.")
+            head = gitdata.heads(repo).get(name)
+            if head is None:
+                return _error("NOT_FOUND", f"A ref named \"refs/heads/{name}\" does not exist.")
+            if head != value["expectedHeadOid"]:
+                return _error("STALE_DATA", f"Expected branch to point to \"{value['expectedHeadOid']}\" but it did not. Pull and try again.")
+            changes = value.get("fileChanges") or {}
+            store = repo.object_store
+            base = gitdata.tree_of(repo, head)
+            edits = []
+            paths = [a["path"] for a in changes.get("additions", [])] + [d["path"] for d in changes.get("deletions", [])]
+            if len(paths) != len(set(paths)):
+                return _error("UNPROCESSABLE", "A path was specified more than once.")
+            for deletion in changes.get("deletions", []):
+                if gitobjects.lookup(store, base, deletion["path"]) is None:
+                    return _error("UNPROCESSABLE", f"A path was requested for deletion which does not exist as of commit oid `{head}`")
+                edits.append(gitobjects.TreeEdit(deletion["path"], FileMode.REGULAR, None))
+            for addition in changes.get("additions", []):
+                try:
+                    data = base64.b64decode(addition["contents"], validate=True)
+                except (binascii.Error, ValueError):
+                    return _error("UNPROCESSABLE", "Invalid base64 contents")
+                existing = gitobjects.lookup(store, base, addition["path"])
+                mode = FileMode.parse(existing[0]) if existing and existing[0] in (0o100644, 0o100755) else FileMode.REGULAR
+                edits.append(gitobjects.TreeEdit(addition["path"], mode, gitobjects.add_blob(store, data)))
+            try:
+                tree = gitobjects.apply_edits(store, base, edits)
+            except InvalidRequest as exc:
+                return _error("UNPROCESSABLE", exc.reason)
+            message = value["message"]["headline"] + (f"\n\n{value['message']['body']}" if value["message"].get("body") else "")
+            who = ("double-user", "double-user@users.noreply.forge.invalid")
+            sha = gitobjects.make_commit(store, tree, [head.encode()], message, who, ("GitHub", "noreply@github.com"))
+            repo.refs.set_if_equals(f"refs/heads/{name}".encode(), head.encode(), sha)
+        oid = sha.decode()
+        data = {"createCommitOnBranch": {"commit": {"oid": oid, "url": f"{self.double.url}/{full_name}/commit/{oid}"},
+                                         "clientMutationId": value.get("clientMutationId")}}
+        return Response(200, json.dumps({"data": data}).encode())
+
+
+def _error(kind: str, message: str) -> Response:
+    return Response.json(200, {"data": {"createCommitOnBranch": None},
+                               "errors": [{"type": kind, "path": ["createCommitOnBranch"], "message": message}]})
