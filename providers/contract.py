@@ -209,8 +209,9 @@ class Forge(Protocol):
         name clashes with an existing branch used as a folder (`a` vs `a/b`)."""
         ...
 
-    def archive(self, ref: str) -> AbstractContextManager[Snapshot]:
-        """Stream the tree at a commit SHA or branch name, in one request where possible."""
+    def archive(self, ref: str, path: str = "") -> AbstractContextManager[Snapshot]:
+        """Stream the tree at a commit SHA or branch name, in one request where possible.
+        A `path` keeps only that folder (entries keep their full repository paths)."""
         ...
 
     def read_file(self, sha: str, path: str) -> bytes:

@@ -207,15 +207,17 @@ class GitHubForge:
         return Branch(name, from_sha)
 
     @contextmanager
-    def archive(self, ref: str) -> Iterator[Snapshot]:
+    def archive(self, ref: str, path: str = "") -> Iterator[Snapshot]:
         """The tarball of a SHA or branch: one API request (302) plus the download hop.
-        The pax header pins the SHA, so a branch name needs no separate lookup."""
+        The pax header pins the SHA, so a branch name needs no separate lookup. GitHub
+        cannot narrow a tarball to a folder, so `path` filters while streaming."""
         response = self._call(f"download the archive of {ref}", lambda: self._open_tarball(ref))
         try:
             sha, entries = read_tarball(
                 ChunkReader(self._body(response)),
                 expected_sha=ref if is_sha(ref) else None,
                 limits=self.config.archive_limits,
+                folder=path,
             )
             yield Snapshot(sha, entries)
         finally:

@@ -123,17 +123,19 @@ class LocalForge:
         return Branch(name, from_sha)
 
     @contextmanager
-    def archive(self, ref: str) -> Iterator[Snapshot]:
+    def archive(self, ref: str, path: str = "") -> Iterator[Snapshot]:
         """Stream the tree at a commit or branch straight from the object store."""
         sha = ref if is_sha(ref) else self.branch(ref).head
         with self._repo() as repo:
             tree = self._commit_object(repo, sha).tree
-            yield Snapshot(sha, self._entries(repo, tree))
+            yield Snapshot(sha, self._entries(repo, tree, path.strip("/")))
 
     @staticmethod
-    def _entries(repo: Repo, tree: bytes) -> Iterator[ArchiveEntry]:
+    def _entries(repo: Repo, tree: bytes, folder: str) -> Iterator[ArchiveEntry]:
         store = repo.object_store
         for path, mode, sha in gitobjects.walk(store, tree):
+            if folder and not path.startswith(folder + "/"):
+                continue
             blob = store[sha]
             assert isinstance(blob, Blob)  # noqa: S101
             yield ArchiveEntry(path, FileMode.parse(mode), blob.as_raw_string())

@@ -61,6 +61,7 @@ def read_tarball(
     *,
     expected_sha: str | None = None,
     limits: ArchiveLimits | None = None,
+    folder: str = "",
 ) -> tuple[str, Iterator[ArchiveEntry]]:
     """Open a tar.gz stream; return the commit SHA and an iterator of its files.
 
@@ -78,7 +79,11 @@ def read_tarball(
     sha = sha or expected_sha or ""
     if not is_sha(sha):
         raise UnsafeInput("The archive does not say which commit it holds")
-    return sha, _entries(tar, first, limits)
+    entries = _entries(tar, first, limits)
+    prefix = folder.strip("/") + "/" if folder.strip("/") else ""
+    if prefix:
+        entries = (e for e in entries if e.path.startswith(prefix))
+    return sha, entries
 
 
 def _entries(

@@ -1,0 +1,325 @@
+"""GitLab (gitlab.com and self-managed, nested groups included) through python-gitlab.
+
+A commit is one `POST /projects/:id/repository/commits` with create, update, delete and
+chmod actions. Every update and delete carries `last_commit_id` = the expected head:
+GitLab refuses the whole commit when that file's last change differs between the branch
+and that commit, and otherwise applies the actions on the branch's current head. That is
+exactly "rebase when disjoint, conflict when overlapping", in one request. Creating a
+file that appeared upstream fails too, and also becomes a `Conflict`.
+
+python-gitlab retries 429s and, when asked, POSTs by itself; both are switched off so the
+`Retrier` decides, and a commit whose response was lost is looked for on the branch
+before it is sent again.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import gitlab
+import requests
+from gitlab.exceptions import GitlabAuthenticationError, GitlabError
+
+from providers import changeset
+from providers.config import ForgeConfig
+from providers.contract import (
+    Author,
+    Branch,
+    Capabilities,
+    ChangeRequest,
+    CommitResult,
+    FileChange,
+    FileMode,
+    RepositoryInfo,
+    Snapshot,
+    TreeEntry,
+)
+from providers.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+    RateLimited,
+    Unavailable,
+)
+from providers.names import branch_clash, check_branch_name, check_repo_path, is_sha
+from providers.redaction import protect_logs
+from providers.retry import Retrier, retry_at_from_headers
+from providers.tarball import ChunkReader, read_tarball
+
+T = TypeVar("T")
+
+_STALE_MESSAGES = (
+    "has changed since you started editing it",
+    "a file with this name already exists",
+    "a file with this name doesn't exist",
+)
+
+
+class _Refused(InvalidRequest):
+    """A 4xx with GitLab's message, which some callers react to."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status, self.message = status, message
+        super().__init__(f"GitLab refused the request ({status}): {message}")
+
+
+class _Gitlab(gitlab.Gitlab):
+    """python-gitlab with its own retry loop off; the adapter's `Retrier` decides."""
+
+    def http_request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["obey_rate_limit"] = False
+        kwargs["retry_transient_errors"] = False
+        kwargs["max_retries"] = 0
+        return super().http_request(*args, **kwargs)
+
+
+class _LastHeaders(threading.local):
+    headers: dict[str, str]
+
+    def __init__(self) -> None:
+        self.headers = {}
+
+
+@contextmanager
+def map_gitlab_errors(action: str, last: _LastHeaders) -> Iterator[None]:
+    """Translate python-gitlab and requests errors into the provider error tree.
+    python-gitlab drops response headers from its exceptions, so the last response's
+    headers (for Retry-After) come from a session hook."""
+    try:
+        yield
+    except ProviderError:
+        raise
+    except GitlabAuthenticationError as exc:
+        raise AuthenticationFailed(f"GitLab rejected the token while trying to {action}") from exc
+    except GitlabError as exc:
+        raise _translate(exc, action, last.headers) from exc
+    except requests.RequestException as exc:
+        raise Unavailable(f"GitLab did not answer while trying to {action} ({type(exc).__name__})") from exc
+
+
+def _translate(exc: GitlabError, action: str, headers: dict[str, str]) -> ProviderError:
+    status = exc.response_code or 0
+    message = str(exc.error_message)
+    if status == 401:
+        return AuthenticationFailed(f"GitLab rejected the token while trying to {action}")
+    if status == 429:
+        return RateLimited(f"GitLab's rate limit was hit while trying to {action}", retry_at=retry_at_from_headers(headers))
+    if status == 403:
+        return PermissionDenied(f"GitLab denied permission to {action}: {message}")
+    if status == 404:
+        return NotFound(f"GitLab found nothing while trying to {action}")
+    if status >= 500 or status == 0:
+        return Unavailable(f"GitLab answered {status or 'nothing'} while trying to {action}", retry_at=retry_at_from_headers(headers))
+    return _Refused(status, message)
+
+
+class GitLabForge:
+    """A project on gitlab.com or a self-managed GitLab."""
+
+    capabilities = Capabilities(symlinks=False, executable_bit=True, verified_commits=False, change_requests=True)
+
+    def __init__(self, config: ForgeConfig) -> None:
+        self.config = config
+        token = config.token.get_secret_value() if config.token else None
+        protect_logs(token)
+        base = config.location.api_url.removesuffix("/api/v4")
+        self._gl = _Gitlab(base, private_token=token, timeout=config.timeout, user_agent=config.user_agent, per_page=100)
+        self._last = _LastHeaders()
+        self._gl.session.hooks["response"].append(self._remember_headers)
+        self._path = config.location.path
+        self._project = self._gl.projects.get(self._path, lazy=True)
+        self._retrier = Retrier(config.retry)
+
+    def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last.headers = dict(response.headers)
+
+    def _call(self, action: str, fn: Callable[[], T], verify: Callable[[], T | None] | None = None) -> T:
+        def attempt() -> T:
+            with map_gitlab_errors(action, self._last):
+                return fn()
+
+        return self._retrier.call(attempt, verify=verify)
+
+    # ---- reads -----------------------------------------------------------------------
+    def repository(self) -> RepositoryInfo:
+        """Project defaults plus protected branch names when the token may read them."""
+        project = self._call("read the project", lambda: self._gl.projects.get(self._path))
+        try:
+            protected = tuple(p.name for p in self._call("read protected branches", lambda: self._project.protectedbranches.list(get_all=True)))
+        except (PermissionDenied, NotFound):
+            protected = None
+        return RepositoryInfo(project.default_branch or "main", project.web_url, bool(project.empty_repo), protected)
+
+    def branches(self) -> list[Branch]:
+        """Every branch (100 a page)."""
+        return self._call(
+            "list branches",
+            lambda: [Branch(b.name, b.commit["id"], bool(b.protected)) for b in self._project.branches.list(iterator=True)],
+        )
+
+    def branch(self, name: str) -> Branch:
+        """One branch, in one request."""
+        check_branch_name(name)
+        b = self._call(f"read branch '{name}'", lambda: self._project.branches.get(name))
+        return Branch(b.name, b.commit["id"], bool(b.protected))
+
+    def create_branch(self, name: str, from_sha: str) -> Branch:
+        """POST /repository/branches; explains folder clashes."""
+        check_branch_name(name)
+        try:
+            self._call(f"create branch '{name}'", lambda: self._project.branches.create({"branch": name, "ref": from_sha}))
+        except _Refused as exc:
+            if "already exists" in exc.message.lower():
+                raise AlreadyExists(f"The branch '{name}' already exists") from exc
+            clash = branch_clash(name, [b.name for b in self.branches()])
+            if clash:
+                raise InvalidRequest(
+                    f"Cannot create branch '{name}' while branch '{clash}' exists: git stores "
+                    "branches as files, so one name cannot also be a folder of the other",
+                    "Choose a name like 'development-aj' instead of 'development/aj'",
+                ) from exc
+            raise
+        return Branch(name, from_sha)
+
+    @contextmanager
+    def archive(self, ref: str, path: str = "") -> Iterator[Snapshot]:
+        """One archive request by SHA or branch (GitLab.com allows 5 a minute); `path`
+        narrows it on the server. The pax header pins the SHA."""
+        folder = path.strip("/")
+        kwargs: dict[str, Any] = {"path": folder} if folder else {}
+        chunks = self._call(
+            f"download the archive of {ref}",
+            lambda: self._project.repository_archive(sha=ref, streamed=True, iterator=True, chunk_size=64 * 1024, format="tar.gz", **kwargs),
+        )
+        try:
+            sha, entries = read_tarball(
+                ChunkReader(self._body(chunks)), expected_sha=ref if is_sha(ref) else None,
+                limits=self.config.archive_limits, folder=folder,
+            )
+            yield Snapshot(sha, entries)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def _body(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        with map_gitlab_errors("download the archive", self._last):
+            yield from chunks
+
+    def read_file(self, sha: str, path: str) -> bytes:
+        """The raw file endpoint."""
+        check_repo_path(path)
+        data = self._call(f"read {path}", lambda: self._project.files.raw(file_path=path, ref=sha))
+        return bytes(data)  # type: ignore[arg-type]
+
+    def list_tree(self, sha: str) -> list[TreeEntry]:
+        """The recursive tree, 100 entries a page. GitLab's listing has no sizes (-1)."""
+        items = self._call("list the tree", lambda: list(self._project.repository_tree(ref=sha, recursive=True, iterator=True)))
+        return [TreeEntry(i["path"], FileMode.parse(i["mode"]), i["id"], -1) for i in items if i["type"] == "blob"]
+
+    def changed_paths(self, base_sha: str, head_sha: str) -> frozenset[str]:
+        """From the compare API (both sides of renames)."""
+        result: Any = self._call("compare commits", lambda: self._project.repository_compare(base_sha, head_sha))
+        return frozenset(p for d in result["diffs"] for p in (d["old_path"], d["new_path"]) if p)
+
+    def _changed_since(self, base_sha: str | None, head_sha: str) -> frozenset[str]:
+        if base_sha is None:
+            return frozenset(e.path for e in self.list_tree(head_sha))
+        return self.changed_paths(base_sha, head_sha)
+
+    # ---- commits ---------------------------------------------------------------------
+    def commit(
+        self,
+        branch: str,
+        expected_head: str | None,
+        changes: Sequence[FileChange],
+        message: str,
+        author: Author | None = None,
+    ) -> CommitResult:
+        """One commits-API request; GitLab itself checks each file against `expected_head`."""
+        check_branch_name(branch)
+        changeset.validate(changes)
+        payload: dict[str, Any] = {"branch": branch, "commit_message": message, "actions": self._actions(changes, expected_head)}
+        if author:
+            payload.update(author_name=author.name, author_email=author.email)
+        try:
+            created = self._call(
+                f"commit to '{branch}'",
+                lambda: self._project.commits.create(payload),
+                verify=lambda: self._find_landed(branch, message, changes),
+            )
+        except _Refused as exc:
+            if not any(m in exc.message.lower() for m in _STALE_MESSAGES):
+                raise
+            current = self.branch(branch).head
+            overlap = changeset.paths(changes) & self._changed_since(expected_head, current)
+            raise Conflict(overlap or changeset.paths(changes)) from exc
+        parents = list(created.parent_ids or [])
+        parent = parents[0] if parents else None
+        return CommitResult(created.id, parent, rebased=parent != expected_head)
+
+    def _actions(self, changes: Sequence[FileChange], expected_head: str | None) -> list[dict[str, Any]]:
+        actions: list[dict[str, Any]] = []
+        for change in changes:
+            if FileMode.SYMLINK in (change.mode, change.base_mode) and not change.is_delete:
+                raise InvalidRequest(
+                    f"{change.path}: GitLab's commits API cannot create or change symlinks",
+                    "Replace the symlink with a regular file, or use GitHub or a local repository",
+                )
+            guard = {"last_commit_id": expected_head} if expected_head else {}
+            if change.content is None:
+                actions.append({"action": "delete", "file_path": change.path, **guard})
+                continue
+            kind = "create" if change.base_mode is None else "update"
+            actions.append({"action": kind, "file_path": change.path, "encoding": "base64",
+                            "content": base64.b64encode(change.content).decode(), **(guard if kind == "update" else {})})
+            was_exec = change.base_mode is FileMode.EXECUTABLE
+            if (change.mode is FileMode.EXECUTABLE) != was_exec:
+                actions.append({"action": "chmod", "file_path": change.path, "execute_filemode": change.mode is FileMode.EXECUTABLE})
+        return actions
+
+    def _find_landed(self, branch: str, message: str, changes: Sequence[FileChange]) -> Any:
+        """After a lost response: the recent commit on the branch with our message and
+        exactly our paths, if there is one (then the write landed and must not repeat)."""
+        recent = self._project.commits.list(ref_name=branch, per_page=20, get_all=False)
+        wanted = changeset.paths(changes)
+        for commit in recent:
+            if commit.message.strip() != message.strip():
+                continue
+            diff = self._project.commits.get(commit.id, lazy=True).diff(get_all=True)
+            if frozenset(d["new_path"] for d in diff) | frozenset(d["old_path"] for d in diff) == wanted:
+                return self._project.commits.get(commit.id)
+        return None
+
+    # ---- change requests -------------------------------------------------------------
+    def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
+        """Reuse the open MR from `source` into `target`, or open one."""
+        check_branch_name(source)
+        check_branch_name(target)
+        found = self._find_mr(source, target)
+        if found:
+            return found
+        try:
+            mr = self._call("open a merge request", lambda: self._project.mergerequests.create(
+                {"source_branch": source, "target_branch": target, "title": title, "description": body}))
+        except _Refused:
+            again = self._find_mr(source, target)
+            if again:
+                return again
+            raise
+        return ChangeRequest(mr.iid, mr.web_url, source, target, created=True)
+
+    def _find_mr(self, source: str, target: str) -> ChangeRequest | None:
+        mrs = self._call("list merge requests", lambda: self._project.mergerequests.list(
+            state="opened", source_branch=source, target_branch=target, get_all=True))
+        if not mrs:
+            return None
+        return ChangeRequest(mrs[0].iid, mrs[0].web_url, source, target, created=False)
