@@ -245,3 +245,7 @@ class Forge(Protocol):
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
         """Open a PR/MR from `source` into `target`, or return the open one."""
         ...
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        ...

@@ -153,7 +153,7 @@ class GitHubForge:
         )
         self._full_name = config.location.path
         self._owner = self._full_name.split("/")[0]
-        self._repo = self._gh.get_repo(self._full_name, lazy=True)
+        self._repo = self._gh.withLazy(True).get_repo(self._full_name)
         self._http = httpx.Client(timeout=config.timeout, headers={"User-Agent": config.user_agent})
         self._retrier = Retrier(config.retry)
         self._commits: dict[str, GitCommit] = {}
@@ -426,6 +426,11 @@ class GitHubForge:
         except NotFound:
             return False
         return True
+
+    def close(self) -> None:
+        """Close PyGithub's and the download client's connection pools."""
+        self._gh.close()
+        self._http.close()
 
     # ---- change requests -------------------------------------------------------------
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:

@@ -299,6 +299,10 @@ class GitLabForge:
                 return self._project.commits.get(commit.id)
         return None
 
+    def close(self) -> None:
+        """Close python-gitlab's connection pool."""
+        self._gl.session.close()
+
     # ---- change requests -------------------------------------------------------------
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
         """Reuse the open MR from `source` into `target`, or open one."""

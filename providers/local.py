@@ -244,3 +244,6 @@ class LocalForge:
             "A local repository cannot hold pull requests",
             f"Merge '{source}' into '{target}' with your git tooling, or use GitHub or GitLab",
         )
+
+    def close(self) -> None:
+        """Nothing is held open between calls."""
