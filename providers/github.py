@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 INLINE_LIMIT = 512 * 1024
 """Text files up to this size go inline in the tree request; larger ones become blobs."""
+RACE_ATTEMPTS = 40
+"""Ref updates lost to other writers before giving up; each one re-checks for conflicts."""
 COMPARE_FILE_CAP = 300
 """GitHub's compare lists at most 300 files; at the cap we diff the trees instead."""
 
@@ -295,7 +297,9 @@ class GitHubForge:
                 return self._root_commit(branch, changes, message, author)
             changeset.rebase_or_conflict(changes, None, head, self._changed_since)
         use_graphql = self.config.graphql_commits and author is None and self._graphql_can(changes)
-        for _ in range(self.config.retry.attempts * 2):
+        for attempt in range(RACE_ATTEMPTS):
+            if attempt:
+                self._retrier.pause(attempt)
             try:
                 if use_graphql:
                     sha = self._graphql_commit(branch, head, changes, message)

@@ -113,6 +113,10 @@ class Retrier:
         assert last is not None  # noqa: S101 - the loop ran at least once and failed
         raise _exhausted(last, self._clock(), self._backoff(self.policy.attempts)) from last
 
+    def pause(self, attempt: int) -> None:
+        """Sleep a jittered back-off before trying again after losing a race for a ref."""
+        self._sleep(self._jitter() * min(2.0, 0.05 * 2 ** min(attempt, 6)))
+
     def _backoff(self, attempt: int) -> float:
         return min(self.policy.max_delay, self.policy.base_delay * 2**attempt)
 
