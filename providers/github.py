@@ -167,7 +167,12 @@ class GitHubForge:
             with map_github_errors(action):
                 return fn()
 
-        return self._retrier.call(attempt, verify=verify)
+        def check() -> T | None:
+            assert verify is not None  # noqa: S101 - only passed when verify is set
+            with map_github_errors(action):
+                return verify()
+
+        return self._retrier.call(attempt, verify=check if verify else None)
 
     # ---- reads -----------------------------------------------------------------------
     def repository(self) -> RepositoryInfo:

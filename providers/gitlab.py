@@ -146,7 +146,12 @@ class GitLabForge:
             with map_gitlab_errors(action, self._last):
                 return fn()
 
-        return self._retrier.call(attempt, verify=verify)
+        def check() -> T | None:
+            assert verify is not None  # noqa: S101 - only passed when verify is set
+            with map_gitlab_errors(action, self._last):
+                return verify()
+
+        return self._retrier.call(attempt, verify=check if verify else None)
 
     # ---- reads -----------------------------------------------------------------------
     def repository(self) -> RepositoryInfo:

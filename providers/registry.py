@@ -39,17 +39,23 @@ def locate(repo: str, provider: str | None = None, api_url: str | None = None) -
             "Use https://HOST/OWNER/REPO, file:///path/to/bare.git or "
             "https://HOST/v1/projects/NAME",
         )
-    origin = f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}"
+    origin = f"{parsed.scheme}://{_host(parsed)}"
     path = parsed.path.strip("/").removesuffix(".git")
     if kind is ProviderKind.SERVICE:
-        return RepoLocation(kind, origin, path.rpartition("/v1/projects/")[2], f"{origin}/{path}")
+        prefix, _, name = f"/{path}".rpartition("/v1/projects/")
+        if not name or "/" in name:
+            raise InvalidRequest(
+                f"MELTANO_FORGE_REPO does not name a service project: {_safe(repo)}",
+                "Use http(s)://HOST/v1/projects/NAME",
+            )
+        return RepoLocation(kind, f"{origin}{prefix}", name, f"{origin}/{path}")
     parts = path.split("/")
-    if kind is ProviderKind.GITHUB and len(parts) != 2 or len(parts) < 2 or "" in parts:
+    if (kind is ProviderKind.GITHUB and len(parts) != 2) or len(parts) < 2 or "" in parts:
         raise InvalidRequest(
             f"MELTANO_FORGE_REPO does not name a repository: {_safe(repo)}",
             "GitHub URLs are https://HOST/OWNER/REPO; GitLab URLs https://HOST/GROUP[/SUB]/REPO",
         )
-    default = _PUBLIC_APIS.get(parsed.netloc.lower())
+    default = _PUBLIC_APIS.get(_host(parsed))
     api = api_url or (default[1] if default else _self_hosted_api(kind, origin))
     return RepoLocation(kind, api.rstrip("/"), path, f"{origin}/{path}")
 
@@ -67,14 +73,20 @@ def _kind(parsed: urllib.parse.SplitResult, provider: str | None) -> ProviderKin
         return ProviderKind.LOCAL
     if "/v1/projects/" in parsed.path:
         return ProviderKind.SERVICE
-    known = _PUBLIC_APIS.get(parsed.netloc.lower())
+    host = _host(parsed)
+    known = _PUBLIC_APIS.get(host)
     if known:
         return known[0]
     raise InvalidRequest(
-        f"Cannot tell which forge hosts {parsed.netloc}",
+        f"Cannot tell which forge hosts {host}",
         "Set MELTANO_FORGE_PROVIDER to github or gitlab (and MELTANO_FORGE_API_URL if the API "
         "is not at /api/v3 or /api/v4)",
     )
+
+
+def _host(parsed: urllib.parse.SplitResult) -> str:
+    """host[:port], without any user:password@ part."""
+    return parsed.netloc.rpartition("@")[2].lower()
 
 
 def _self_hosted_api(kind: ProviderKind, origin: str) -> str:

@@ -115,6 +115,10 @@ class ForgeEnv:
         """Read-only git against the repository."""
         return read_only_git(self.repo_dir, *args)
 
+    def git_bytes(self, *args: str) -> bytes:
+        """Read-only git, raw output."""
+        return subprocess.run(["git", "--git-dir", str(self.repo_dir), *args], capture_output=True, check=True).stdout
+
     def requests(self, method: str | None = None, path: str | None = None) -> int:
         """How many requests the double saw (0 for local)."""
         return 0 if self.double is None else len(self.double.requests(method, path))
@@ -158,6 +162,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ForgeEnv]:
     forge_env = make_env(request.param, tmp_path, request)
     if forge_env.double is not None:
         forge_env.double.validation_errors.clear()
+        forge_env.double.clear_log()
     yield forge_env
     forge_env.close()
     if forge_env.double is not None:

@@ -114,7 +114,7 @@ class GitHubDouble(ForgeDouble):
         response.headers.setdefault("x-github-request-id", f"DOUBLE:{next(self._ids)}")
 
     def check(self, request: Request, response: Response) -> None:
-        if not self.validate or not request.path.startswith(API):
+        if not self.validate or response.injected or not request.path.startswith(API):
             return
         path = request.path[len(API):]
         problems = openapi.validate_request(request.method, path, request.body)

@@ -43,6 +43,8 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json; charset=utf-8"
+    injected: bool = False
+    """True for a fault's answer, which no contract describes."""
 
     @classmethod
     def json(cls, status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
@@ -213,7 +215,9 @@ class ForgeDouble:
         if fault and fault.delay:
             time.sleep(fault.delay)
         if fault and fault.status:
-            return Response.json(fault.status, fault.body or {"message": "injected"}, dict(fault.headers)), False
+            injected = Response.json(fault.status, fault.body or {"message": "injected"}, dict(fault.headers))
+            injected.injected = True
+            return injected, False
         if not self.authorized(request):
             return self.unauthorized(), False
         response = self._route(request)
