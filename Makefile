@@ -31,6 +31,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check providers client service tests
+	$(BIN)/ruff format --check providers client service tests
 	$(BIN)/mypy
 
 bench: install

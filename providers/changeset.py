@@ -12,12 +12,14 @@ from providers.names import check_repo_path
 def validate(changes: Sequence[FileChange]) -> None:
     """Refuse an empty change set, unsafe paths, or one path changed twice."""
     if not changes:
-        raise InvalidRequest("The change set is empty", "Change at least one file before committing")
+        msg = "The change set is empty"
+        raise InvalidRequest(msg, "Change at least one file before committing")
     seen: set[str] = set()
     for change in changes:
         check_repo_path(change.path)
         if change.path in seen:
-            raise InvalidRequest(f"{change.path} appears twice in the change set")
+            msg = f"{change.path} appears twice in the change set"
+            raise InvalidRequest(msg)
         seen.add(change.path)
 
 

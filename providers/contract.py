@@ -136,7 +136,10 @@ class FileChange:
 
     @classmethod
     def put(
-        cls, path: str, content: bytes, mode: FileMode = FileMode.REGULAR,
+        cls,
+        path: str,
+        content: bytes,
+        mode: FileMode = FileMode.REGULAR,
         base_mode: FileMode | None = None,
     ) -> FileChange:
         """Write a file (create when `base_mode` is None, else update)."""

@@ -49,9 +49,7 @@ class NotFound(ProviderError):
 class AuthenticationFailed(ProviderError):
     """The forge did not accept the token."""
 
-    default_instruction = (
-        "Set a valid token in MELTANO_FORGE_TOKEN or MELTANO_FORGE_TOKEN_FILE"
-    )
+    default_instruction = "Set a valid token in MELTANO_FORGE_TOKEN or MELTANO_FORGE_TOKEN_FILE"
 
 
 class PermissionDenied(ProviderError):
@@ -96,7 +94,9 @@ class _Retryable(ProviderError):
 class RateLimited(_Retryable):
     """The forge's primary or secondary rate limit was hit and retries ran out."""
 
-    default_instruction = "Wait a few minutes before trying again, or use a token with a higher limit"
+    default_instruction = (
+        "Wait a few minutes before trying again, or use a token with a higher limit"
+    )
 
 
 class Unavailable(_Retryable):

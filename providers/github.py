@@ -25,6 +25,7 @@ import github
 import httpx
 import requests
 from github import Auth, Github, GithubException, InputGitAuthor, InputGitTreeElement
+from github.GitBlob import GitBlob
 from github.GitCommit import GitCommit
 
 from providers import changeset
@@ -88,7 +89,11 @@ class _EmptyRepository(InvalidRequest):
 def _forge_message(exc: GithubException) -> str:
     data = exc.data if isinstance(exc.data, dict) else {}
     message = str(data.get("message") or exc.message or "")
-    details = [str(e.get("message") or e.get("code") or "") for e in data.get("errors") or [] if isinstance(e, dict)]
+    details = [
+        str(e.get("message") or e.get("code") or "")
+        for e in data.get("errors") or []
+        if isinstance(e, dict)
+    ]
     return "; ".join(filter(None, [message, *details]))
 
 
@@ -102,9 +107,12 @@ def map_github_errors(action: str) -> Iterator[None]:
     except GithubException as exc:
         raise _translate(exc, action) from exc
     except (requests.RequestException, httpx.TransportError) as exc:
-        raise Unavailable(f"GitHub did not answer while trying to {action} ({type(exc).__name__})") from exc
+        msg = f"GitHub did not answer while trying to {action} ({type(exc).__name__})"
+        raise Unavailable(msg) from exc
     except httpx.HTTPStatusError as exc:
-        raise _status_error(exc.response.status_code, dict(exc.response.headers), exc.response.reason_phrase, action) from exc
+        raise _status_error(
+            exc.response.status_code, dict(exc.response.headers), exc.response.reason_phrase, action
+        ) from exc
 
 
 def _translate(exc: GithubException, action: str) -> ProviderError:
@@ -112,7 +120,13 @@ def _translate(exc: GithubException, action: str) -> ProviderError:
     headers = dict(exc.headers or {})
     data = exc.data if isinstance(exc.data, dict) else {}
     errors = data.get("errors")
-    if exc.status == 400 and isinstance(errors, list) and errors and isinstance(errors[0], dict) and "type" in errors[0]:
+    if (
+        exc.status == 400
+        and isinstance(errors, list)
+        and errors
+        and isinstance(errors[0], dict)
+        and "type" in errors[0]
+    ):
         return _Refused(400, str(errors[0].get("message", "")), str(errors[0]["type"]))
     if exc.status == 409 and "empty" in message.lower():
         return _EmptyRepository("The repository is empty")
@@ -123,21 +137,36 @@ def _status_error(status: int, headers: dict[str, str], message: str, action: st
     lowered = message.lower()
     if status == 401:
         return AuthenticationFailed(f"GitHub rejected the token while trying to {action}")
-    if status == 429 or (status == 403 and ("rate limit" in lowered or headers.get("x-ratelimit-remaining") == "0" or "retry-after" in {k.lower() for k in headers})):
-        return RateLimited(f"GitHub's rate limit was hit while trying to {action}", retry_at=retry_at_from_headers(headers))
+    if status == 429 or (
+        status == 403
+        and (
+            "rate limit" in lowered
+            or headers.get("x-ratelimit-remaining") == "0"
+            or "retry-after" in {k.lower() for k in headers}
+        )
+    ):
+        return RateLimited(
+            f"GitHub's rate limit was hit while trying to {action}",
+            retry_at=retry_at_from_headers(headers),
+        )
     if status == 403:
         return PermissionDenied(f"GitHub denied permission to {action}: {message}")
     if status == 404:
         return NotFound(f"GitHub found nothing while trying to {action}")
     if status >= 500:
-        return Unavailable(f"GitHub answered {status} while trying to {action}", retry_at=retry_at_from_headers(headers))
+        return Unavailable(
+            f"GitHub answered {status} while trying to {action}",
+            retry_at=retry_at_from_headers(headers),
+        )
     return _Refused(status, message)
 
 
 class GitHubForge:
     """A repository on github.com or a GitHub Enterprise server."""
 
-    capabilities = Capabilities(symlinks=True, executable_bit=True, verified_commits=False, change_requests=True)
+    capabilities = Capabilities(
+        symlinks=True, executable_bit=True, verified_commits=False, change_requests=True
+    )
 
     def __init__(self, config: ForgeConfig) -> None:
         self.config = config
@@ -160,9 +189,13 @@ class GitHubForge:
         self._retrier = Retrier(config.retry)
         self._commits: dict[str, GitCommit] = {}
         if config.graphql_commits:
-            self.capabilities = Capabilities(symlinks=True, executable_bit=True, verified_commits=True, change_requests=True)
+            self.capabilities = Capabilities(
+                symlinks=True, executable_bit=True, verified_commits=True, change_requests=True
+            )
 
-    def _call(self, action: str, fn: Callable[[], T], verify: Callable[[], T | None] | None = None) -> T:
+    def _call(
+        self, action: str, fn: Callable[[], T], verify: Callable[[], T | None] | None = None
+    ) -> T:
         def attempt() -> T:
             with map_github_errors(action):
                 return fn()
@@ -199,15 +232,22 @@ class GitHubForge:
         """POST /git/refs; a folder clash becomes an explanation, not GitHub's bare 422."""
         check_branch_name(name)
         try:
-            self._call(f"create branch '{name}'", lambda: self._repo.create_git_ref(f"refs/heads/{name}", from_sha))
+            self._call(
+                f"create branch '{name}'",
+                lambda: self._repo.create_git_ref(f"refs/heads/{name}", from_sha),
+            )
         except _Refused as exc:
             if "already exists" in exc.message:
-                raise AlreadyExists(f"The branch '{name}' already exists") from exc
+                msg = f"The branch '{name}' already exists"
+                raise AlreadyExists(msg) from exc
             clash = branch_clash(name, [b.name for b in self.branches()])
             if clash:
-                raise InvalidRequest(
+                msg = (
                     f"Cannot create branch '{name}' while branch '{clash}' exists: git stores "
-                    "branches as files, so one name cannot also be a folder of the other",
+                    "branches as files, so one name cannot also be a folder of the other"
+                )
+                raise InvalidRequest(
+                    msg,
                     "Choose a name like 'development-aj' instead of 'development/aj'",
                 ) from exc
             raise
@@ -248,7 +288,8 @@ class GitHubForge:
         check_repo_path(path)
         content = self._call(f"read {path}", lambda: self._repo.get_contents(path, ref=sha))
         if isinstance(content, list):
-            raise NotFound(f"{path} is a folder, not a file")
+            msg = f"{path} is a folder, not a file"
+            raise NotFound(msg)
         if content.encoding == "base64" and (content.content or content.size == 0):
             return content.decoded_content
         blob = self._call(f"read {path}", lambda: self._repo.get_git_blob(content.sha))
@@ -258,11 +299,15 @@ class GitHubForge:
         """The recursive tree in one request."""
         tree = self._call("list the tree", lambda: self._repo.get_git_tree(sha, recursive=True))
         if tree.raw_data.get("truncated"):
-            raise Unavailable("GitHub truncated the tree listing (over 100,000 files)",
-                              "Narrow MELTANO_FORGE_PROJECT_PATH to the Meltano project's folder")
+            msg = "GitHub truncated the tree listing (over 100,000 files)"
+            raise Unavailable(
+                msg,
+                "Narrow MELTANO_FORGE_PROJECT_PATH to the Meltano project's folder",
+            )
         return [
             TreeEntry(e.path, FileMode.parse(e.mode), e.sha, e.size or 0)
-            for e in tree.tree if e.type == "blob"
+            for e in tree.tree
+            if e.type == "blob"
         ]
 
     def changed_paths(self, base_sha: str, head_sha: str) -> frozenset[str]:
@@ -270,9 +315,7 @@ class GitHubForge:
         comparison = self._call("compare commits", lambda: self._repo.compare(base_sha, head_sha))
         files = comparison.files
         if len(files) < COMPARE_FILE_CAP:
-            return frozenset(
-                p for f in files for p in (f.filename, f.previous_filename) if p
-            )
+            return frozenset(p for f in files for p in (f.filename, f.previous_filename) if p)
         old = {e.path: (e.mode, e.sha) for e in self.list_tree(base_sha)}
         new = {e.path: (e.mode, e.sha) for e in self.list_tree(head_sha)}
         return frozenset(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
@@ -317,7 +360,8 @@ class GitHubForge:
             current = self.branch(branch).head
             changeset.rebase_or_conflict(changes, expected_head, current, self._changed_since)
             head = current
-        raise Unavailable(f"The branch '{branch}' kept moving while committing", "Try again in a moment")
+        msg = f"The branch '{branch}' kept moving while committing"
+        raise Unavailable(msg, "Try again in a moment")
 
     @staticmethod
     def _graphql_can(changes: Sequence[FileChange]) -> bool:
@@ -340,33 +384,55 @@ class GitHubForge:
                 continue
             text = _as_inline_text(change.content)
             if text is not None:
-                elements.append(InputGitTreeElement(change.path, change.mode.git, "blob", content=text))
+                elements.append(
+                    InputGitTreeElement(change.path, change.mode.git, "blob", content=text)
+                )
             else:
-                data = base64.b64encode(change.content).decode()
-                blob = self._call(f"upload {change.path}", lambda d=data: self._repo.create_git_blob(d, "base64"))  # type: ignore[misc]
-                elements.append(InputGitTreeElement(change.path, change.mode.git, "blob", sha=blob.sha))
+                blob = self._upload(change.path, base64.b64encode(change.content).decode())
+                elements.append(
+                    InputGitTreeElement(change.path, change.mode.git, "blob", sha=blob.sha)
+                )
         return elements
 
+    def _upload(self, path: str, data: str) -> GitBlob:
+        return self._call(f"upload {path}", lambda: self._repo.create_git_blob(data, "base64"))
+
     def _rest_commit(
-        self, branch: str, parent: str | None, changes: Sequence[FileChange], message: str, author: Author | None
+        self,
+        branch: str,
+        parent: str | None,
+        changes: Sequence[FileChange],
+        message: str,
+        author: Author | None,
     ) -> str:
         elements = self._tree_elements(changes)
         parents = [self._git_commit(parent)] if parent else []
         if parents:
-            tree = self._call("write the tree", lambda: self._repo.create_git_tree(elements, base_tree=parents[0].tree))
+            tree = self._call(
+                "write the tree",
+                lambda: self._repo.create_git_tree(elements, base_tree=parents[0].tree),
+            )
         else:
             tree = self._call("write the tree", lambda: self._repo.create_git_tree(elements))
         who = InputGitAuthor(author.name, author.email) if author else github.GithubObject.NotSet
-        new = self._call("write the commit", lambda: self._repo.create_git_commit(message, tree, parents, author=who))
+        new = self._call(
+            "write the commit",
+            lambda: self._repo.create_git_commit(message, tree, parents, author=who),
+        )
         self._commits[new.sha] = new
         if parent is None:
-            self._call(f"create branch '{branch}'", lambda: self._repo.create_git_ref(f"refs/heads/{branch}", new.sha),
-                       verify=lambda: self._landed(branch, new.sha))
+            self._call(
+                f"create branch '{branch}'",
+                lambda: self._repo.create_git_ref(f"refs/heads/{branch}", new.sha),
+                verify=lambda: self._landed(branch, new.sha),
+            )
             return new.sha
         url = f"{self._repo.url}/git/refs/heads/{urllib.parse.quote(branch, safe='')}"
         self._call(
             f"move branch '{branch}'",
-            lambda: self._repo._requester.requestJsonAndCheck("PATCH", url, input={"sha": new.sha, "force": False}),
+            lambda: self._repo._requester.requestJsonAndCheck(
+                "PATCH", url, input={"sha": new.sha, "force": False}
+            ),
             verify=lambda: self._landed(branch, new.sha),
         )
         return new.sha
@@ -377,18 +443,25 @@ class GitHubForge:
         except NotFound:
             return None
 
-    def _graphql_commit(self, branch: str, head: str, changes: Sequence[FileChange], message: str) -> str:
+    def _graphql_commit(
+        self, branch: str, head: str, changes: Sequence[FileChange], message: str
+    ) -> str:
         headline, _, body = message.partition("\n")
-        variables = {"input": {
-            "branch": {"repositoryNameWithOwner": self._full_name, "branchName": branch},
-            "expectedHeadOid": head,
-            "message": {"headline": headline, "body": body.strip("\n")},
-            "fileChanges": {
-                "additions": [{"path": c.path, "contents": base64.b64encode(c.content).decode()}
-                              for c in changes if c.content is not None],
-                "deletions": [{"path": c.path} for c in changes if c.content is None],
-            },
-        }}
+        variables = {
+            "input": {
+                "branch": {"repositoryNameWithOwner": self._full_name, "branchName": branch},
+                "expectedHeadOid": head,
+                "message": {"headline": headline, "body": body.strip("\n")},
+                "fileChanges": {
+                    "additions": [
+                        {"path": c.path, "contents": base64.b64encode(c.content).decode()}
+                        for c in changes
+                        if c.content is not None
+                    ],
+                    "deletions": [{"path": c.path} for c in changes if c.content is None],
+                },
+            }
+        }
 
         def mutate() -> str:
             _, data = self._repo._requester.graphql_query(_COMMIT_MUTATION, variables)
@@ -399,12 +472,16 @@ class GitHubForge:
             if current == head:
                 return None
             landed = self._repo.get_git_commit(current)
-            ours = [p.sha for p in landed.parents] == [head] and landed.message.strip() == message.strip()
+            ours = [p.sha for p in landed.parents] == [
+                head
+            ] and landed.message.strip() == message.strip()
             return current if ours else None
 
         return self._call(f"commit to '{branch}'", mutate, verify=verify)
 
-    def _root_commit(self, branch: str, changes: Sequence[FileChange], message: str, author: Author | None) -> CommitResult:
+    def _root_commit(
+        self, branch: str, changes: Sequence[FileChange], message: str, author: Author | None
+    ) -> CommitResult:
         """First commit of a branch that does not exist; on an empty repository the
         contents API must make the very first commit, the rest follows on top of it."""
         try:
@@ -412,9 +489,12 @@ class GitHubForge:
             return CommitResult(sha, None)
         except _EmptyRepository:
             pass
-        first = next((c for c in changes if c.content is not None and c.mode is FileMode.REGULAR), None)
+        first = next(
+            (c for c in changes if c.content is not None and c.mode is FileMode.REGULAR), None
+        )
         if first is None or first.content is None:
-            raise InvalidRequest("The first commit of an empty GitHub repository needs a regular file")
+            msg = "The first commit of an empty GitHub repository needs a regular file"
+            raise InvalidRequest(msg)
         content = first.content
         who = InputGitAuthor(author.name, author.email) if author else github.GithubObject.NotSet
         result = self._call(
@@ -450,18 +530,27 @@ class GitHubForge:
         if found:
             return found
         try:
-            pr = self._call("open a pull request", lambda: self._repo.create_pull(base=target, head=source, title=title, body=body))
+            pr = self._call(
+                "open a pull request",
+                lambda: self._repo.create_pull(base=target, head=source, title=title, body=body),
+            )
         except _Refused as exc:
             again = self._find_pull(source, target)
             if again:
                 return again
             if "no commits between" in exc.message.lower():
-                raise InvalidRequest(f"'{source}' has nothing that '{target}' lacks", "Commit changes first") from exc
+                msg = f"'{source}' has nothing that '{target}' lacks"
+                raise InvalidRequest(msg, "Commit changes first") from exc
             raise
         return ChangeRequest(pr.number, pr.html_url, source, target, created=True)
 
     def _find_pull(self, source: str, target: str) -> ChangeRequest | None:
-        pulls = self._call("list pull requests", lambda: list(self._repo.get_pulls(state="open", head=f"{self._owner}:{source}", base=target)))
+        pulls = self._call(
+            "list pull requests",
+            lambda: list(
+                self._repo.get_pulls(state="open", head=f"{self._owner}:{source}", base=target)
+            ),
+        )
         if not pulls:
             return None
         return ChangeRequest(pulls[0].number, pulls[0].html_url, source, target, created=False)

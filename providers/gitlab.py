@@ -98,11 +98,13 @@ def map_gitlab_errors(action: str, last: _LastHeaders) -> Iterator[None]:
     except ProviderError:
         raise
     except GitlabAuthenticationError as exc:
-        raise AuthenticationFailed(f"GitLab rejected the token while trying to {action}") from exc
+        msg = f"GitLab rejected the token while trying to {action}"
+        raise AuthenticationFailed(msg) from exc
     except GitlabError as exc:
         raise _translate(exc, action, last.headers) from exc
     except requests.RequestException as exc:
-        raise Unavailable(f"GitLab did not answer while trying to {action} ({type(exc).__name__})") from exc
+        msg = f"GitLab did not answer while trying to {action} ({type(exc).__name__})"
+        raise Unavailable(msg) from exc
 
 
 def _translate(exc: GitlabError, action: str, headers: dict[str, str]) -> ProviderError:
@@ -111,27 +113,41 @@ def _translate(exc: GitlabError, action: str, headers: dict[str, str]) -> Provid
     if status == 401:
         return AuthenticationFailed(f"GitLab rejected the token while trying to {action}")
     if status == 429:
-        return RateLimited(f"GitLab's rate limit was hit while trying to {action}", retry_at=retry_at_from_headers(headers))
+        return RateLimited(
+            f"GitLab's rate limit was hit while trying to {action}",
+            retry_at=retry_at_from_headers(headers),
+        )
     if status == 403:
         return PermissionDenied(f"GitLab denied permission to {action}: {message}")
     if status == 404:
         return NotFound(f"GitLab found nothing while trying to {action}")
     if status >= 500 or status == 0:
-        return Unavailable(f"GitLab answered {status or 'nothing'} while trying to {action}", retry_at=retry_at_from_headers(headers))
+        return Unavailable(
+            f"GitLab answered {status or 'nothing'} while trying to {action}",
+            retry_at=retry_at_from_headers(headers),
+        )
     return _Refused(status, message)
 
 
 class GitLabForge:
     """A project on gitlab.com or a self-managed GitLab."""
 
-    capabilities = Capabilities(symlinks=False, executable_bit=True, verified_commits=False, change_requests=True)
+    capabilities = Capabilities(
+        symlinks=False, executable_bit=True, verified_commits=False, change_requests=True
+    )
 
     def __init__(self, config: ForgeConfig) -> None:
         self.config = config
         token = config.token.get_secret_value() if config.token else None
         protect_logs(token)
         base = config.location.api_url.removesuffix("/api/v4")
-        self._gl = _Gitlab(base, private_token=token, timeout=config.timeout, user_agent=config.user_agent, per_page=100)
+        self._gl = _Gitlab(
+            base,
+            private_token=token,
+            timeout=config.timeout,
+            user_agent=config.user_agent,
+            per_page=100,
+        )
         self._last = _LastHeaders()
         self._gl.session.hooks["response"].append(self._remember_headers)
         self._path = config.location.path
@@ -141,7 +157,9 @@ class GitLabForge:
     def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last.headers = dict(response.headers)
 
-    def _call(self, action: str, fn: Callable[[], T], verify: Callable[[], T | None] | None = None) -> T:
+    def _call(
+        self, action: str, fn: Callable[[], T], verify: Callable[[], T | None] | None = None
+    ) -> T:
         def attempt() -> T:
             with map_gitlab_errors(action, self._last):
                 return fn()
@@ -158,16 +176,27 @@ class GitLabForge:
         """Project defaults plus protected branch names when the token may read them."""
         project = self._call("read the project", lambda: self._gl.projects.get(self._path))
         try:
-            protected = tuple(p.name for p in self._call("read protected branches", lambda: self._project.protectedbranches.list(get_all=True)))
+            protected = tuple(
+                p.name
+                for p in self._call(
+                    "read protected branches",
+                    lambda: self._project.protectedbranches.list(get_all=True),
+                )
+            )
         except (PermissionDenied, NotFound):
             protected = None
-        return RepositoryInfo(project.default_branch or "main", project.web_url, bool(project.empty_repo), protected)
+        return RepositoryInfo(
+            project.default_branch or "main", project.web_url, bool(project.empty_repo), protected
+        )
 
     def branches(self) -> list[Branch]:
         """Every branch (100 a page)."""
         return self._call(
             "list branches",
-            lambda: [Branch(b.name, b.commit["id"], bool(b.protected)) for b in self._project.branches.list(iterator=True)],
+            lambda: [
+                Branch(b.name, b.commit["id"], bool(b.protected))
+                for b in self._project.branches.list(iterator=True)
+            ],
         )
 
     def branch(self, name: str) -> Branch:
@@ -180,15 +209,22 @@ class GitLabForge:
         """POST /repository/branches; explains folder clashes."""
         check_branch_name(name)
         try:
-            self._call(f"create branch '{name}'", lambda: self._project.branches.create({"branch": name, "ref": from_sha}))
+            self._call(
+                f"create branch '{name}'",
+                lambda: self._project.branches.create({"branch": name, "ref": from_sha}),
+            )
         except _Refused as exc:
             if "already exists" in exc.message.lower():
-                raise AlreadyExists(f"The branch '{name}' already exists") from exc
+                msg = f"The branch '{name}' already exists"
+                raise AlreadyExists(msg) from exc
             clash = branch_clash(name, [b.name for b in self.branches()])
             if clash:
-                raise InvalidRequest(
+                msg = (
                     f"Cannot create branch '{name}' while branch '{clash}' exists: git stores "
-                    "branches as files, so one name cannot also be a folder of the other",
+                    "branches as files, so one name cannot also be a folder of the other"
+                )
+                raise InvalidRequest(
+                    msg,
                     "Choose a name like 'development-aj' instead of 'development/aj'",
                 ) from exc
             raise
@@ -202,12 +238,21 @@ class GitLabForge:
         kwargs: dict[str, Any] = {"path": folder} if folder else {}
         chunks = self._call(
             f"download the archive of {ref}",
-            lambda: self._project.repository_archive(sha=ref, streamed=True, iterator=True, chunk_size=64 * 1024, format="tar.gz", **kwargs),
+            lambda: self._project.repository_archive(
+                sha=ref,
+                streamed=True,
+                iterator=True,
+                chunk_size=64 * 1024,
+                format="tar.gz",
+                **kwargs,
+            ),
         )
         try:
             sha, entries = read_tarball(
-                ChunkReader(self._body(chunks)), expected_sha=ref if is_sha(ref) else None,
-                limits=self.config.archive_limits, folder=folder,
+                ChunkReader(self._body(chunks)),
+                expected_sha=ref if is_sha(ref) else None,
+                limits=self.config.archive_limits,
+                folder=folder,
             )
             yield Snapshot(sha, entries)
         finally:
@@ -223,16 +268,26 @@ class GitLabForge:
         """The raw file endpoint."""
         check_repo_path(path)
         data = self._call(f"read {path}", lambda: self._project.files.raw(file_path=path, ref=sha))
-        return bytes(data)  # type: ignore[arg-type]
+        assert isinstance(data, bytes)  # noqa: S101 - raw() without streaming returns bytes
+        return data
 
     def list_tree(self, sha: str) -> list[TreeEntry]:
         """The recursive tree, 100 entries a page. GitLab's listing has no sizes (-1)."""
-        items = self._call("list the tree", lambda: list(self._project.repository_tree(ref=sha, recursive=True, iterator=True)))
-        return [TreeEntry(i["path"], FileMode.parse(i["mode"]), i["id"], -1) for i in items if i["type"] == "blob"]
+        items = self._call(
+            "list the tree",
+            lambda: list(self._project.repository_tree(ref=sha, recursive=True, iterator=True)),
+        )
+        return [
+            TreeEntry(i["path"], FileMode.parse(i["mode"]), i["id"], -1)
+            for i in items
+            if i["type"] == "blob"
+        ]
 
     def changed_paths(self, base_sha: str, head_sha: str) -> frozenset[str]:
         """From the compare API (both sides of renames)."""
-        result: Any = self._call("compare commits", lambda: self._project.repository_compare(base_sha, head_sha))
+        result: Any = self._call(
+            "compare commits", lambda: self._project.repository_compare(base_sha, head_sha)
+        )
         return frozenset(p for d in result["diffs"] for p in (d["old_path"], d["new_path"]) if p)
 
     def _changed_since(self, base_sha: str | None, head_sha: str) -> frozenset[str]:
@@ -252,7 +307,11 @@ class GitLabForge:
         """One commits-API request; GitLab itself checks each file against `expected_head`."""
         check_branch_name(branch)
         changeset.validate(changes)
-        payload: dict[str, Any] = {"branch": branch, "commit_message": message, "actions": self._actions(changes, expected_head)}
+        payload: dict[str, Any] = {
+            "branch": branch,
+            "commit_message": message,
+            "actions": self._actions(changes, expected_head),
+        }
         if author:
             payload.update(author_name=author.name, author_email=author.email)
         try:
@@ -271,12 +330,15 @@ class GitLabForge:
         parent = parents[0] if parents else None
         return CommitResult(created.id, parent, rebased=parent != expected_head)
 
-    def _actions(self, changes: Sequence[FileChange], expected_head: str | None) -> list[dict[str, Any]]:
+    def _actions(
+        self, changes: Sequence[FileChange], expected_head: str | None
+    ) -> list[dict[str, Any]]:
         actions: list[dict[str, Any]] = []
         for change in changes:
             if FileMode.SYMLINK in (change.mode, change.base_mode) and not change.is_delete:
+                msg = f"{change.path}: GitLab's commits API cannot create or change symlinks"
                 raise InvalidRequest(
-                    f"{change.path}: GitLab's commits API cannot create or change symlinks",
+                    msg,
                     "Replace the symlink with a regular file, or use GitHub or a local repository",
                 )
             guard = {"last_commit_id": expected_head} if expected_head else {}
@@ -284,11 +346,24 @@ class GitLabForge:
                 actions.append({"action": "delete", "file_path": change.path, **guard})
                 continue
             kind = "create" if change.base_mode is None else "update"
-            actions.append({"action": kind, "file_path": change.path, "encoding": "base64",
-                            "content": base64.b64encode(change.content).decode(), **(guard if kind == "update" else {})})
+            actions.append(
+                {
+                    "action": kind,
+                    "file_path": change.path,
+                    "encoding": "base64",
+                    "content": base64.b64encode(change.content).decode(),
+                    **(guard if kind == "update" else {}),
+                }
+            )
             was_exec = change.base_mode is FileMode.EXECUTABLE
             if (change.mode is FileMode.EXECUTABLE) != was_exec:
-                actions.append({"action": "chmod", "file_path": change.path, "execute_filemode": change.mode is FileMode.EXECUTABLE})
+                actions.append(
+                    {
+                        "action": "chmod",
+                        "file_path": change.path,
+                        "execute_filemode": change.mode is FileMode.EXECUTABLE,
+                    }
+                )
         return actions
 
     def _find_landed(self, branch: str, message: str, changes: Sequence[FileChange]) -> Any:
@@ -300,7 +375,10 @@ class GitLabForge:
             if commit.message.strip() != message.strip():
                 continue
             diff = self._project.commits.get(commit.id, lazy=True).diff(get_all=True)
-            if frozenset(d["new_path"] for d in diff) | frozenset(d["old_path"] for d in diff) == wanted:
+            if (
+                frozenset(d["new_path"] for d in diff) | frozenset(d["old_path"] for d in diff)
+                == wanted
+            ):
                 return self._project.commits.get(commit.id)
         return None
 
@@ -317,8 +395,17 @@ class GitLabForge:
         if found:
             return found
         try:
-            mr = self._call("open a merge request", lambda: self._project.mergerequests.create(
-                {"source_branch": source, "target_branch": target, "title": title, "description": body}))
+            mr = self._call(
+                "open a merge request",
+                lambda: self._project.mergerequests.create(
+                    {
+                        "source_branch": source,
+                        "target_branch": target,
+                        "title": title,
+                        "description": body,
+                    }
+                ),
+            )
         except _Refused:
             again = self._find_mr(source, target)
             if again:
@@ -327,8 +414,12 @@ class GitLabForge:
         return ChangeRequest(mr.iid, mr.web_url, source, target, created=True)
 
     def _find_mr(self, source: str, target: str) -> ChangeRequest | None:
-        mrs = self._call("list merge requests", lambda: self._project.mergerequests.list(
-            state="opened", source_branch=source, target_branch=target, get_all=True))
+        mrs = self._call(
+            "list merge requests",
+            lambda: self._project.mergerequests.list(
+                state="opened", source_branch=source, target_branch=target, get_all=True
+            ),
+        )
         if not mrs:
             return None
         return ChangeRequest(mrs[0].iid, mrs[0].web_url, source, target, created=False)

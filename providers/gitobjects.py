@@ -7,17 +7,31 @@ semantics on them, so a tree is always written the way git itself would write it
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from dulwich.diff_tree import tree_changes
 from dulwich.object_store import BaseObjectStore
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Commit, ObjectID, Tree
+from dulwich.refs import Ref
 
 from providers.contract import FileMode
 from providers.errors import InvalidRequest
 
 DIR_MODE = 0o040000
+
+
+def oid(value: str | bytes) -> ObjectID:
+    """A hex object id as dulwich types it."""
+    return ObjectID(value.encode() if isinstance(value, str) else value)
+
+
+def branch_ref(name: str) -> Ref:
+    """`refs/heads/NAME` as dulwich types it."""
+    return Ref(f"refs/heads/{name}".encode())
+
+
+HEADS = Ref(b"refs/heads/")
 
 
 @dataclass(frozen=True)
@@ -34,9 +48,11 @@ def blob_sha(data: bytes) -> str:
     return Blob.from_string(data).id.decode()
 
 
-def walk(store: BaseObjectStore, tree_id: bytes, prefix: str = "") -> Iterator[tuple[str, int, bytes]]:
+def walk(
+    store: BaseObjectStore, tree_id: bytes, prefix: str = ""
+) -> Iterator[tuple[str, int, ObjectID]]:
     """Every file under a tree, depth first: (path, mode, blob id). Submodules are skipped."""
-    tree = store[tree_id]
+    tree = store[ObjectID(tree_id)]
     assert isinstance(tree, Tree)  # noqa: S101 - callers pass tree ids
     for item in tree.iteritems():
         name = item.path.decode("utf-8", "surrogateescape")
@@ -47,11 +63,11 @@ def walk(store: BaseObjectStore, tree_id: bytes, prefix: str = "") -> Iterator[t
             yield path, item.mode, item.sha
 
 
-def lookup(store: BaseObjectStore, tree_id: bytes | None, path: str) -> tuple[int, bytes] | None:
+def lookup(store: BaseObjectStore, tree_id: bytes | None, path: str) -> tuple[int, ObjectID] | None:
     """(mode, sha) of the entry at `path`, or None when there is none."""
     if tree_id is None:
         return None
-    current = tree_id
+    current = ObjectID(tree_id)
     parts = path.split("/")
     for i, part in enumerate(parts):
         tree = store[current]
@@ -68,17 +84,22 @@ def lookup(store: BaseObjectStore, tree_id: bytes | None, path: str) -> tuple[in
     return None  # pragma: no cover
 
 
-def changed_paths(store: BaseObjectStore, old_tree: bytes | None, new_tree: bytes | None) -> frozenset[str]:
+def changed_paths(
+    store: BaseObjectStore, old_tree: bytes | None, new_tree: bytes | None
+) -> frozenset[str]:
     """Paths that differ between two trees (both sides of a rename)."""
     paths: set[str] = set()
-    for change in tree_changes(store, old_tree, new_tree):
+    old, new = (ObjectID(t) if t else None for t in (old_tree, new_tree))
+    for change in tree_changes(store, old, new):
         for entry in (change.old, change.new):
             if entry is not None and entry.path is not None:
                 paths.add(entry.path.decode("utf-8", "surrogateescape"))
     return frozenset(paths)
 
 
-def apply_edits(store: BaseObjectStore, base_tree: bytes | None, edits: Iterable[TreeEdit]) -> bytes:
+def apply_edits(
+    store: BaseObjectStore, base_tree: bytes | None, edits: Iterable[TreeEdit]
+) -> ObjectID:
     """Write the tree that results from applying `edits` to `base_tree` (None = empty).
 
     Raises `InvalidRequest` when an edit deletes a missing file or puts a file where a
@@ -90,16 +111,20 @@ def apply_edits(store: BaseObjectStore, base_tree: bytes | None, edits: Iterable
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise InvalidRequest(f"{edit.path}: a file and a folder would share a name")
+                msg = f"{edit.path}: a file and a folder would share a name"
+                raise InvalidRequest(msg)
             node = child
         if isinstance(node.get(parts[-1]), dict):
-            raise InvalidRequest(f"{edit.path}: a file and a folder would share a name")
+            msg = f"{edit.path}: a file and a folder would share a name"
+            raise InvalidRequest(msg)
         node[parts[-1]] = edit
-    tree_id = _apply(store, base_tree, nested, "")
+    tree_id = _apply(store, ObjectID(base_tree) if base_tree else None, nested, "")
     return tree_id if tree_id is not None else _store(store, Tree())
 
 
-def _apply(store: BaseObjectStore, tree_id: bytes | None, nested: dict[str, object], prefix: str) -> bytes | None:
+def _apply(
+    store: BaseObjectStore, tree_id: ObjectID | None, nested: dict[str, object], prefix: str
+) -> ObjectID | None:
     tree = Tree()
     if tree_id is not None:
         base = store[tree_id]
@@ -108,11 +133,12 @@ def _apply(store: BaseObjectStore, tree_id: bytes | None, nested: dict[str, obje
             tree.add(item.path, item.mode, item.sha)
     for name, value in nested.items():
         key = name.encode("utf-8", "surrogateescape")
-        existing = tree[key] if key in tree else None
+        existing = tree[key] if key in tree else None  # noqa: SIM401 - Tree has no .get()
         if isinstance(value, dict):
-            sub_base = existing[1] if existing and existing[0] == DIR_MODE else None
+            sub_base = ObjectID(existing[1]) if existing and existing[0] == DIR_MODE else None
             if existing and existing[0] != DIR_MODE:
-                raise InvalidRequest(f"{prefix}{name} is a file; it cannot hold other files")
+                msg = f"{prefix}{name} is a file; it cannot hold other files"
+                raise InvalidRequest(msg)
             sub = _apply(store, sub_base, value, f"{prefix}{name}/")
             if sub is None:
                 if key in tree:
@@ -123,23 +149,25 @@ def _apply(store: BaseObjectStore, tree_id: bytes | None, nested: dict[str, obje
         assert isinstance(value, TreeEdit)  # noqa: S101
         if value.sha is None:
             if existing is None or existing[0] == DIR_MODE:
-                raise InvalidRequest(f"Cannot delete {value.path}: it is not a file in the branch")
+                msg = f"Cannot delete {value.path}: it is not a file in the branch"
+                raise InvalidRequest(msg)
             del tree[key]
         else:
             if existing is not None and existing[0] == DIR_MODE:
-                raise InvalidRequest(f"{value.path} is a folder in the branch; it cannot be a file")
-            tree.add(key, int(value.mode), value.sha)
+                msg = f"{value.path} is a folder in the branch; it cannot be a file"
+                raise InvalidRequest(msg)
+            tree.add(key, int(value.mode), ObjectID(value.sha))
     if not len(tree):
         return None
     return _store(store, tree)
 
 
-def _store(store: BaseObjectStore, obj: Tree | Blob | Commit) -> bytes:
+def _store(store: BaseObjectStore, obj: Tree | Blob | Commit) -> ObjectID:
     store.add_object(obj)
     return obj.id
 
 
-def add_blob(store: BaseObjectStore, data: bytes) -> bytes:
+def add_blob(store: BaseObjectStore, data: bytes) -> ObjectID:
     """Store `data` as a blob and return its id."""
     return _store(store, Blob.from_string(data))
 
@@ -147,16 +175,16 @@ def add_blob(store: BaseObjectStore, data: bytes) -> bytes:
 def make_commit(
     store: BaseObjectStore,
     tree: bytes,
-    parents: list[bytes],
+    parents: Sequence[bytes],
     message: str,
     author: tuple[str, str],
     committer: tuple[str, str] | None = None,
     when: int | None = None,
-) -> bytes:
+) -> ObjectID:
     """Write a commit object and return its id."""
     commit = Commit()
-    commit.tree = tree
-    commit.parents = parents
+    commit.tree = ObjectID(tree)
+    commit.parents = [ObjectID(p) for p in parents]
     commit.author = f"{author[0]} <{author[1]}>".encode()
     committer = committer or author
     commit.committer = f"{committer[0]} <{committer[1]}>".encode()
@@ -167,9 +195,10 @@ def make_commit(
     return _store(store, commit)
 
 
-def commit_tree(store: BaseObjectStore, commit_id: bytes) -> bytes:
+def commit_tree(store: BaseObjectStore, commit_id: bytes) -> ObjectID:
     """The tree id of a commit."""
-    commit = store[commit_id]
+    commit = store[ObjectID(commit_id)]
     if not isinstance(commit, Commit):
-        raise InvalidRequest(f"{commit_id.decode()} is not a commit")
-    return commit.tree
+        msg = f"{commit_id.decode()} is not a commit"
+        raise InvalidRequest(msg)
+    return ObjectID(commit.tree)

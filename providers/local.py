@@ -14,7 +14,8 @@ from pathlib import Path
 
 from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
-from dulwich.objects import Blob, Commit
+from dulwich.objects import Blob, Commit, ObjectID
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from providers import changeset, gitobjects
@@ -57,7 +58,7 @@ class LocalForge:
         if not (path / "HEAD").exists():
             path.mkdir(parents=True, exist_ok=True)
             repo = Repo.init_bare(str(path))
-            repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{default_branch}".encode())
+            repo.refs.set_symbolic_ref(Ref(b"HEAD"), gitobjects.branch_ref(default_branch))
             repo.close()
         return cls(config)
 
@@ -66,8 +67,9 @@ class LocalForge:
         try:
             repo = Repo(str(self.path))
         except (NotGitRepository, FileNotFoundError) as exc:
+            msg = f"There is no git repository at {self.path}"
             raise NotFound(
-                f"There is no git repository at {self.path}",
+                msg,
                 "Check MELTANO_FORGE_REPO, or run `meltano-forge init` to create one",
             ) from exc
         try:
@@ -78,15 +80,15 @@ class LocalForge:
     def repository(self) -> RepositoryInfo:
         """Default branch from HEAD; a local repository has no forge-side protections."""
         with self._repo() as repo:
-            target = repo.refs.get_symrefs().get(b"HEAD", b"refs/heads/main")
+            target = repo.refs.get_symrefs().get(Ref(b"HEAD"), gitobjects.branch_ref("main"))
             default = target.decode().removeprefix("refs/heads/")
-            empty = not any(True for _ in repo.refs.keys(base=b"refs/heads/"))
+            empty = not any(True for _ in repo.refs.keys(base=gitobjects.HEADS))
         return RepositoryInfo(default, self.web_url, empty, None)
 
     def branches(self) -> list[Branch]:
         """All `refs/heads/*`, sorted by name."""
         with self._repo() as repo:
-            heads = repo.refs.as_dict(b"refs/heads/")
+            heads = repo.refs.as_dict(gitobjects.HEADS)
         return sorted(
             (Branch(name.decode(), sha.decode()) for name, sha in heads.items()),
             key=lambda b: b.name,
@@ -97,12 +99,13 @@ class LocalForge:
         check_branch_name(name)
         head = self._head(name)
         if head is None:
-            raise NotFound(f"The branch '{name}' does not exist")
+            msg = f"The branch '{name}' does not exist"
+            raise NotFound(msg)
         return Branch(name, head)
 
     def _head(self, name: str) -> str | None:
         with self._repo() as repo:
-            value = repo.refs.as_dict(b"refs/heads/").get(name.encode())
+            value = repo.refs.as_dict(gitobjects.HEADS).get(Ref(name.encode()))
         return value.decode() if value else None
 
     def create_branch(self, name: str, from_sha: str) -> Branch:
@@ -111,15 +114,19 @@ class LocalForge:
         existing = [b.name for b in self.branches()]
         clash = branch_clash(name, existing)
         if clash:
-            raise InvalidRequest(
+            msg = (
                 f"Cannot create branch '{name}' while branch '{clash}' exists: git stores "
-                "branches as files, so one name cannot also be a folder of the other",
+                "branches as files, so one name cannot also be a folder of the other"
+            )
+            raise InvalidRequest(
+                msg,
                 "Choose a name like 'development-aj' instead of 'development/aj'",
             )
         with self._repo() as repo:
             self._commit_object(repo, from_sha)
-            if not repo.refs.add_if_new(f"refs/heads/{name}".encode(), from_sha.encode()):
-                raise AlreadyExists(f"The branch '{name}' already exists")
+            if not repo.refs.add_if_new(gitobjects.branch_ref(name), gitobjects.oid(from_sha)):
+                msg = f"The branch '{name}' already exists"
+                raise AlreadyExists(msg)
         return Branch(name, from_sha)
 
     @contextmanager
@@ -131,7 +138,7 @@ class LocalForge:
             yield Snapshot(sha, self._entries(repo, tree, path.strip("/")))
 
     @staticmethod
-    def _entries(repo: Repo, tree: bytes, folder: str) -> Iterator[ArchiveEntry]:
+    def _entries(repo: Repo, tree: ObjectID, folder: str) -> Iterator[ArchiveEntry]:
         store = repo.object_store
         for path, mode, sha in gitobjects.walk(store, tree):
             if folder and not path.startswith(folder + "/"):
@@ -146,7 +153,8 @@ class LocalForge:
         with self._repo() as repo:
             found = gitobjects.lookup(repo.object_store, self._commit_object(repo, sha).tree, path)
             if found is None or found[0] == gitobjects.DIR_MODE:
-                raise NotFound(f"{path} does not exist at {sha[:12]}")
+                msg = f"{path} does not exist at {sha[:12]}"
+                raise NotFound(msg)
             blob = repo.object_store[found[1]]
             assert isinstance(blob, Blob)  # noqa: S101
             return blob.as_raw_string()
@@ -160,7 +168,9 @@ class LocalForge:
                 blob = store[blob_id]
                 assert isinstance(blob, Blob)  # noqa: S101
                 entries.append(
-                    TreeEntry(path, FileMode.parse(mode), blob_id.decode(), len(blob.as_raw_string()))
+                    TreeEntry(
+                        path, FileMode.parse(mode), blob_id.decode(), len(blob.as_raw_string())
+                    )
                 )
             return entries
 
@@ -171,18 +181,23 @@ class LocalForge:
 
     def _changed(self, repo: Repo, base_sha: str | None, head_sha: str) -> frozenset[str]:
         base = self._commit_object(repo, base_sha).tree if base_sha else None
-        return gitobjects.changed_paths(repo.object_store, base, self._commit_object(repo, head_sha).tree)
+        return gitobjects.changed_paths(
+            repo.object_store, base, self._commit_object(repo, head_sha).tree
+        )
 
     @staticmethod
     def _commit_object(repo: Repo, sha: str) -> Commit:
         if not is_sha(sha):
-            raise InvalidRequest(f"'{sha}' is not a commit SHA")
+            msg = f"'{sha}' is not a commit SHA"
+            raise InvalidRequest(msg)
         try:
-            obj = repo.object_store[sha.encode()]
+            obj = repo.object_store[gitobjects.oid(sha)]
         except KeyError:
-            raise NotFound(f"The commit {sha} does not exist in {repo.path}") from None
+            msg = f"The commit {sha} does not exist in {repo.path}"
+            raise NotFound(msg) from None
         if not isinstance(obj, Commit):
-            raise InvalidRequest(f"{sha} is not a commit")
+            msg = f"{sha} is not a commit"
+            raise InvalidRequest(msg)
         return obj
 
     def commit(
@@ -196,13 +211,15 @@ class LocalForge:
         """Build the commit on the current head and move the ref with compare-and-swap."""
         check_branch_name(branch)
         changeset.validate(changes)
-        ref = f"refs/heads/{branch}".encode()
+        ref = gitobjects.branch_ref(branch)
         who = (author.name, author.email) if author else self.default_author
         with self._repo() as repo:
             store = repo.object_store
             blobs = [
                 gitobjects.TreeEdit(
-                    c.path, c.mode, None if c.content is None else gitobjects.add_blob(store, c.content)
+                    c.path,
+                    c.mode,
+                    None if c.content is None else gitobjects.add_blob(store, c.content),
                 )
                 for c in changes
             ]
@@ -214,34 +231,36 @@ class LocalForge:
                     )
                 base_tree = self._commit_object(repo, head).tree if head else None
                 tree = gitobjects.apply_edits(store, base_tree, blobs)
-                parents = [head.encode()] if head else []
+                parents = [gitobjects.oid(head)] if head else []
                 new = gitobjects.make_commit(store, tree, parents, message, who)
                 if self._swap(repo, ref, head, new):
                     return CommitResult(new.decode(), head, rebased=head != expected_head)
+        msg = f"The branch '{branch}' is being updated too often to commit"
         raise Unavailable(
-            f"The branch '{branch}' is being updated too often to commit",
+            msg,
             "Try again in a moment",
         )
 
     @staticmethod
-    def _current(repo: Repo, ref: bytes) -> str | None:
-        value = repo.refs.as_dict(b"refs/heads/").get(ref.removeprefix(b"refs/heads/"))
+    def _current(repo: Repo, ref: Ref) -> str | None:
+        value = repo.refs.as_dict(gitobjects.HEADS).get(Ref(ref.removeprefix(b"refs/heads/")))
         return value.decode() if value else None
 
     @staticmethod
-    def _swap(repo: Repo, ref: bytes, old: str | None, new: bytes) -> bool:
+    def _swap(repo: Repo, ref: Ref, old: str | None, new: ObjectID) -> bool:
         try:
             if old is None:
                 return bool(repo.refs.add_if_new(ref, new))
-            return bool(repo.refs.set_if_equals(ref, old.encode(), new))
+            return bool(repo.refs.set_if_equals(ref, gitobjects.oid(old), new))
         except FileLocked:
             time.sleep(0.002 + (os.getpid() % 7) / 1000)
             return False
 
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
         """A local repository has no pull requests."""
+        msg = "A local repository cannot hold pull requests"
         raise InvalidRequest(
-            "A local repository cannot hold pull requests",
+            msg,
             f"Merge '{source}' into '{target}' with your git tooling, or use GitHub or GitLab",
         )
 

@@ -27,8 +27,9 @@ def check_branch_name(name: str) -> str:
     passes here."""
     problem = _branch_name_problem(name)
     if problem:
+        msg = f"'{name}' is not a valid branch name: {problem}"
         raise UnsafeInput(
-            f"'{name}' is not a valid branch name: {problem}",
+            msg,
             "Use letters, digits, '-', '_', '.' and '/' between words",
         )
     return name
@@ -58,7 +59,8 @@ def check_repo_path(path: str) -> str:
     inside `.git/`."""
     problem = _path_problem(path)
     if problem:
-        raise UnsafeInput(f"Refusing the path '{path}': {problem}")
+        msg = f"Refusing the path '{path}': {problem}"
+        raise UnsafeInput(msg)
     return path
 
 

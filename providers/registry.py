@@ -1,11 +1,11 @@
 """The registry: from a repository URL and settings to an adapter.
 
-    https://github.com/OWNER/REPO              github, api https://api.github.com
-    https://gitlab.com/GROUP/SUB/REPO          gitlab, api https://gitlab.com/api/v4
-    https://ghe.example.com/OWNER/REPO         github with provider=github (api /api/v3)
-    https://git.example.com/GROUP/REPO         gitlab with provider=gitlab (api /api/v4)
-    file:///path/to/bare.git                   local
-    https://forge.example.com/v1/projects/NAME service
+https://github.com/OWNER/REPO              github, api https://api.github.com
+https://gitlab.com/GROUP/SUB/REPO          gitlab, api https://gitlab.com/api/v4
+https://ghe.example.com/OWNER/REPO         github with provider=github (api /api/v3)
+https://git.example.com/GROUP/REPO         gitlab with provider=gitlab (api /api/v4)
+file:///path/to/bare.git                   local
+https://forge.example.com/v1/projects/NAME service
 """
 
 from __future__ import annotations
@@ -27,15 +27,17 @@ _PUBLIC_APIS = {
 def locate(repo: str, provider: str | None = None, api_url: str | None = None) -> RepoLocation:
     """Resolve a repository URL into a `RepoLocation`; `InvalidRequest` says what to set."""
     if not repo:
-        raise InvalidRequest("No repository is configured", "Set MELTANO_FORGE_REPO")
+        msg = "No repository is configured"
+        raise InvalidRequest(msg, "Set MELTANO_FORGE_REPO")
     parsed = urllib.parse.urlsplit(repo)
     kind = _kind(parsed, provider)
     if kind is ProviderKind.LOCAL:
         path = urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else repo
         return RepoLocation(kind, path, path, f"file://{path}")
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        msg = f"MELTANO_FORGE_REPO is not a repository URL: {_safe(repo)}"
         raise InvalidRequest(
-            f"MELTANO_FORGE_REPO is not a repository URL: {_safe(repo)}",
+            msg,
             "Use https://HOST/OWNER/REPO, file:///path/to/bare.git or "
             "https://HOST/v1/projects/NAME",
         )
@@ -44,15 +46,17 @@ def locate(repo: str, provider: str | None = None, api_url: str | None = None) -
     if kind is ProviderKind.SERVICE:
         prefix, _, name = f"/{path}".rpartition("/v1/projects/")
         if not name or "/" in name:
+            msg = f"MELTANO_FORGE_REPO does not name a service project: {_safe(repo)}"
             raise InvalidRequest(
-                f"MELTANO_FORGE_REPO does not name a service project: {_safe(repo)}",
+                msg,
                 "Use http(s)://HOST/v1/projects/NAME",
             )
         return RepoLocation(kind, f"{origin}{prefix}", name, f"{origin}/{path}")
     parts = path.split("/")
     if (kind is ProviderKind.GITHUB and len(parts) != 2) or len(parts) < 2 or "" in parts:
+        msg = f"MELTANO_FORGE_REPO does not name a repository: {_safe(repo)}"
         raise InvalidRequest(
-            f"MELTANO_FORGE_REPO does not name a repository: {_safe(repo)}",
+            msg,
             "GitHub URLs are https://HOST/OWNER/REPO; GitLab URLs https://HOST/GROUP[/SUB]/REPO",
         )
     default = _PUBLIC_APIS.get(_host(parsed))
@@ -66,9 +70,8 @@ def _kind(parsed: urllib.parse.SplitResult, provider: str | None) -> ProviderKin
             return ProviderKind(provider.lower())
         except ValueError:
             choices = ", ".join(k.value for k in ProviderKind)
-            raise InvalidRequest(
-                f"Unknown provider '{provider}'", f"Set MELTANO_FORGE_PROVIDER to one of {choices}"
-            ) from None
+            msg = f"Unknown provider '{provider}'"
+            raise InvalidRequest(msg, f"Set MELTANO_FORGE_PROVIDER to one of {choices}") from None
     if parsed.scheme == "file" or (not parsed.scheme and parsed.path):
         return ProviderKind.LOCAL
     if "/v1/projects/" in parsed.path:
@@ -77,8 +80,9 @@ def _kind(parsed: urllib.parse.SplitResult, provider: str | None) -> ProviderKin
     known = _PUBLIC_APIS.get(host)
     if known:
         return known[0]
+    msg = f"Cannot tell which forge hosts {host}"
     raise InvalidRequest(
-        f"Cannot tell which forge hosts {host}",
+        msg,
         "Set MELTANO_FORGE_PROVIDER to github or gitlab (and MELTANO_FORGE_API_URL if the API "
         "is not at /api/v3 or /api/v4)",
     )
@@ -121,8 +125,9 @@ def _service(config: ForgeConfig) -> Forge:
     try:
         from providers.service import ServiceForge  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
+        msg = "The service provider is not available in this version"
         raise InvalidRequest(
-            "The service provider is not available in this version",
+            msg,
             "Point MELTANO_FORGE_REPO at the forge itself",
         ) from exc
     forge: Forge = ServiceForge(config)

@@ -118,7 +118,7 @@ class Retrier:
         self._sleep(self._jitter() * min(2.0, 0.05 * 2 ** min(attempt, 6)))
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.policy.max_delay, self.policy.base_delay * 2**attempt)
+        return float(min(self.policy.max_delay, self.policy.base_delay * 2**attempt))
 
     def _delay(self, attempt: int, retry_at: dt.datetime | None) -> float | None:
         delay = self._jitter() * self._backoff(attempt)

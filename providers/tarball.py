@@ -72,13 +72,16 @@ def read_tarball(
         tar = tarfile.open(fileobj=stream, mode="r|gz")  # noqa: SIM115 - closed by _entries
         first = tar.next()
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise UnsafeInput("The archive could not be read (it is truncated or not a tar.gz)") from exc
+        msg = "The archive could not be read (it is truncated or not a tar.gz)"
+        raise UnsafeInput(msg) from exc
     sha = tar.pax_headers.get("comment", "") or ""
     if expected_sha and sha and sha != expected_sha:
-        raise UnsafeInput(f"The archive is of commit {sha}, not the requested {expected_sha}")
+        msg = f"The archive is of commit {sha}, not the requested {expected_sha}"
+        raise UnsafeInput(msg)
     sha = sha or expected_sha or ""
     if not is_sha(sha):
-        raise UnsafeInput("The archive does not say which commit it holds")
+        msg = "The archive does not say which commit it holds"
+        raise UnsafeInput(msg)
     entries = _entries(tar, first, limits)
     prefix = folder.strip("/") + "/" if folder.strip("/") else ""
     if prefix:
@@ -97,21 +100,23 @@ def _entries(
         while member is not None:
             count += 1
             if count > limits.max_entries:
-                raise UnsafeInput(f"The archive has more than {limits.max_entries} entries")
+                msg = f"The archive has more than {limits.max_entries} entries"
+                raise UnsafeInput(msg)
             name = member.name
             if name.startswith("/") or "\\" in name:
-                raise UnsafeInput(f"The archive holds an absolute or odd path: {name!r}")
+                msg = f"The archive holds an absolute or odd path: {name!r}"
+                raise UnsafeInput(msg)
             head, _, rest = name.rstrip("/").partition("/")
             top = top or head
             if head != top:
-                raise UnsafeInput(f"The archive has more than one top folder: {name!r}")
+                msg = f"The archive has more than one top folder: {name!r}"
+                raise UnsafeInput(msg)
             if rest and not member.isdir():
                 entry = _entry(tar, member, rest, limits)
                 total += len(entry.data)
                 if total > limits.max_total_bytes:
-                    raise UnsafeInput(
-                        f"The archive unpacks to more than {limits.max_total_bytes} bytes"
-                    )
+                    msg = f"The archive unpacks to more than {limits.max_total_bytes} bytes"
+                    raise UnsafeInput(msg)
                 yield entry
             elif rest:
                 check_repo_path(rest)
@@ -122,7 +127,8 @@ def _next(tar: tarfile.TarFile) -> tarfile.TarInfo | None:
     try:
         return tar.next()
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise UnsafeInput("The archive is truncated or corrupt") from exc
+        msg = "The archive is truncated or corrupt"
+        raise UnsafeInput(msg) from exc
 
 
 def _entry(
@@ -133,22 +139,29 @@ def _entry(
         target = member.linkname
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
         if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
-            raise UnsafeInput(f"The symlink {path} points outside the project: {target!r}")
+            msg = f"The symlink {path} points outside the project: {target!r}"
+            raise UnsafeInput(msg)
         return ArchiveEntry(path, FileMode.SYMLINK, target.encode())
     if member.islnk():
-        raise UnsafeInput(f"The archive holds a hard link ({path}); git archives never do")
+        msg = f"The archive holds a hard link ({path}); git archives never do"
+        raise UnsafeInput(msg)
     if not member.isreg():
-        raise UnsafeInput(f"The archive holds a device, FIFO or other special file: {path}")
+        msg = f"The archive holds a device, FIFO or other special file: {path}"
+        raise UnsafeInput(msg)
     if member.size > limits.max_file_bytes:
-        raise UnsafeInput(f"{path} is larger than {limits.max_file_bytes} bytes")
+        msg = f"{path} is larger than {limits.max_file_bytes} bytes"
+        raise UnsafeInput(msg)
     handle = tar.extractfile(member)
     if handle is None:  # pragma: no cover - regular files always have a handle
-        raise UnsafeInput(f"{path} has no data")
+        msg = f"{path} has no data"
+        raise UnsafeInput(msg)
     try:
         data = handle.read()
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise UnsafeInput(f"The archive is truncated inside {path}") from exc
+        msg = f"The archive is truncated inside {path}"
+        raise UnsafeInput(msg) from exc
     if len(data) != member.size:
-        raise UnsafeInput(f"The archive is truncated inside {path}")
+        msg = f"The archive is truncated inside {path}"
+        raise UnsafeInput(msg)
     mode = FileMode.EXECUTABLE if member.mode & 0o111 else FileMode.REGULAR
     return ArchiveEntry(path, mode, data)

@@ -19,6 +19,7 @@ from providers.contract import FileMode, Forge
 from providers.local import LocalForge
 from providers.registry import locate, open_forge
 from providers.retry import RetryPolicy
+from tests.forges import gitdata
 from tests.forges.github import GitHubDouble
 from tests.forges.gitlab import GitLabDouble
 from tests.forges.server import ForgeDouble
@@ -52,7 +53,9 @@ def gitlab_double(forge_root: Path) -> Iterator[GitLabDouble]:
 
 def read_only_git(git_dir: Path, *args: str) -> str:
     """Run git read-only against a bare repository, to check what the product wrote."""
-    result = subprocess.run(["git", "--git-dir", str(git_dir), *args], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["git", "--git-dir", str(git_dir), *args], capture_output=True, text=True, check=True
+    )
     return result.stdout
 
 
@@ -81,7 +84,9 @@ class ForgeEnv:
         for forge in self.opened:
             forge.close()
 
-    def seed(self, files: Files, branch: str = "main", message: str = "seed", parent: str | None = None) -> str:
+    def seed(
+        self, files: Files, branch: str = "main", message: str = "seed", parent: str | None = None
+    ) -> str:
         """Commit `files` straight into the bare repository (not through the adapter)."""
         repo = Repo(str(self.repo_dir))
         try:
@@ -92,12 +97,17 @@ class ForgeEnv:
                 data, mode = value if isinstance(value, tuple) else (value, FileMode.REGULAR)
                 edits.append(gitobjects.TreeEdit(path, mode, gitobjects.add_blob(store, data)))
             tree = gitobjects.apply_edits(store, base, edits)
-            sha = gitobjects.make_commit(store, tree, [parent.encode()] if parent else [], message, ("Seeder", "seed@test.invalid"))
-            ref = f"refs/heads/{branch}".encode()
+            sha = gitobjects.make_commit(
+                store,
+                tree,
+                [parent.encode()] if parent else [],
+                message,
+                ("Seeder", "seed@test.invalid"),
+            )
             if parent:
-                assert repo.refs.set_if_equals(ref, parent.encode(), sha)
+                assert gitdata.set_head(repo, branch, parent, sha)
             else:
-                repo.refs[ref] = sha
+                repo.refs[gitobjects.branch_ref(branch)] = sha
             return sha.decode()
         finally:
             repo.close()
@@ -106,8 +116,7 @@ class ForgeEnv:
         """The branch head, read from disk."""
         repo = Repo(str(self.repo_dir))
         try:
-            value = repo.refs.as_dict(b"refs/heads/").get(branch.encode())
-            return value.decode() if value else None
+            return gitdata.heads(repo).get(branch)
         finally:
             repo.close()
 
@@ -117,7 +126,9 @@ class ForgeEnv:
 
     def git_bytes(self, *args: str) -> bytes:
         """Read-only git, raw output."""
-        return subprocess.run(["git", "--git-dir", str(self.repo_dir), *args], capture_output=True, check=True).stdout
+        return subprocess.run(
+            ["git", "--git-dir", str(self.repo_dir), *args], capture_output=True, check=True
+        ).stdout
 
     def requests(self, method: str | None = None, path: str | None = None) -> int:
         """How many requests the double saw (0 for local)."""
@@ -129,7 +140,9 @@ class ForgeEnv:
             self.double.clear_log()
 
 
-def make_env(kind: str, tmp_path: Path, request: pytest.FixtureRequest, *, empty: bool = False) -> ForgeEnv:
+def make_env(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, *, empty: bool = False
+) -> ForgeEnv:
     """Build a ForgeEnv of `kind` on a fresh repository."""
     name = f"team{uuid.uuid4().hex[:6]}/proj{uuid.uuid4().hex[:6]}"
     double: ForgeDouble | None = None
@@ -146,7 +159,11 @@ def make_env(kind: str, tmp_path: Path, request: pytest.FixtureRequest, *, empty
         location = locate(f"{double.url}/{name}", kind.split("-")[0], api)
 
     def make_config(**overrides: Any) -> ForgeConfig:
-        settings: dict[str, Any] = {"token": SecretStr(TOKEN), "retry": FAST_RETRY, "graphql_commits": kind == "github-graphql"}
+        settings: dict[str, Any] = {
+            "token": SecretStr(TOKEN),
+            "retry": FAST_RETRY,
+            "graphql_commits": kind == "github-graphql",
+        }
         settings.update(overrides)
         return ForgeConfig(location, **settings)
 

@@ -20,16 +20,26 @@ from tests.forges.gitlab import GitLabDouble
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, serve until SIGINT or SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m tests.forges", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.forges", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("forge", choices=["github", "gitlab"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--repos", type=Path, required=True)
     parser.add_argument("--token", default=None, help="accept only this token (default: any)")
-    parser.add_argument("--no-validate", action="store_true", help="GitHub: skip contract validation (faster)")
+    parser.add_argument(
+        "--no-validate", action="store_true", help="GitHub: skip contract validation (faster)"
+    )
     args = parser.parse_args(argv)
     if args.forge == "github":
-        double: GitHubDouble | GitLabDouble = GitHubDouble(args.repos, token=args.token, host=args.host, port=args.port, validate=not args.no_validate)
+        double: GitHubDouble | GitLabDouble = GitHubDouble(
+            args.repos,
+            token=args.token,
+            host=args.host,
+            port=args.port,
+            validate=not args.no_validate,
+        )
         api = f"{double.url}/api/v3 (GraphQL {double.url}/api/graphql)"
     else:
         double = GitLabDouble(args.repos, token=args.token, host=args.host, port=args.port)

@@ -6,26 +6,41 @@ import io
 import tarfile
 from collections import deque
 
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Commit, ObjectID, Tree
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from providers import gitobjects
+from providers.gitobjects import branch_ref, oid
 
 
 def heads(repo: Repo) -> dict[str, str]:
     """Branch name -> head SHA."""
-    return {k.decode(): v.decode() for k, v in repo.refs.as_dict(b"refs/heads/").items()}
+    return {k.decode(): v.decode() for k, v in repo.refs.as_dict(gitobjects.HEADS).items()}
 
 
 def default_branch(repo: Repo) -> str:
     """The branch HEAD points at."""
-    return repo.refs.get_symrefs().get(b"HEAD", b"refs/heads/main").decode().removeprefix("refs/heads/")
+    target = repo.refs.get_symrefs().get(Ref(b"HEAD"), branch_ref("main"))
+    return bytes(target).decode().removeprefix("refs/heads/")
+
+
+def set_head(repo: Repo, name: str, old: str | bytes | None, new: str | bytes) -> bool:
+    """Compare-and-swap a branch (create it when `old` is None)."""
+    if old is None:
+        return bool(repo.refs.add_if_new(branch_ref(name), oid(new)))
+    return bool(repo.refs.set_if_equals(branch_ref(name), oid(old), oid(new)))
+
+
+def set_default_branch(repo: Repo, name: str) -> None:
+    """Point HEAD at a branch."""
+    repo.refs.set_symbolic_ref(Ref(b"HEAD"), branch_ref(name))
 
 
 def commit(repo: Repo, sha: str) -> Commit | None:
     """The commit object, or None."""
     try:
-        obj = repo.object_store[sha.encode()]
+        obj = repo.object_store[oid(sha)]
     except (KeyError, ValueError):
         return None
     return obj if isinstance(obj, Commit) else None
@@ -84,26 +99,26 @@ def commits_between(repo: Repo, base: str, head: str) -> list[str]:
     return list(reversed(out))
 
 
-def tree_of(repo: Repo, sha: str) -> bytes:
+def tree_of(repo: Repo, sha: str) -> ObjectID:
     """A commit's tree id."""
-    return gitobjects.commit_tree(repo.object_store, sha.encode())
+    return gitobjects.commit_tree(repo.object_store, oid(sha))
 
 
-def tree_id(repo: Repo, tree_ish: str) -> bytes | None:
+def tree_id(repo: Repo, tree_ish: str) -> ObjectID | None:
     """A tree SHA, commit SHA or branch name -> tree id."""
     resolved = resolve(repo, tree_ish)
     if resolved:
         return tree_of(repo, resolved)
     try:
-        obj = repo.object_store[tree_ish.encode()]
+        obj = repo.object_store[oid(tree_ish)]
     except (KeyError, ValueError):
         return None
-    return obj.id if isinstance(obj, Tree) else None
+    return ObjectID(obj.id) if isinstance(obj, Tree) else None
 
 
 def blob(repo: Repo, sha: bytes) -> bytes:
     """A blob's bytes."""
-    obj = repo.object_store[sha]
+    obj = repo.object_store[oid(sha)]
     assert isinstance(obj, Blob)
     return obj.as_raw_string()
 
@@ -112,7 +127,9 @@ def tarball(repo: Repo, sha: str, prefix: str, path: str = "") -> bytes:
     """What `git archive --format=tar.gz --prefix=PREFIX/ SHA [PATH]` writes: a pax global
     header carrying the SHA, a top folder, folders before their files, file modes kept."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers={"comment": sha}) as tar:
+    with tarfile.open(
+        fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers={"comment": sha}
+    ) as tar:
         obj = commit(repo, sha)
         assert obj is not None
         mtime = obj.commit_time
@@ -135,7 +152,11 @@ def tarball(repo: Repo, sha: str, prefix: str, path: str = "") -> bytes:
             info = tarfile.TarInfo(f"{prefix}{file_path}")
             info.mtime = mtime
             if mode == 0o120000:
-                info.type, info.linkname, info.mode = tarfile.SYMTYPE, data.decode("utf-8", "surrogateescape"), 0o777
+                info.type, info.linkname, info.mode = (
+                    tarfile.SYMTYPE,
+                    data.decode("utf-8", "surrogateescape"),
+                    0o777,
+                )
                 tar.addfile(info)
             else:
                 info.size, info.mode = len(data), 0o775 if mode == 0o100755 else 0o664

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 from typing import Any
 
+from dulwich.objects import Tree
 from dulwich.repo import Repo
 
 from providers import gitobjects
@@ -83,7 +84,11 @@ class GitHubDouble(ForgeDouble):
             ("GET", R + "/tarball/(?P<ref>.+)", self.tarball),
         ):
             self.route(method, API + pattern, handler)
-        self.route("GET", r"/_codeload/(?P<owner>[^/]+)/(?P<repo>[^/]+)/legacy\.tar\.gz/(?P<sha>[0-9a-f]{40})", self.codeload)
+        self.route(
+            "GET",
+            r"/_codeload/(?P<owner>[^/]+)/(?P<repo>[^/]+)/legacy\.tar\.gz/(?P<sha>[0-9a-f]{40})",
+            self.codeload,
+        )
         self.route("POST", "/api/graphql", self.graphql.handle)
 
     # ---- forge-wide behaviour --------------------------------------------------------
@@ -116,17 +121,21 @@ class GitHubDouble(ForgeDouble):
     def check(self, request: Request, response: Response) -> None:
         if not self.validate or response.injected or not request.path.startswith(API):
             return
-        path = request.path[len(API):]
+        path = request.path[len(API) :]
         problems = openapi.validate_request(request.method, path, request.body)
         if response.content_type.startswith("application/json"):
-            problems += openapi.validate_response(request.method, path, response.status, response.body)
+            problems += openapi.validate_response(
+                request.method, path, response.status, response.body
+            )
         if problems:
             with self._lock:
                 self.validation_errors.extend(problems)
 
-    def ok(self, request: Request, status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    def ok(
+        self, request: Request, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> Response:
         """A success response, filled up to the schema of the operation."""
-        template = openapi.template_for(request.method, request.path[len(API):])
+        template = openapi.template_for(request.method, request.path[len(API) :])
         if template is not None:
             body = openapi.conform(request.method, template, status, body)
         return Response.json(status, body, headers)
@@ -139,7 +148,12 @@ class GitHubDouble(ForgeDouble):
 
     # ---- repositories and branches ---------------------------------------------------
     def rate_limit(self, request: Request) -> Response:
-        core = {"limit": 5000, "remaining": self._remaining, "reset": int(time.time()) + 3600, "used": 5000 - self._remaining}
+        core = {
+            "limit": 5000,
+            "remaining": self._remaining,
+            "reset": int(time.time()) + 3600,
+            "used": 5000 - self._remaining,
+        }
         return self.ok(request, 200, {"resources": {"core": core}, "rate": core})
 
     def get_repo(self, request: Request) -> Response:
@@ -148,24 +162,45 @@ class GitHubDouble(ForgeDouble):
             if repo is None:
                 return self.not_found()
             owner, short = name.split("/")
-            return self.ok(request, 200, {
-                "id": abs(hash(name)) % 10**8, "name": short, "full_name": name,
-                "default_branch": gitdata.default_branch(repo), "html_url": f"{self.url}/{name}",
-                "url": self.repo_url(request), "private": True, "visibility": "private",
-                "size": 0 if not gitdata.heads(repo) else 1,
-                "owner": {"login": owner, "id": 1, "type": "User"},
-                "permissions": {"admin": True, "maintain": True, "push": True, "triage": True, "pull": True},
-            })
+            return self.ok(
+                request,
+                200,
+                {
+                    "id": abs(hash(name)) % 10**8,
+                    "name": short,
+                    "full_name": name,
+                    "default_branch": gitdata.default_branch(repo),
+                    "html_url": f"{self.url}/{name}",
+                    "url": self.repo_url(request),
+                    "private": True,
+                    "visibility": "private",
+                    "size": 0 if not gitdata.heads(repo) else 1,
+                    "owner": {"login": owner, "id": 1, "type": "User"},
+                    "permissions": {
+                        "admin": True,
+                        "maintain": True,
+                        "push": True,
+                        "triage": True,
+                        "pull": True,
+                    },
+                },
+            )
 
     def _branch_json(self, request: Request, name: str, sha: str) -> dict[str, Any]:
         protected = name in self.protected.get(self.full_name(request), set())
-        return {"name": name, "commit": {"sha": sha, "url": f"{self.repo_url(request)}/commits/{sha}"}, "protected": protected}
+        return {
+            "name": name,
+            "commit": {"sha": sha, "url": f"{self.repo_url(request)}/commits/{sha}"},
+            "protected": protected,
+        }
 
     def list_branches(self, request: Request) -> Response:
         with self.open_repo(self.full_name(request)) as repo:
             if repo is None:
                 return self.not_found()
-            items = [self._branch_json(request, n, s) for n, s in sorted(gitdata.heads(repo).items())]
+            items = [
+                self._branch_json(request, n, s) for n, s in sorted(gitdata.heads(repo).items())
+            ]
         if request.query.get("protected") == "true":
             items = [b for b in items if b["protected"]]
         page, link, _, _ = paginate(items, request, 30, self.url)
@@ -181,22 +216,37 @@ class GitHubDouble(ForgeDouble):
                 return error(404, "Branch not found")
             body = self._branch_json(request, name, sha)
             body["commit"] = self._commit_json(request, repo, sha)
-            body["_links"] = {"self": f"{self.repo_url(request)}/branches/{name}", "html": f"{self.url}/{self.full_name(request)}/tree/{name}"}
+            body["_links"] = {
+                "self": f"{self.repo_url(request)}/branches/{name}",
+                "html": f"{self.url}/{self.full_name(request)}/tree/{name}",
+            }
             body["protection_url"] = f"{self.repo_url(request)}/branches/{name}/protection"
         return self.ok(request, 200, body)
 
     def get_protection(self, request: Request) -> Response:
         if request.params["branch"] not in self.protected.get(self.full_name(request), set()):
             return error(404, "Branch not protected")
-        return self.ok(request, 200, {"url": f"{self.repo_url(request)}/branches/{request.params['branch']}/protection", "enabled": True})
+        return self.ok(
+            request,
+            200,
+            {
+                "url": f"{self.repo_url(request)}/branches/{request.params['branch']}/protection",
+                "enabled": True,
+            },
+        )
 
     def _commit_json(self, request: Request, repo: Repo, sha: str) -> dict[str, Any]:
         obj = gitdata.commit(repo, sha)
         assert obj is not None
         return {
-            "sha": sha, "url": f"{self.repo_url(request)}/commits/{sha}", "html_url": f"{self.url}/{self.full_name(request)}/commit/{sha}",
+            "sha": sha,
+            "url": f"{self.repo_url(request)}/commits/{sha}",
+            "html_url": f"{self.url}/{self.full_name(request)}/commit/{sha}",
             "commit": self._git_commit_json(request, repo, sha),
-            "parents": [{"sha": p.decode(), "url": f"{self.repo_url(request)}/commits/{p.decode()}"} for p in obj.parents],
+            "parents": [
+                {"sha": p.decode(), "url": f"{self.repo_url(request)}/commits/{p.decode()}"}
+                for p in obj.parents
+            ],
         }
 
     def _git_commit_json(self, request: Request, repo: Repo, sha: str) -> dict[str, Any]:
@@ -205,20 +255,52 @@ class GitHubDouble(ForgeDouble):
 
         def person(raw: bytes) -> dict[str, str]:
             name, _, email = raw.decode().partition(" <")
-            return {"name": name, "email": email.rstrip(">"), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(obj.commit_time))}
+            return {
+                "name": name,
+                "email": email.rstrip(">"),
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(obj.commit_time)),
+            }
 
         return {
-            "sha": sha, "url": f"{self.repo_url(request)}/git/commits/{sha}", "html_url": f"{self.url}/{self.full_name(request)}/commit/{sha}",
-            "message": obj.message.decode(), "author": person(obj.author), "committer": person(obj.committer),
-            "tree": {"sha": obj.tree.decode(), "url": f"{self.repo_url(request)}/git/trees/{obj.tree.decode()}"},
-            "parents": [{"sha": p.decode(), "url": f"{self.repo_url(request)}/git/commits/{p.decode()}", "html_url": f"{self.url}/{self.full_name(request)}/commit/{p.decode()}"} for p in obj.parents],
-            "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None, "verified_at": None},
+            "sha": sha,
+            "url": f"{self.repo_url(request)}/git/commits/{sha}",
+            "html_url": f"{self.url}/{self.full_name(request)}/commit/{sha}",
+            "message": obj.message.decode(),
+            "author": person(obj.author),
+            "committer": person(obj.committer),
+            "tree": {
+                "sha": obj.tree.decode(),
+                "url": f"{self.repo_url(request)}/git/trees/{obj.tree.decode()}",
+            },
+            "parents": [
+                {
+                    "sha": p.decode(),
+                    "url": f"{self.repo_url(request)}/git/commits/{p.decode()}",
+                    "html_url": f"{self.url}/{self.full_name(request)}/commit/{p.decode()}",
+                }
+                for p in obj.parents
+            ],
+            "verification": {
+                "verified": False,
+                "reason": "unsigned",
+                "signature": None,
+                "payload": None,
+                "verified_at": None,
+            },
         }
 
     # ---- refs ------------------------------------------------------------------------
     def _ref_json(self, request: Request, name: str, sha: str) -> dict[str, Any]:
-        return {"ref": f"refs/heads/{name}", "node_id": f"REF_{name}", "url": f"{self.repo_url(request)}/git/refs/heads/{name}",
-                "object": {"sha": sha, "type": "commit", "url": f"{self.repo_url(request)}/git/commits/{sha}"}}
+        return {
+            "ref": f"refs/heads/{name}",
+            "node_id": f"REF_{name}",
+            "url": f"{self.repo_url(request)}/git/refs/heads/{name}",
+            "object": {
+                "sha": sha,
+                "type": "commit",
+                "url": f"{self.repo_url(request)}/git/commits/{sha}",
+            },
+        }
 
     def get_ref(self, request: Request) -> Response:
         with self.open_repo(self.full_name(request)) as repo:
@@ -238,16 +320,25 @@ class GitHubDouble(ForgeDouble):
             if repo is None:
                 return self.not_found()
             prefix = request.params["ref"].removeprefix("heads/")
-            items = [self._ref_json(request, n, s) for n, s in sorted(gitdata.heads(repo).items()) if n.startswith(prefix)]
+            items = [
+                self._ref_json(request, n, s)
+                for n, s in sorted(gitdata.heads(repo).items())
+                if n.startswith(prefix)
+            ]
         return self.ok(request, 200, items)
 
     def create_ref(self, request: Request) -> Response:
         body = request.json()
         ref, sha = body.get("ref", ""), body.get("sha", "")
         if not ref.startswith("refs/") or ref.count("/") < 2:
-            return error(422, "Reference name must start with 'refs/' and have at least two slashes")
+            return error(
+                422, "Reference name must start with 'refs/' and have at least two slashes"
+            )
         name = ref.removeprefix("refs/heads/")
-        with self.write_lock(self.full_name(request)), self.open_repo(self.full_name(request)) as repo:
+        with (
+            self.write_lock(self.full_name(request)),
+            self.open_repo(self.full_name(request)) as repo,
+        ):
             if repo is None:
                 return self.not_found()
             existing = gitdata.heads(repo)
@@ -259,14 +350,17 @@ class GitHubDouble(ForgeDouble):
                 return error(422, "Reference already exists")
             if any(name.startswith(o + "/") or o.startswith(name + "/") for o in existing):
                 return error(422, "Reference update failed")
-            repo.refs.add_if_new(ref.encode(), sha.encode())
+            gitdata.set_head(repo, name, None, sha)
             return self.ok(request, 201, self._ref_json(request, name, sha))
 
     def update_ref(self, request: Request) -> Response:
         body = request.json()
         name = request.params["ref"].removeprefix("heads/")
         sha, force = body.get("sha", ""), bool(body.get("force", False))
-        with self.write_lock(self.full_name(request)), self.open_repo(self.full_name(request)) as repo:
+        with (
+            self.write_lock(self.full_name(request)),
+            self.open_repo(self.full_name(request)) as repo,
+        ):
             if repo is None:
                 return self.not_found()
             current = gitdata.heads(repo).get(name)
@@ -276,15 +370,18 @@ class GitHubDouble(ForgeDouble):
                 return error(422, "Object does not exist")
             if not force and not gitdata.is_ancestor(repo, current, sha):
                 return error(422, "Update is not a fast forward")
-            repo.refs.set_if_equals(f"refs/heads/{name}".encode(), current.encode(), sha.encode())
+            gitdata.set_head(repo, name, current, sha)
             return self.ok(request, 200, self._ref_json(request, name, sha))
 
     def delete_ref(self, request: Request) -> Response:
         name = request.params["ref"].removeprefix("heads/")
-        with self.write_lock(self.full_name(request)), self.open_repo(self.full_name(request)) as repo:
+        with (
+            self.write_lock(self.full_name(request)),
+            self.open_repo(self.full_name(request)) as repo,
+        ):
             if repo is None or name not in gitdata.heads(repo):
                 return error(422, "Reference does not exist")
-            repo.refs.remove_if_equals(f"refs/heads/{name}".encode(), None)
+            repo.refs.remove_if_equals(gitobjects.branch_ref(name), None)
         return Response(204)
 
     # ---- git data --------------------------------------------------------------------
@@ -303,15 +400,21 @@ class GitHubDouble(ForgeDouble):
             return refusal
         body = request.json()
         if "content" not in body:
-            return error(422, "Invalid request.\n\n\"content\" wasn't supplied.")
+            return error(422, 'Invalid request.\n\n"content" wasn\'t supplied.')
         try:
-            data = base64.b64decode(body["content"], validate=True) if body.get("encoding") == "base64" else body["content"].encode()
+            data = (
+                base64.b64decode(body["content"], validate=True)
+                if body.get("encoding") == "base64"
+                else body["content"].encode()
+            )
         except (binascii.Error, ValueError):
             return error(422, "Invalid request.\n\nInvalid base64 content.")
         with self.open_repo(name) as repo:
             assert repo is not None
             sha = gitobjects.add_blob(repo.object_store, data).decode()
-        return self.ok(request, 201, {"sha": sha, "url": f"{self.repo_url(request)}/git/blobs/{sha}"})
+        return self.ok(
+            request, 201, {"sha": sha, "url": f"{self.repo_url(request)}/git/blobs/{sha}"}
+        )
 
     def get_blob(self, request: Request) -> Response:
         with self.open_repo(self.full_name(request)) as repo:
@@ -322,8 +425,18 @@ class GitHubDouble(ForgeDouble):
             except (KeyError, AssertionError):
                 return self.not_found()
         sha = request.params["sha"]
-        return self.ok(request, 200, {"sha": sha, "size": len(data), "content": base64.b64encode(data).decode(),
-                                      "encoding": "base64", "url": f"{self.repo_url(request)}/git/blobs/{sha}", "node_id": f"B_{sha}"})
+        return self.ok(
+            request,
+            200,
+            {
+                "sha": sha,
+                "size": len(data),
+                "content": base64.b64encode(data).decode(),
+                "encoding": "base64",
+                "url": f"{self.repo_url(request)}/git/blobs/{sha}",
+                "node_id": f"B_{sha}",
+            },
+        )
 
     def create_tree(self, request: Request) -> Response:
         refusal, name = self._writable(request)
@@ -332,7 +445,7 @@ class GitHubDouble(ForgeDouble):
         body = request.json()
         entries = body.get("tree")
         if not isinstance(entries, list):
-            return error(422, "Invalid request.\n\n\"tree\" wasn't supplied.")
+            return error(422, 'Invalid request.\n\n"tree" wasn\'t supplied.')
         with self.open_repo(name) as repo:
             assert repo is not None
             store = repo.object_store
@@ -345,22 +458,36 @@ class GitHubDouble(ForgeDouble):
             for entry in entries:
                 path, mode = entry.get("path", ""), entry.get("mode", "")
                 if mode not in ("100644", "100755", "120000"):
-                    return error(422, f"Invalid request.\n\nmode {mode!r} is not supported by this double")
+                    return error(
+                        422, f"Invalid request.\n\nmode {mode!r} is not supported by this double"
+                    )
                 if "content" in entry:
                     sha: bytes | None = gitobjects.add_blob(store, entry["content"].encode())
                 elif entry.get("sha") is None:
                     sha = None
                 else:
-                    sha = entry["sha"].encode()
-                    if sha not in store:
+                    sha = gitobjects.oid(entry["sha"])
+                    if not store.contains_loose(sha) and sha not in store:
                         return error(422, "Invalid request.\n\nsha not found")
                 edits.append(gitobjects.TreeEdit(path, FileMode.parse(mode), sha))
             try:
                 tree = gitobjects.apply_edits(store, base, edits).decode()
             except InvalidRequest as exc:
                 return error(422, f"GitRPC::BadObjectState: {exc.reason}")
-            listing = [{"path": p, "mode": f"{m:o}", "type": "blob", "sha": s.decode()} for p, m, s in gitobjects.walk(store, tree.encode())][:100]
-        return self.ok(request, 201, {"sha": tree, "url": f"{self.repo_url(request)}/git/trees/{tree}", "tree": listing, "truncated": False})
+            listing = [
+                {"path": p, "mode": f"{m:o}", "type": "blob", "sha": s.decode()}
+                for p, m, s in gitobjects.walk(store, tree.encode())
+            ][:100]
+        return self.ok(
+            request,
+            201,
+            {
+                "sha": tree,
+                "url": f"{self.repo_url(request)}/git/trees/{tree}",
+                "tree": listing,
+                "truncated": False,
+            },
+        )
 
     def get_tree(self, request: Request) -> Response:
         with self.open_repo(self.full_name(request)) as repo:
@@ -375,13 +502,39 @@ class GitHubDouble(ForgeDouble):
             if request.query.get("recursive") not in (None, "", "0", "false"):
                 for path, mode, sha in gitobjects.walk(repo.object_store, tree):
                     size = len(gitdata.blob(repo, sha))
-                    items.append({"path": path, "mode": f"{mode:o}", "type": "blob", "sha": sha.decode(), "size": size,
-                                  "url": f"{self.repo_url(request)}/git/blobs/{sha.decode()}"})
+                    items.append(
+                        {
+                            "path": path,
+                            "mode": f"{mode:o}",
+                            "type": "blob",
+                            "sha": sha.decode(),
+                            "size": size,
+                            "url": f"{self.repo_url(request)}/git/blobs/{sha.decode()}",
+                        }
+                    )
             else:
-                for item in repo.object_store[tree].iteritems():  # type: ignore[union-attr]
+                listing = repo.object_store[tree]
+                assert isinstance(listing, Tree)
+                for item in listing.iteritems():
                     kind = "tree" if item.mode == gitobjects.DIR_MODE else "blob"
-                    items.append({"path": item.path.decode(), "mode": f"{item.mode:o}".zfill(6), "type": kind, "sha": item.sha.decode()})
-        return self.ok(request, 200, {"sha": tree.decode(), "url": f"{self.repo_url(request)}/git/trees/{tree.decode()}", "tree": items, "truncated": False})
+                    items.append(
+                        {
+                            "path": item.path.decode(),
+                            "mode": f"{item.mode:o}".zfill(6),
+                            "type": kind,
+                            "sha": item.sha.decode(),
+                        }
+                    )
+        return self.ok(
+            request,
+            200,
+            {
+                "sha": tree.decode(),
+                "url": f"{self.repo_url(request)}/git/trees/{tree.decode()}",
+                "tree": items,
+                "truncated": False,
+            },
+        )
 
     def create_commit(self, request: Request) -> Response:
         refusal, name = self._writable(request)
@@ -389,7 +542,7 @@ class GitHubDouble(ForgeDouble):
             return refusal
         body = request.json()
         if not body.get("message") or not body.get("tree"):
-            return error(422, "Invalid request.\n\n\"message\" and \"tree\" are required.")
+            return error(422, 'Invalid request.\n\n"message" and "tree" are required.')
         with self.open_repo(name) as repo:
             assert repo is not None
             if gitdata.tree_id(repo, body["tree"]) is None:
@@ -399,8 +552,12 @@ class GitHubDouble(ForgeDouble):
                 return error(422, "Parent SHA does not exist or is not a commit object")
             author = body.get("author") or {"name": OWNER_LOGIN, "email": OWNER_EMAIL}
             sha = gitobjects.make_commit(
-                repo.object_store, body["tree"].encode(), [p.encode() for p in parents], body["message"],
-                (author["name"], author["email"]), (OWNER_LOGIN, OWNER_EMAIL),
+                repo.object_store,
+                body["tree"].encode(),
+                [p.encode() for p in parents],
+                body["message"],
+                (author["name"], author["email"]),
+                (OWNER_LOGIN, OWNER_EMAIL),
             ).decode()
             return self.ok(request, 201, self._git_commit_json(request, repo, sha))
 
@@ -408,13 +565,18 @@ class GitHubDouble(ForgeDouble):
         with self.open_repo(self.full_name(request)) as repo:
             if repo is None or gitdata.commit(repo, request.params["sha"]) is None:
                 return self.not_found()
-            return self.ok(request, 200, self._git_commit_json(request, repo, request.params["sha"]))
+            return self.ok(
+                request, 200, self._git_commit_json(request, repo, request.params["sha"])
+            )
 
     def compare(self, request: Request) -> Response:
         with self.open_repo(self.full_name(request)) as repo:
             if repo is None:
                 return self.not_found()
-            base, head = gitdata.resolve(repo, request.params["base"]), gitdata.resolve(repo, request.params["head"])
+            base, head = (
+                gitdata.resolve(repo, request.params["base"]),
+                gitdata.resolve(repo, request.params["head"]),
+            )
             if base is None or head is None:
                 return self.not_found()
             mb = gitdata.merge_base(repo, base, head) or base
@@ -422,19 +584,46 @@ class GitHubDouble(ForgeDouble):
             behind = gitdata.commits_between(repo, mb, base)
             files = []
             from dulwich.diff_tree import tree_changes
-            for change in tree_changes(repo.object_store, gitdata.tree_of(repo, mb), gitdata.tree_of(repo, head)):
+
+            for change in tree_changes(
+                repo.object_store, gitdata.tree_of(repo, mb), gitdata.tree_of(repo, head)
+            ):
                 old, new = change.old, change.new
                 entry = new if new is not None and new.path else old
-                assert entry is not None and entry.path is not None
-                status = {"add": "added", "delete": "removed", "modify": "modified"}.get(change.type, "changed")
-                files.append({"sha": (entry.sha or b"").decode(), "filename": entry.path.decode(), "status": status,
-                              "additions": 0, "deletions": 0, "changes": 0})
-            status = "identical" if base == head else "ahead" if not behind else "behind" if not ahead else "diverged"
+                assert entry is not None
+                assert entry.path is not None
+                status = {"add": "added", "delete": "removed", "modify": "modified"}.get(
+                    change.type, "changed"
+                )
+                files.append(
+                    {
+                        "sha": (entry.sha or b"").decode(),
+                        "filename": entry.path.decode(),
+                        "status": status,
+                        "additions": 0,
+                        "deletions": 0,
+                        "changes": 0,
+                    }
+                )
+            status = (
+                "identical"
+                if base == head
+                else "ahead"
+                if not behind
+                else "behind"
+                if not ahead
+                else "diverged"
+            )
             body = {
-                "url": f"{self.repo_url(request)}/compare/{base}...{head}", "status": status,
-                "ahead_by": len(ahead), "behind_by": len(behind), "total_commits": len(ahead),
-                "base_commit": self._commit_json(request, repo, base), "merge_base_commit": self._commit_json(request, repo, mb),
-                "commits": [self._commit_json(request, repo, c) for c in ahead[-250:]], "files": files[:300],
+                "url": f"{self.repo_url(request)}/compare/{base}...{head}",
+                "status": status,
+                "ahead_by": len(ahead),
+                "behind_by": len(behind),
+                "total_commits": len(ahead),
+                "base_commit": self._commit_json(request, repo, base),
+                "merge_base_commit": self._commit_json(request, repo, mb),
+                "commits": [self._commit_json(request, repo, c) for c in ahead[-250:]],
+                "files": files[:300],
             }
         return self.ok(request, 200, body)
 
@@ -453,13 +642,28 @@ class GitHubDouble(ForgeDouble):
             data = gitdata.blob(repo, found[1])
         big = len(data) > 1024 * 1024
         blob_sha = found[1].decode()
-        return self.ok(request, 200, {
-            "type": "file", "encoding": "none" if big else "base64", "size": len(data), "name": path.rsplit("/", 1)[-1],
-            "path": path, "content": "" if big else base64.b64encode(data).decode(), "sha": blob_sha,
-            "url": f"{self.repo_url(request)}/contents/{path}", "git_url": f"{self.repo_url(request)}/git/blobs/{blob_sha}",
-            "html_url": f"{self.url}/{self.full_name(request)}/blob/{sha}/{path}", "download_url": None,
-            "_links": {"self": f"{self.repo_url(request)}/contents/{path}", "git": None, "html": None},
-        })
+        return self.ok(
+            request,
+            200,
+            {
+                "type": "file",
+                "encoding": "none" if big else "base64",
+                "size": len(data),
+                "name": path.rsplit("/", 1)[-1],
+                "path": path,
+                "content": "" if big else base64.b64encode(data).decode(),
+                "sha": blob_sha,
+                "url": f"{self.repo_url(request)}/contents/{path}",
+                "git_url": f"{self.repo_url(request)}/git/blobs/{blob_sha}",
+                "html_url": f"{self.url}/{self.full_name(request)}/blob/{sha}/{path}",
+                "download_url": None,
+                "_links": {
+                    "self": f"{self.repo_url(request)}/contents/{path}",
+                    "git": None,
+                    "html": None,
+                },
+            },
+        )
 
     def put_contents(self, request: Request) -> Response:
         """Create or update one file; on an empty repository this makes the first commit."""
@@ -470,7 +674,7 @@ class GitHubDouble(ForgeDouble):
             if repo is None:
                 return self.not_found()
             if "message" not in body or "content" not in body:
-                return error(422, "Invalid request.\n\n\"message\" and \"content\" are required.")
+                return error(422, 'Invalid request.\n\n"message" and "content" are required.')
             branch = body.get("branch") or gitdata.default_branch(repo)
             head = gitdata.heads(repo).get(branch)
             if head is None and gitdata.heads(repo):
@@ -481,32 +685,65 @@ class GitHubDouble(ForgeDouble):
             if existing and body.get("sha") != existing[1].decode():
                 return error(409, f"{path} does not match {body.get('sha') or 'nothing'}")
             blob_id = gitobjects.add_blob(store, base64.b64decode(body["content"]))
-            tree = gitobjects.apply_edits(store, base, [gitobjects.TreeEdit(path, FileMode.REGULAR, blob_id)])
+            tree = gitobjects.apply_edits(
+                store, base, [gitobjects.TreeEdit(path, FileMode.REGULAR, blob_id)]
+            )
             author = body.get("author") or {"name": OWNER_LOGIN, "email": OWNER_EMAIL}
-            sha = gitobjects.make_commit(store, tree, [head.encode()] if head else [], body["message"],
-                                         (author["name"], author["email"]), (OWNER_LOGIN, OWNER_EMAIL))
-            ref = f"refs/heads/{branch}".encode()
+            sha = gitobjects.make_commit(
+                store,
+                tree,
+                [head.encode()] if head else [],
+                body["message"],
+                (author["name"], author["email"]),
+                (OWNER_LOGIN, OWNER_EMAIL),
+            )
             if head is None:
-                repo.refs.add_if_new(ref, sha)
+                gitdata.set_head(repo, branch, None, sha)
             else:
-                repo.refs.set_if_equals(ref, head.encode(), sha)
-            return Response.json(201, {"content": {"name": path.rsplit("/", 1)[-1], "path": path, "sha": blob_id.decode()},
-                                       "commit": self._git_commit_json(request, repo, sha.decode())})
+                gitdata.set_head(repo, branch, head, sha)
+            return Response.json(
+                201,
+                {
+                    "content": {
+                        "name": path.rsplit("/", 1)[-1],
+                        "path": path,
+                        "sha": blob_id.decode(),
+                    },
+                    "commit": self._git_commit_json(request, repo, sha.decode()),
+                },
+            )
 
     # ---- pull requests ---------------------------------------------------------------
     def _pull_json(self, request: Request, pr: dict[str, Any]) -> dict[str, Any]:
         owner = request.params["owner"]
-        return {**pr, "url": f"{self.repo_url(request)}/pulls/{pr['number']}", "html_url": f"{self.url}/{self.full_name(request)}/pull/{pr['number']}",
-                "head": {"ref": pr["head_ref"], "label": f"{owner}:{pr['head_ref']}", "sha": pr["head_sha"]},
-                "base": {"ref": pr["base_ref"], "label": f"{owner}:{pr['base_ref']}", "sha": pr["base_sha"]}}
+        return {
+            **pr,
+            "url": f"{self.repo_url(request)}/pulls/{pr['number']}",
+            "html_url": f"{self.url}/{self.full_name(request)}/pull/{pr['number']}",
+            "head": {
+                "ref": pr["head_ref"],
+                "label": f"{owner}:{pr['head_ref']}",
+                "sha": pr["head_sha"],
+            },
+            "base": {
+                "ref": pr["base_ref"],
+                "label": f"{owner}:{pr['base_ref']}",
+                "sha": pr["base_sha"],
+            },
+        }
 
     def list_pulls(self, request: Request) -> Response:
         pulls = self.pulls.get(self.full_name(request), [])
         state = request.query.get("state", "open")
         head = request.query.get("head", "")
         base = request.query.get("base")
-        items = [self._pull_json(request, p) for p in pulls if (state == "all" or p["state"] == state)
-                 and (not head or f"{request.params['owner']}:{p['head_ref']}" == head) and (base is None or p["base_ref"] == base)]
+        items = [
+            self._pull_json(request, p)
+            for p in pulls
+            if (state == "all" or p["state"] == state)
+            and (not head or f"{request.params['owner']}:{p['head_ref']}" == head)
+            and (base is None or p["base_ref"] == base)
+        ]
         page, link, _, _ = paginate(items, request, 30, self.url)
         return self.ok(request, 200, page, link)
 
@@ -521,16 +758,49 @@ class GitHubDouble(ForgeDouble):
             branches = gitdata.heads(repo)
             if head_ref not in branches or base_ref not in branches:
                 field = "head" if head_ref not in branches else "base"
-                return error(422, "Validation Failed", [{"resource": "PullRequest", "field": field, "code": "invalid"}])
-            if any(p["state"] == "open" and p["head_ref"] == head_ref and p["base_ref"] == base_ref for p in self.pulls.get(name, [])):
-                return error(422, "Validation Failed", [{"resource": "PullRequest", "code": "custom",
-                                                         "message": f"A pull request already exists for {request.params['owner']}:{head_ref}."}])
+                return error(
+                    422,
+                    "Validation Failed",
+                    [{"resource": "PullRequest", "field": field, "code": "invalid"}],
+                )
+            if any(
+                p["state"] == "open" and p["head_ref"] == head_ref and p["base_ref"] == base_ref
+                for p in self.pulls.get(name, [])
+            ):
+                return error(
+                    422,
+                    "Validation Failed",
+                    [
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": f"A pull request already exists for {request.params['owner']}:{head_ref}.",  # noqa: E501 - the forge's own words
+                        }
+                    ],
+                )
             if gitdata.is_ancestor(repo, branches[head_ref], branches[base_ref]):
-                return error(422, "Validation Failed", [{"resource": "PullRequest", "code": "custom",
-                                                         "message": f"No commits between {base_ref} and {head_ref}"}])
+                return error(
+                    422,
+                    "Validation Failed",
+                    [
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": f"No commits between {base_ref} and {head_ref}",
+                        }
+                    ],
+                )
             pulls = self.pulls.setdefault(name, [])
-            pr = {"number": len(pulls) + 1, "state": "open", "title": body.get("title", ""), "body": body.get("body"),
-                  "head_ref": head_ref, "base_ref": base_ref, "head_sha": branches[head_ref], "base_sha": branches[base_ref]}
+            pr = {
+                "number": len(pulls) + 1,
+                "state": "open",
+                "title": body.get("title", ""),
+                "body": body.get("body"),
+                "head_ref": head_ref,
+                "base_ref": base_ref,
+                "head_sha": branches[head_ref],
+                "base_sha": branches[base_ref],
+            }
             pulls.append(pr)
         return self.ok(request, 201, self._pull_json(request, pr))
 
@@ -545,7 +815,9 @@ class GitHubDouble(ForgeDouble):
         token = hashlib.sha256(f"{sha}{time.time()}".encode()).hexdigest()[:20]
         with self._lock:
             self._codeload_tokens.add(token)
-        location = f"{self.url}/_codeload/{self.full_name(request)}/legacy.tar.gz/{sha}?token={token}"
+        location = (
+            f"{self.url}/_codeload/{self.full_name(request)}/legacy.tar.gz/{sha}?token={token}"
+        )
         return Response(302, b"", {"Location": location}, content_type="text/html")
 
     def codeload(self, request: Request) -> Response:
@@ -554,5 +826,9 @@ class GitHubDouble(ForgeDouble):
             if repo is None or gitdata.commit(repo, sha) is None:
                 return Response(404, b"404: Not Found", content_type="text/plain")
             data = gitdata.tarball(repo, sha, f"{owner}-{name}-{sha[:7]}/")
-        return Response(200, data, {"Content-Disposition": f"attachment; filename={owner}-{name}-{sha[:7]}.tar.gz"},
-                        content_type="application/x-gzip")
+        return Response(
+            200,
+            data,
+            {"Content-Disposition": f"attachment; filename={owner}-{name}-{sha[:7]}.tar.gz"},
+            content_type="application/x-gzip",
+        )

@@ -80,7 +80,9 @@ class GitLabDouble(ForgeDouble):
         if self.token is None:
             return True
         bearer = request.headers.get("authorization", "")
-        return request.headers.get("private-token") == self.token or bearer == f"Bearer {self.token}"
+        return (
+            request.headers.get("private-token") == self.token or bearer == f"Bearer {self.token}"
+        )
 
     def unauthorized(self) -> Response:
         return error(401, "401 Unauthorized")
@@ -97,7 +99,9 @@ class GitLabDouble(ForgeDouble):
         response.headers.setdefault("RateLimit-Observed", str(2000 - remaining))
         response.headers.setdefault("RateLimit-Remaining", str(remaining))
         response.headers.setdefault("RateLimit-Reset", str(reset))
-        response.headers.setdefault("RateLimit-ResetTime", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(reset)))
+        response.headers.setdefault(
+            "RateLimit-ResetTime", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(reset))
+        )
         response.headers.setdefault("X-Request-Id", f"double-{next(self._counter)}")
 
     def project_path(self, request: Request) -> str | None:
@@ -115,9 +119,15 @@ class GitLabDouble(ForgeDouble):
     def _paged(self, request: Request, items: list[Any]) -> Response:
         chunk, link, page, pages = paginate(items, request, 20, self.url)
         per_page = min(int(request.query.get("per_page", 20) or 20), 100)
-        headers = {**link, "x-page": str(page), "x-per-page": str(per_page), "x-total": str(len(items)),
-                   "x-total-pages": str(pages), "x-next-page": str(page + 1) if page < pages else "",
-                   "x-prev-page": str(page - 1) if page > 1 else ""}
+        headers = {
+            **link,
+            "x-page": str(page),
+            "x-per-page": str(per_page),
+            "x-total": str(len(items)),
+            "x-total-pages": str(pages),
+            "x-next-page": str(page + 1) if page < pages else "",
+            "x-prev-page": str(page - 1) if page > 1 else "",
+        }
         return Response.json(200, chunk, headers)
 
     # ---- project and branches --------------------------------------------------------
@@ -127,11 +137,19 @@ class GitLabDouble(ForgeDouble):
             return error(404, "404 Project Not Found")
         with self.open_repo(path) as repo:
             assert repo is not None
-            return Response.json(200, {
-                "id": self._project_id(path), "name": path.rsplit("/", 1)[-1], "path": path.rsplit("/", 1)[-1],
-                "path_with_namespace": path, "default_branch": gitdata.default_branch(repo),
-                "web_url": f"{self.url}/{path}", "empty_repo": not gitdata.heads(repo), "visibility": "private",
-            })
+            return Response.json(
+                200,
+                {
+                    "id": self._project_id(path),
+                    "name": path.rsplit("/", 1)[-1],
+                    "path": path.rsplit("/", 1)[-1],
+                    "path_with_namespace": path,
+                    "default_branch": gitdata.default_branch(repo),
+                    "web_url": f"{self.url}/{path}",
+                    "empty_repo": not gitdata.heads(repo),
+                    "visibility": "private",
+                },
+            )
 
     def _commit_json(self, repo: Repo, sha: str, path: str) -> dict[str, Any]:
         obj = gitdata.commit(repo, sha)
@@ -139,15 +157,32 @@ class GitLabDouble(ForgeDouble):
         author, _, email = obj.author.decode().partition(" <")
         when = dt.datetime.fromtimestamp(obj.commit_time, tz=dt.UTC).isoformat()
         message = obj.message.decode()
-        return {"id": sha, "short_id": sha[:8], "title": message.split("\n", 1)[0], "message": message,
-                "parent_ids": [p.decode() for p in obj.parents], "author_name": author, "author_email": email.rstrip(">"),
-                "authored_date": when, "committed_date": when, "created_at": when, "web_url": f"{self.url}/{path}/-/commit/{sha}"}
+        return {
+            "id": sha,
+            "short_id": sha[:8],
+            "title": message.split("\n", 1)[0],
+            "message": message,
+            "parent_ids": [p.decode() for p in obj.parents],
+            "author_name": author,
+            "author_email": email.rstrip(">"),
+            "authored_date": when,
+            "committed_date": when,
+            "created_at": when,
+            "web_url": f"{self.url}/{path}/-/commit/{sha}",
+        }
 
     def _branch_json(self, repo: Repo, path: str, name: str, sha: str) -> dict[str, Any]:
-        return {"name": name, "commit": self._commit_json(repo, sha, path), "merged": False,
-                "protected": name in self.protected.get(path, set()), "default": name == gitdata.default_branch(repo),
-                "developers_can_push": False, "developers_can_merge": False, "can_push": True,
-                "web_url": f"{self.url}/{path}/-/tree/{name}"}
+        return {
+            "name": name,
+            "commit": self._commit_json(repo, sha, path),
+            "merged": False,
+            "protected": name in self.protected.get(path, set()),
+            "default": name == gitdata.default_branch(repo),
+            "developers_can_push": False,
+            "developers_can_merge": False,
+            "can_push": True,
+            "web_url": f"{self.url}/{path}/-/tree/{name}",
+        }
 
     def list_branches(self, request: Request) -> Response:
         path = self.project_path(request)
@@ -155,7 +190,9 @@ class GitLabDouble(ForgeDouble):
             return error(404, "404 Project Not Found")
         with self.open_repo(path) as repo:
             assert repo is not None
-            items = [self._branch_json(repo, path, n, s) for n, s in sorted(gitdata.heads(repo).items())]
+            items = [
+                self._branch_json(repo, path, n, s) for n, s in sorted(gitdata.heads(repo).items())
+            ]
         return self._paged(request, items)
 
     def get_branch(self, request: Request) -> Response:
@@ -195,17 +232,25 @@ class GitLabDouble(ForgeDouble):
                 return error(400, "Invalid reference name: " + ref)
             if name in existing:
                 return error(400, "Branch already exists")
-            clash = next((o for o in existing if name.startswith(o + "/") or o.startswith(name + "/")), None)
+            clash = next(
+                (o for o in existing if name.startswith(o + "/") or o.startswith(name + "/")), None
+            )
             if clash:
-                return error(400, f"Failed to create branch '{name}': 'refs/heads/{clash}' exists; cannot create 'refs/heads/{name}'")
-            repo.refs.add_if_new(f"refs/heads/{name}".encode(), sha.encode())
+                return error(
+                    400,
+                    f"Failed to create branch '{name}': 'refs/heads/{clash}' exists; cannot create 'refs/heads/{name}'",  # noqa: E501 - the forge's own words
+                )
+            gitdata.set_head(repo, name, None, sha)
             return Response.json(201, self._branch_json(repo, path, name, sha))
 
     def list_protected(self, request: Request) -> Response:
         path = self.project_path(request)
         if path is None:
             return error(404, "404 Project Not Found")
-        items = [{"id": i + 1, "name": n, "push_access_levels": [{"access_level": 40}]} for i, n in enumerate(sorted(self.protected.get(path, set())))]
+        items = [
+            {"id": i + 1, "name": n, "push_access_levels": [{"access_level": 40}]}
+            for i, n in enumerate(sorted(self.protected.get(path, set())))
+        ]
         return self._paged(request, items)
 
     # ---- reads -----------------------------------------------------------------------
@@ -224,10 +269,18 @@ class GitLabDouble(ForgeDouble):
                 return error(404, "404 File Not Found")
             sub = request.query.get("path", "").strip("/")
             name = path.rsplit("/", 1)[-1]
-            prefix = f"{name}-{ref.replace('/', '-')}-{sha}" + (f"-{sub.replace('/', '-')}" if sub else "") + "/"
+            prefix = (
+                f"{name}-{ref.replace('/', '-')}-{sha}"
+                + (f"-{sub.replace('/', '-')}" if sub else "")
+                + "/"
+            )
             data = gitdata.tarball(repo, sha, prefix, sub)
-        return Response(200, data, {"Content-Disposition": f'attachment; filename="{prefix.rstrip("/")}.tar.gz"'},
-                        content_type="application/octet-stream")
+        return Response(
+            200,
+            data,
+            {"Content-Disposition": f'attachment; filename="{prefix.rstrip("/")}.tar.gz"'},
+            content_type="application/octet-stream",
+        )
 
     def raw_file(self, request: Request) -> Response:
         path = self.project_path(request)
@@ -236,10 +289,18 @@ class GitLabDouble(ForgeDouble):
         with self.open_repo(path) as repo:
             assert repo is not None
             sha = gitdata.resolve(repo, request.query.get("ref") or gitdata.default_branch(repo))
-            found = gitobjects.lookup(repo.object_store, gitdata.tree_of(repo, sha), request.params["path"]) if sha else None
+            found = (
+                gitobjects.lookup(
+                    repo.object_store, gitdata.tree_of(repo, sha), request.params["path"]
+                )
+                if sha
+                else None
+            )
             if found is None or found[0] == gitobjects.DIR_MODE:
                 return error(404, "404 File Not Found")
-            return Response(200, gitdata.blob(repo, found[1]), content_type="text/plain; charset=utf-8")
+            return Response(
+                200, gitdata.blob(repo, found[1]), content_type="text/plain; charset=utf-8"
+            )
 
     def tree(self, request: Request) -> Response:
         path = self.project_path(request)
@@ -250,8 +311,16 @@ class GitLabDouble(ForgeDouble):
             sha = gitdata.resolve(repo, request.query.get("ref") or gitdata.default_branch(repo))
             if sha is None:
                 return error(404, "404 Tree Not Found")
-            items = [{"id": s.decode(), "name": p.rsplit("/", 1)[-1], "type": "blob", "path": p, "mode": f"{m:o}"}
-                     for p, m, s in gitobjects.walk(repo.object_store, gitdata.tree_of(repo, sha))]
+            items = [
+                {
+                    "id": s.decode(),
+                    "name": p.rsplit("/", 1)[-1],
+                    "type": "blob",
+                    "path": p,
+                    "mode": f"{m:o}",
+                }
+                for p, m, s in gitobjects.walk(repo.object_store, gitdata.tree_of(repo, sha))
+            ]
         return self._paged(request, items)
 
     def compare(self, request: Request) -> Response:
@@ -260,23 +329,48 @@ class GitLabDouble(ForgeDouble):
             return error(404, "404 Project Not Found")
         with self.open_repo(path) as repo:
             assert repo is not None
-            base, head = gitdata.resolve(repo, request.query.get("from", "")), gitdata.resolve(repo, request.query.get("to", ""))
+            base, head = (
+                gitdata.resolve(repo, request.query.get("from", "")),
+                gitdata.resolve(repo, request.query.get("to", "")),
+            )
             if base is None or head is None:
                 return error(404, "404 Ref Not Found")
             if request.query.get("straight") != "true":
                 base = gitdata.merge_base(repo, base, head) or base
             diffs = []
             from dulwich.diff_tree import tree_changes
-            for change in tree_changes(repo.object_store, gitdata.tree_of(repo, base), gitdata.tree_of(repo, head)):
+
+            for change in tree_changes(
+                repo.object_store, gitdata.tree_of(repo, base), gitdata.tree_of(repo, head)
+            ):
                 old = change.old.path.decode() if change.old and change.old.path else None
                 new = change.new.path.decode() if change.new and change.new.path else None
-                diffs.append({"old_path": old or new, "new_path": new or old, "a_mode": f"{change.old.mode:o}" if change.old and change.old.mode else "0",
-                              "b_mode": f"{change.new.mode:o}" if change.new and change.new.mode else "0",
-                              "new_file": old is None, "renamed_file": False, "deleted_file": new is None, "diff": ""})
-            commits = [self._commit_json(repo, c, path) for c in gitdata.commits_between(repo, base, head)]
-            return Response.json(200, {"commit": commits[-1] if commits else None, "commits": commits, "diffs": diffs,
-                                       "compare_timeout": False, "compare_same_ref": base == head,
-                                       "web_url": f"{self.url}/{path}/-/compare/{base}...{head}"})
+                diffs.append(
+                    {
+                        "old_path": old or new,
+                        "new_path": new or old,
+                        "a_mode": f"{change.old.mode:o}" if change.old and change.old.mode else "0",
+                        "b_mode": f"{change.new.mode:o}" if change.new and change.new.mode else "0",
+                        "new_file": old is None,
+                        "renamed_file": False,
+                        "deleted_file": new is None,
+                        "diff": "",
+                    }
+                )
+            commits = [
+                self._commit_json(repo, c, path) for c in gitdata.commits_between(repo, base, head)
+            ]
+            return Response.json(
+                200,
+                {
+                    "commit": commits[-1] if commits else None,
+                    "commits": commits,
+                    "diffs": diffs,
+                    "compare_timeout": False,
+                    "compare_same_ref": base == head,
+                    "web_url": f"{self.url}/{path}/-/compare/{base}...{head}",
+                },
+            )
 
     def list_commits(self, request: Request) -> Response:
         path = self.project_path(request)
@@ -284,7 +378,9 @@ class GitLabDouble(ForgeDouble):
             return error(404, "404 Project Not Found")
         with self.open_repo(path) as repo:
             assert repo is not None
-            head = gitdata.resolve(repo, request.query.get("ref_name") or gitdata.default_branch(repo))
+            head = gitdata.resolve(
+                repo, request.query.get("ref_name") or gitdata.default_branch(repo)
+            )
             if head is None:
                 return self._paged(request, [])
             shas = sorted(gitdata.ancestors(repo, head, limit=500).items(), key=lambda kv: kv[1])
@@ -313,7 +409,9 @@ class GitLabDouble(ForgeDouble):
                 return error(404, "404 Commit Not Found")
             parent = gitdata.tree_of(repo, obj.parents[0].decode()) if obj.parents else None
             paths = gitobjects.changed_paths(repo.object_store, parent, obj.tree)
-        return self._paged(request, [{"old_path": p, "new_path": p, "diff": ""} for p in sorted(paths)])
+        return self._paged(
+            request, [{"old_path": p, "new_path": p, "diff": ""} for p in sorted(paths)]
+        )
 
     # ---- the commits API -------------------------------------------------------------
     def _last_commit_for(self, repo: Repo, head: str, path: str) -> str | None:
@@ -324,7 +422,11 @@ class GitLabDouble(ForgeDouble):
             assert obj is not None
             parent = obj.parents[0].decode() if obj.parents else None
             mine = gitobjects.lookup(repo.object_store, obj.tree, path)
-            theirs = gitobjects.lookup(repo.object_store, gitdata.tree_of(repo, parent), path) if parent else None
+            theirs = (
+                gitobjects.lookup(repo.object_store, gitdata.tree_of(repo, parent), path)
+                if parent
+                else None
+            )
             if mine != theirs:
                 return current
             current = parent
@@ -344,14 +446,22 @@ class GitLabDouble(ForgeDouble):
         if path is None:
             return error(404, "404 Project Not Found")
         body = self._form(request)
-        branch, message, actions = body.get("branch"), body.get("commit_message"), body.get("actions")
+        branch, message, actions = (
+            body.get("branch"),
+            body.get("commit_message"),
+            body.get("actions"),
+        )
         if not branch or not message or not isinstance(actions, list) or not actions:
             return error(400, "branch, commit_message, actions are missing")
         with self.write_lock(path), self.open_repo(path) as repo:
             assert repo is not None
             self.commit_calls += 1
             all_heads = gitdata.heads(repo)
-            start = body.get("start_sha") or (all_heads.get(body["start_branch"]) if body.get("start_branch") else None) or all_heads.get(branch)
+            start = (
+                body.get("start_sha")
+                or (all_heads.get(body["start_branch"]) if body.get("start_branch") else None)
+                or all_heads.get(branch)
+            )
             if start is None and all_heads and branch not in all_heads:
                 return error(400, "You can only create or edit files when you are on a branch")
             try:
@@ -359,13 +469,14 @@ class GitLabDouble(ForgeDouble):
             except ActionError as exc:
                 return error(400, str(exc))
             author = (body.get("author_name") or USER[0], body.get("author_email") or USER[1])
-            sha = gitobjects.make_commit(repo.object_store, tree, [start.encode()] if start else [], message, author, USER)
-            ref = f"refs/heads/{branch}".encode()
+            sha = gitobjects.make_commit(
+                repo.object_store, tree, [start.encode()] if start else [], message, author, USER
+            )
             current = all_heads.get(branch)
             if current is None:
-                repo.refs.add_if_new(ref, sha)
+                gitdata.set_head(repo, branch, None, sha)
             else:
-                repo.refs.set_if_equals(ref, current.encode(), sha)
+                gitdata.set_head(repo, branch, current, sha)
             return Response.json(201, self._commit_json(repo, sha.decode(), path))
 
     def _apply_actions(self, repo: Repo, start: str | None, actions: list[dict[str, Any]]) -> bytes:
@@ -376,10 +487,16 @@ class GitLabDouble(ForgeDouble):
             if kind not in ("create", "update", "delete", "move", "chmod"):
                 raise ActionError(f"Unknown action '{kind}'")
             if ".." in file_path.split("/") or file_path.startswith("/"):
-                raise ActionError(f"Your changes could not be committed, because the file name, `{file_path}` cannot include directory traversal.")
+                raise ActionError(
+                    f"Your changes could not be committed, because the file name, `{file_path}` cannot include directory traversal."  # noqa: E501 - the forge's own words
+                )
             previous = action.get("previous_path") if kind == "move" else None
             check = previous or file_path
-            if start and kind in ("update", "move", "delete") and self._file_has_changed(repo, start, check, action.get("last_commit_id")):
+            if (
+                start
+                and kind in ("update", "move", "delete")
+                and self._file_has_changed(repo, start, check, action.get("last_commit_id"))
+            ):
                 raise ActionError(f"The file has changed since you started editing it: {check}")
             existing = gitobjects.lookup(store, tree, file_path)
             if kind in ("create", "move") and existing is not None:
@@ -389,23 +506,39 @@ class GitLabDouble(ForgeDouble):
             data = self._content(action)
             edits: list[gitobjects.TreeEdit] = []
             if kind == "create":
-                edits.append(gitobjects.TreeEdit(file_path, FileMode.REGULAR, gitobjects.add_blob(store, data or b"")))
+                edits.append(
+                    gitobjects.TreeEdit(
+                        file_path, FileMode.REGULAR, gitobjects.add_blob(store, data or b"")
+                    )
+                )
             elif kind == "update":
                 assert existing is not None
-                edits.append(gitobjects.TreeEdit(file_path, FileMode.parse(existing[0]), gitobjects.add_blob(store, data or b"")))
+                edits.append(
+                    gitobjects.TreeEdit(
+                        file_path,
+                        FileMode.parse(existing[0]),
+                        gitobjects.add_blob(store, data or b""),
+                    )
+                )
             elif kind == "delete":
                 edits.append(gitobjects.TreeEdit(file_path, FileMode.REGULAR, None))
             elif kind == "chmod":
                 assert existing is not None
-                mode = FileMode.EXECUTABLE if action.get("execute_filemode") in (True, "true") else FileMode.REGULAR
+                mode = (
+                    FileMode.EXECUTABLE
+                    if action.get("execute_filemode") in (True, "true")
+                    else FileMode.REGULAR
+                )
                 edits.append(gitobjects.TreeEdit(file_path, mode, existing[1]))
             else:
                 source = gitobjects.lookup(store, tree, previous or "")
                 if source is None:
                     raise ActionError("A file with this name doesn't exist")
                 blob_id = gitobjects.add_blob(store, data) if data is not None else source[1]
-                edits += [gitobjects.TreeEdit(previous or "", FileMode.REGULAR, None),
-                          gitobjects.TreeEdit(file_path, FileMode.parse(source[0]), blob_id)]
+                edits += [
+                    gitobjects.TreeEdit(previous or "", FileMode.REGULAR, None),
+                    gitobjects.TreeEdit(file_path, FileMode.parse(source[0]), blob_id),
+                ]
             try:
                 tree = gitobjects.apply_edits(store, tree, edits)
             except InvalidRequest as exc:
@@ -427,16 +560,24 @@ class GitLabDouble(ForgeDouble):
 
     # ---- merge requests --------------------------------------------------------------
     def _mr_json(self, path: str, mr: dict[str, Any]) -> dict[str, Any]:
-        return {**mr, "project_id": self._project_id(path), "web_url": f"{self.url}/{path}/-/merge_requests/{mr['iid']}"}
+        return {
+            **mr,
+            "project_id": self._project_id(path),
+            "web_url": f"{self.url}/{path}/-/merge_requests/{mr['iid']}",
+        }
 
     def list_mrs(self, request: Request) -> Response:
         path = self.project_path(request)
         if path is None:
             return error(404, "404 Project Not Found")
         q = request.query
-        items = [self._mr_json(path, m) for m in self.merge_requests.get(path, [])
-                 if q.get("state", "all") in ("all", m["state"]) and q.get("source_branch", m["source_branch"]) == m["source_branch"]
-                 and q.get("target_branch", m["target_branch"]) == m["target_branch"]]
+        items = [
+            self._mr_json(path, m)
+            for m in self.merge_requests.get(path, [])
+            if q.get("state", "all") in ("all", m["state"])
+            and q.get("source_branch", m["source_branch"]) == m["source_branch"]
+            and q.get("target_branch", m["target_branch"]) == m["target_branch"]
+        ]
         return self._paged(request, items)
 
     def create_mr(self, request: Request) -> Response:
@@ -449,12 +590,38 @@ class GitLabDouble(ForgeDouble):
             assert repo is not None
             branches = gitdata.heads(repo)
             if not body.get("title") or source not in branches or target not in branches:
-                return error(400, {"source_branch": ["is invalid"]} if source not in branches else "title is missing")
+                return error(
+                    400,
+                    {"source_branch": ["is invalid"]}
+                    if source not in branches
+                    else "title is missing",
+                )
             mrs = self.merge_requests.setdefault(path, [])
-            clash = next((m for m in mrs if m["state"] == "opened" and m["source_branch"] == source and m["target_branch"] == target), None)
+            clash = next(
+                (
+                    m
+                    for m in mrs
+                    if m["state"] == "opened"
+                    and m["source_branch"] == source
+                    and m["target_branch"] == target
+                ),
+                None,
+            )
             if clash:
-                return error(409, [f"Another open merge request already exists for this source branch: !{clash['iid']}"])
-            mr = {"id": next(self._counter), "iid": len(mrs) + 1, "state": "opened", "title": body["title"],
-                  "description": body.get("description"), "source_branch": source, "target_branch": target}
+                return error(
+                    409,
+                    [
+                        f"Another open merge request already exists for this source branch: !{clash['iid']}"  # noqa: E501 - the forge's own words
+                    ],
+                )
+            mr = {
+                "id": next(self._counter),
+                "iid": len(mrs) + 1,
+                "state": "opened",
+                "title": body["title"],
+                "description": body.get("description"),
+                "source_branch": source,
+                "target_branch": target,
+            }
             mrs.append(mr)
         return Response.json(201, self._mr_json(path, mr))

@@ -61,7 +61,10 @@ class GraphQLEndpoint:
         variables = body.get("variables") or {}
         value = variables.get("input")
         if value is None:
-            return Response.json(200, {"errors": [{"message": "this double expects the input as the $input variable"}]})
+            return Response.json(
+                200,
+                {"errors": [{"message": "this double expects the input as the $input variable"}]},
+            )
         return self._commit(value)
 
     def _commit(self, value: dict[str, Any]) -> Response:
@@ -70,22 +73,32 @@ class GraphQLEndpoint:
         name = (branch.get("branchName") or "").removeprefix("refs/heads/")
         with self.double.write_lock(full_name), self.double.open_repo(full_name) as repo:
             if repo is None:
-                return _error("NOT_FOUND", f"Could not resolve to a Repository with the name '{full_name}'.")
+                return _error(
+                    "NOT_FOUND", f"Could not resolve to a Repository with the name '{full_name}'."
+                )
             head = gitdata.heads(repo).get(name)
             if head is None:
-                return _error("NOT_FOUND", f"A ref named \"refs/heads/{name}\" does not exist.")
+                return _error("NOT_FOUND", f'A ref named "refs/heads/{name}" does not exist.')
             if head != value["expectedHeadOid"]:
-                return _error("STALE_DATA", f"Expected branch to point to \"{value['expectedHeadOid']}\" but it did not. Pull and try again.")
+                return _error(
+                    "STALE_DATA",
+                    f'Expected branch to point to "{value["expectedHeadOid"]}" but it did not. Pull and try again.',  # noqa: E501 - the forge's own words
+                )
             changes = value.get("fileChanges") or {}
             store = repo.object_store
             base = gitdata.tree_of(repo, head)
             edits = []
-            paths = [a["path"] for a in changes.get("additions", [])] + [d["path"] for d in changes.get("deletions", [])]
+            paths = [a["path"] for a in changes.get("additions", [])] + [
+                d["path"] for d in changes.get("deletions", [])
+            ]
             if len(paths) != len(set(paths)):
                 return _error("UNPROCESSABLE", "A path was specified more than once.")
             for deletion in changes.get("deletions", []):
                 if gitobjects.lookup(store, base, deletion["path"]) is None:
-                    return _error("UNPROCESSABLE", f"A path was requested for deletion which does not exist as of commit oid `{head}`")
+                    return _error(
+                        "UNPROCESSABLE",
+                        f"A path was requested for deletion which does not exist as of commit oid `{head}`",  # noqa: E501 - the forge's own words
+                    )
                 edits.append(gitobjects.TreeEdit(deletion["path"], FileMode.REGULAR, None))
             for addition in changes.get("additions", []):
                 try:
@@ -93,22 +106,44 @@ class GraphQLEndpoint:
                 except (binascii.Error, ValueError):
                     return _error("UNPROCESSABLE", "Invalid base64 contents")
                 existing = gitobjects.lookup(store, base, addition["path"])
-                mode = FileMode.parse(existing[0]) if existing and existing[0] in (0o100644, 0o100755) else FileMode.REGULAR
-                edits.append(gitobjects.TreeEdit(addition["path"], mode, gitobjects.add_blob(store, data)))
+                mode = (
+                    FileMode.parse(existing[0])
+                    if existing and existing[0] in (0o100644, 0o100755)
+                    else FileMode.REGULAR
+                )
+                edits.append(
+                    gitobjects.TreeEdit(addition["path"], mode, gitobjects.add_blob(store, data))
+                )
             try:
                 tree = gitobjects.apply_edits(store, base, edits)
             except InvalidRequest as exc:
                 return _error("UNPROCESSABLE", exc.reason)
-            message = value["message"]["headline"] + (f"\n\n{value['message']['body']}" if value["message"].get("body") else "")
+            message = value["message"]["headline"] + (
+                f"\n\n{value['message']['body']}" if value["message"].get("body") else ""
+            )
             who = ("double-user", "double-user@users.noreply.forge.invalid")
-            sha = gitobjects.make_commit(store, tree, [head.encode()], message, who, ("GitHub", "noreply@github.com"))
-            repo.refs.set_if_equals(f"refs/heads/{name}".encode(), head.encode(), sha)
-        oid = sha.decode()
-        data = {"createCommitOnBranch": {"commit": {"oid": oid, "url": f"{self.double.url}/{full_name}/commit/{oid}"},
-                                         "clientMutationId": value.get("clientMutationId")}}
-        return Response(200, json.dumps({"data": data}).encode())
+            sha = gitobjects.make_commit(
+                store, tree, [head.encode()], message, who, ("GitHub", "noreply@github.com")
+            )
+            gitdata.set_head(repo, name, head, sha)
+        new_oid = sha.decode()
+        payload = {
+            "createCommitOnBranch": {
+                "commit": {
+                    "oid": new_oid,
+                    "url": f"{self.double.url}/{full_name}/commit/{new_oid}",
+                },
+                "clientMutationId": value.get("clientMutationId"),
+            }
+        }
+        return Response(200, json.dumps({"data": payload}).encode())
 
 
 def _error(kind: str, message: str) -> Response:
-    return Response.json(200, {"data": {"createCommitOnBranch": None},
-                               "errors": [{"type": kind, "path": ["createCommitOnBranch"], "message": message}]})
+    return Response.json(
+        200,
+        {
+            "data": {"createCommitOnBranch": None},
+            "errors": [{"type": kind, "path": ["createCommitOnBranch"], "message": message}],
+        },
+    )

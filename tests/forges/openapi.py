@@ -31,14 +31,23 @@ FORGE_WIDE = {401, 403, 429, 500, 502, 503}
 @functools.cache
 def spec() -> dict[str, Any]:
     """The OpenAPI document."""
-    return json.loads(SPEC_PATH.read_text())
+    document: dict[str, Any] = json.loads(SPEC_PATH.read_text())
+    return document
 
 
 @functools.cache
 def _templates() -> list[tuple[re.Pattern[str], str]]:
     out = []
     for template in spec()["paths"]:
-        regex = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>.+)" if m.group(1) in ("path", "ref") else f"(?P<{m.group(1)}>[^/]+)", re.escape(template))
+        regex = re.sub(
+            r"\\\{(\w+)\\\}",
+            lambda m: (
+                f"(?P<{m.group(1)}>.+)"
+                if m.group(1) in ("path", "ref")
+                else f"(?P<{m.group(1)}>[^/]+)"
+            ),
+            re.escape(template),
+        )
         out.append((re.compile(f"^{regex}$"), template))
     # Prefer the most specific (longest literal) template.
     out.sort(key=lambda item: -len(item[1].replace("{", "").replace("}", "")))
@@ -151,7 +160,10 @@ def validate_request(method: str, path: str, body: bytes) -> list[str]:
     """Problems with a request against the spec (unknown operation, invalid body)."""
     template = template_for(method, path)
     if template is None:
-        if any(m == method and re.match(re.sub(r"\{\w+\}", ".+", t) + "$", path) for m, t in OUTSIDE_SUBSET):
+        if any(
+            m == method and re.match(re.sub(r"\{\w+\}", ".+", t) + "$", path)
+            for m, t in OUTSIDE_SUBSET
+        ):
             return []
         return [f"{method} {path} is not an operation of the published contract"]
     operation = spec()["paths"][template][method.lower()]
@@ -165,7 +177,9 @@ def validate_request(method: str, path: str, body: bytes) -> list[str]:
         data = json.loads(body)
     except ValueError:
         return [f"{method} {template}: the request body is not JSON"]
-    return [f"{method} {template} request: {e.message}" for e in _validator(schema).iter_errors(data)]
+    return [
+        f"{method} {template} request: {e.message}" for e in _validator(schema).iter_errors(data)
+    ]
 
 
 def validate_response(method: str, path: str, status: int, body: bytes) -> list[str]:
@@ -176,11 +190,17 @@ def validate_response(method: str, path: str, status: int, body: bytes) -> list[
     responses = spec()["paths"][template][method.lower()]["responses"]
     if str(status) not in responses and "default" not in responses:
         if status in FORGE_WIDE and body:
-            schema = {"$ref": "#/components/schemas/basic-error"}
-            return [f"{method} {template} {status}: {e.message[:200]}" for e in _validator(schema).iter_errors(json.loads(body))]
+            basic = {"$ref": "#/components/schemas/basic-error"}
+            return [
+                f"{method} {template} {status}: {e.message[:200]}"
+                for e in _validator(basic).iter_errors(json.loads(body))
+            ]
         return [f"{method} {template}: status {status} is not documented"]
     schema = response_schema(method, template, status)
     if schema is None or not body:
         return []
     data = json.loads(body)
-    return [f"{method} {template} {status}: {e.message[:200]}" for e in _validator(schema).iter_errors(data)]
+    return [
+        f"{method} {template} {status}: {e.message[:200]}"
+        for e in _validator(schema).iter_errors(data)
+    ]

@@ -18,6 +18,8 @@ from typing import Any
 
 from dulwich.repo import Repo
 
+from tests.forges import gitdata
+
 
 @dataclass
 class Request:
@@ -97,7 +99,9 @@ class ForgeDouble:
 
     name = "forge"
 
-    def __init__(self, repos_dir: Path, token: str | None = None, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self, repos_dir: Path, token: str | None = None, host: str = "127.0.0.1", port: int = 0
+    ):
         self.repos_dir = Path(repos_dir)
         self.token = token
         self.routes: list[Route] = []
@@ -108,7 +112,10 @@ class ForgeDouble:
         self._repo_locks: dict[str, threading.Lock] = {}
         self.server = ThreadingHTTPServer((host, port), self._handler_class())
         self.server.daemon_threads = True
-        self.host, self.port = self.server.server_address[0], self.server.server_address[1]
+        self.host, self.port = (
+            str(self.server.server_address[0]),
+            int(self.server.server_address[1]),
+        )
         self.url = f"http://{self.host}:{self.port}"
         self._thread: threading.Thread | None = None
 
@@ -146,7 +153,8 @@ class ForgeDouble:
         with self._lock:
             entries = list(self.log)
         return [
-            e for e in entries
+            e
+            for e in entries
             if (method is None or e.method == method) and (path is None or re.search(path, e.path))
         ]
 
@@ -160,7 +168,7 @@ class ForgeDouble:
         path = self.repo_path(full_name)
         path.mkdir(parents=True, exist_ok=True)
         repo = Repo.init_bare(str(path))
-        repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{default_branch}".encode())
+        gitdata.set_default_branch(repo, default_branch)
         repo.close()
         return path
 
@@ -215,7 +223,9 @@ class ForgeDouble:
         if fault and fault.delay:
             time.sleep(fault.delay)
         if fault and fault.status:
-            injected = Response.json(fault.status, fault.body or {"message": "injected"}, dict(fault.headers))
+            injected = Response.json(
+                fault.status, fault.body or {"message": "injected"}, dict(fault.headers)
+            )
             injected.injected = True
             return injected, False
         if not self.authorized(request):
@@ -252,7 +262,7 @@ class ForgeDouble:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out in separate writes
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
             def _handle(self) -> None:
@@ -261,18 +271,28 @@ class ForgeDouble:
                 split = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
                 request = Request(
-                    self.command, split.path, query,
-                    {k.lower(): v for k, v in self.headers.items()}, body,
+                    self.command,
+                    split.path,
+                    query,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
                 )
                 response, drop = double.dispatch(request)
                 assert response is not None
                 double.decorate(request, response)
                 double.check(request, response)
                 with double._lock:
-                    double.log.append(LogEntry(
-                        request.method, request.path, split.query, response.status,
-                        len(body), len(response.body), time.time(),
-                    ))
+                    double.log.append(
+                        LogEntry(
+                            request.method,
+                            request.path,
+                            split.query,
+                            response.status,
+                            len(body),
+                            len(response.body),
+                            time.time(),
+                        )
+                    )
                 if drop:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -292,7 +312,9 @@ class ForgeDouble:
         return Handler
 
 
-def paginate(items: list[Any], request: Request, default: int, base_url: str) -> tuple[list[Any], dict[str, str], int, int]:
+def paginate(
+    items: list[Any], request: Request, default: int, base_url: str
+) -> tuple[list[Any], dict[str, str], int, int]:
     """Slice `items` by `page`/`per_page` (capped at 100); return the page, a Link header,
     the page number and the page count."""
     per_page = min(int(request.query.get("per_page", default) or default), 100)

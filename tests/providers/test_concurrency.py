@@ -26,7 +26,9 @@ class Outcome:
     error: Exception | None = None
 
 
-def writer(forge: Forge, env: ForgeEnv, thread: int, outcomes: list[Outcome], start: threading.Barrier) -> None:
+def writer(
+    forge: Forge, env: ForgeEnv, thread: int, outcomes: list[Outcome], start: threading.Barrier
+) -> None:
     start.wait()
     for n in range(COMMITS):
         head = forge.branch("main").head
@@ -37,7 +39,12 @@ def writer(forge: Forge, env: ForgeEnv, thread: int, outcomes: list[Outcome], st
         content = f"thread {thread} commit {n}\n".encode()
         outcome = Outcome(thread, n, path, content)
         try:
-            result = forge.commit("main", head, [FileChange.put(path, content, base_mode=base_mode)], f"t{thread} c{n}")
+            result = forge.commit(
+                "main",
+                head,
+                [FileChange.put(path, content, base_mode=base_mode)],
+                f"t{thread} c{n}",
+            )
             outcome.sha = result.sha
         except Exception as exc:  # every failure is inspected below
             outcome.error = exc
@@ -47,13 +54,16 @@ def writer(forge: Forge, env: ForgeEnv, thread: int, outcomes: list[Outcome], st
 @pytest.mark.slow
 @pytest.mark.parametrize("env", ["local", "github", "github-graphql", "gitlab"], indirect=True)
 def test_concurrent_writers_lose_and_duplicate_nothing(env: ForgeEnv) -> None:
-    base = env.seed({p: b"initial\n" for p in SHARED})
+    base = env.seed(dict.fromkeys(SHARED, b"initial\n"))
     if env.double is not None:
         env.double.validate = False  # type: ignore[attr-defined]  # 1,000+ requests; the contract is checked elsewhere
     outcomes: list[Outcome] = []
     start = threading.Barrier(THREADS)
     forges = [env.new_forge() for _ in range(THREADS)]
-    threads = [threading.Thread(target=writer, args=(forges[t], env, t, outcomes, start)) for t in range(THREADS)]
+    threads = [
+        threading.Thread(target=writer, args=(forges[t], env, t, outcomes, start))
+        for t in range(THREADS)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -63,7 +73,9 @@ def test_concurrent_writers_lose_and_duplicate_nothing(env: ForgeEnv) -> None:
 
     assert len(outcomes) == THREADS * COMMITS
     failures = [o for o in outcomes if o.error is not None]
-    assert all(isinstance(o.error, Conflict) for o in failures), [repr(o.error) for o in failures if not isinstance(o.error, Conflict)]
+    assert all(isinstance(o.error, Conflict) for o in failures), [
+        repr(o.error) for o in failures if not isinstance(o.error, Conflict)
+    ]
     assert all(o.path in SHARED for o in failures), "private files never conflict"
     successes = [o for o in outcomes if o.sha is not None]
 
@@ -75,8 +87,11 @@ def test_concurrent_writers_lose_and_duplicate_nothing(env: ForgeEnv) -> None:
     assert set(shas) == {o.sha for o in successes} | {base}
 
     for outcome in successes:
+        assert outcome.sha is not None
         parent = env.git("rev-parse", f"{outcome.sha}^").strip()
-        changed = env.git("diff-tree", "-r", "--no-commit-id", "--name-only", parent, outcome.sha).split()
+        changed = env.git(
+            "diff-tree", "-r", "--no-commit-id", "--name-only", parent, outcome.sha
+        ).split()
         assert changed == [outcome.path]
         assert env.git("show", f"{outcome.sha}:{outcome.path}").encode() == outcome.content
     tree = set(env.git("ls-tree", "-r", "--name-only", "main").split())

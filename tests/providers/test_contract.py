@@ -9,13 +9,15 @@ import pytest
 
 from providers.contract import Branch, FileChange, FileMode
 from providers.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, UnsafeInput
-from tests.conftest import ForgeEnv, Files
+from tests.conftest import Files, ForgeEnv
 
 
 def sample_tree() -> Files:
     """1,000+ files: binary, empty, spaces, unicode, deep, executable and a symlink."""
     rng = random.Random(7)
-    files: Files = {f"transform/models/m{i:04d}.sql": f"select {i} as id\n".encode() for i in range(1000)}
+    files: Files = {
+        f"transform/models/m{i:04d}.sql": f"select {i} as id\n".encode() for i in range(1000)
+    }
     files["data/blob.bin"] = bytes(rng.randrange(256) for _ in range(70_000))
     files["data/nul.bin"] = b"\x00\x01\x02\xff" * 10
     files["empty.txt"] = b""
@@ -54,7 +56,15 @@ def test_archive_round_trip_is_byte_and_mode_exact(env: ForgeEnv) -> None:
 
 
 def test_atomic_multi_file_commit(env: ForgeEnv) -> None:
-    base = env.seed({"keep.txt": b"keep\n", "edit.yml": b"a: 1\n", "gone.txt": b"bye\n", "run.sh": b"#!/bin/sh\n", "bin/tool": (b"x", FileMode.EXECUTABLE)})
+    base = env.seed(
+        {
+            "keep.txt": b"keep\n",
+            "edit.yml": b"a: 1\n",
+            "gone.txt": b"bye\n",
+            "run.sh": b"#!/bin/sh\n",
+            "bin/tool": (b"x", FileMode.EXECUTABLE),
+        }
+    )
     changes = [
         FileChange.put("new/added.txt", b"added\n"),
         FileChange.put("edit.yml", b"a: 2\n", base_mode=FileMode.REGULAR),
@@ -69,7 +79,10 @@ def test_atomic_multi_file_commit(env: ForgeEnv) -> None:
     assert env.head() == result.sha
     assert env.git("rev-list", "--count", f"{base}..main").strip() == "1"
     raw = env.git("diff-tree", "-r", "--no-commit-id", "--raw", base, result.sha)
-    seen = {line.split("\t")[1]: line.split()[0:2] + [line.split()[4]] for line in raw.strip().splitlines()}
+    seen = {
+        line.split("\t")[1]: [*line.split()[0:2], line.split()[4]]
+        for line in raw.strip().splitlines()
+    }
     assert seen == {
         "new/added.txt": [":000000", "100644", "A"],
         "edit.yml": [":100644", "100644", "M"],
@@ -79,15 +92,30 @@ def test_atomic_multi_file_commit(env: ForgeEnv) -> None:
         "new/data.bin": [":000000", "100644", "A"],
     }
     assert env.git("show", f"{result.sha}:keep.txt") == "keep\n"
-    assert env.git("log", "-1", "--format=%B", "main").startswith("meltano config set\n\nMeltano-Forge-Run: t1")
+    assert env.git("log", "-1", "--format=%B", "main").startswith(
+        "meltano config set\n\nMeltano-Forge-Run: t1"
+    )
     env.git("fsck", "--strict")
 
 
 def test_stale_commit_on_overlapping_paths_is_a_conflict(env: ForgeEnv) -> None:
     base = env.seed({"meltano.yml": b"v: 1\n", "other.txt": b"o\n"})
-    theirs = env.forge.commit("main", base, [FileChange.put("meltano.yml", b"v: 2\n", base_mode=FileMode.REGULAR)], "theirs")
+    theirs = env.forge.commit(
+        "main",
+        base,
+        [FileChange.put("meltano.yml", b"v: 2\n", base_mode=FileMode.REGULAR)],
+        "theirs",
+    )
     with pytest.raises(Conflict) as caught:
-        env.forge.commit("main", base, [FileChange.put("meltano.yml", b"v: 3\n", base_mode=FileMode.REGULAR), FileChange.put("mine.txt", b"m\n")], "mine")
+        env.forge.commit(
+            "main",
+            base,
+            [
+                FileChange.put("meltano.yml", b"v: 3\n", base_mode=FileMode.REGULAR),
+                FileChange.put("mine.txt", b"m\n"),
+            ],
+            "mine",
+        )
     assert caught.value.paths == ("meltano.yml",)
     assert "meltano.yml" in str(caught.value)
     assert env.head() == theirs.sha
@@ -99,8 +127,21 @@ def test_stale_commit_on_overlapping_paths_is_a_conflict(env: ForgeEnv) -> None:
 
 def test_stale_commit_on_disjoint_paths_lands_on_the_new_head(env: ForgeEnv) -> None:
     base = env.seed({"meltano.yml": b"v: 1\n", "other.txt": b"o\n"})
-    theirs = env.forge.commit("main", base, [FileChange.put("meltano.yml", b"v: 2\n", base_mode=FileMode.REGULAR)], "theirs")
-    mine = env.forge.commit("main", base, [FileChange.put("other.txt", b"o2\n", base_mode=FileMode.REGULAR), FileChange.put("x.txt", b"x\n")], "mine")
+    theirs = env.forge.commit(
+        "main",
+        base,
+        [FileChange.put("meltano.yml", b"v: 2\n", base_mode=FileMode.REGULAR)],
+        "theirs",
+    )
+    mine = env.forge.commit(
+        "main",
+        base,
+        [
+            FileChange.put("other.txt", b"o2\n", base_mode=FileMode.REGULAR),
+            FileChange.put("x.txt", b"x\n"),
+        ],
+        "mine",
+    )
     assert mine.parent == theirs.sha
     assert mine.rebased
     assert env.git("show", "main:meltano.yml") == "v: 2\n"
@@ -134,9 +175,22 @@ def test_repository_info_and_empty_repository(env: ForgeEnv) -> None:
     info = env.forge.repository()
     assert info.default_branch == "main"
     assert info.empty
-    result = env.forge.commit("main", None, [FileChange.put("meltano.yml", b"version: 1\n"), FileChange.put("README.md", b"hi\n"), FileChange.put("bin/x", b"x", FileMode.EXECUTABLE)], "meltano init")
+    result = env.forge.commit(
+        "main",
+        None,
+        [
+            FileChange.put("meltano.yml", b"version: 1\n"),
+            FileChange.put("README.md", b"hi\n"),
+            FileChange.put("bin/x", b"x", FileMode.EXECUTABLE),
+        ],
+        "meltano init",
+    )
     assert env.head() == result.sha
-    assert sorted(env.git("ls-tree", "-r", "--name-only", "main").split()) == ["README.md", "bin/x", "meltano.yml"]
+    assert sorted(env.git("ls-tree", "-r", "--name-only", "main").split()) == [
+        "README.md",
+        "bin/x",
+        "meltano.yml",
+    ]
     assert "100755" in env.git("ls-tree", "main", "bin/x")
     assert not env.forge.repository().empty
 
@@ -144,7 +198,12 @@ def test_repository_info_and_empty_repository(env: ForgeEnv) -> None:
 def test_change_requests_are_idempotent(env: ForgeEnv) -> None:
     base = env.seed({"meltano.yml": b"v: 1\n"})
     env.forge.create_branch("development", base)
-    env.forge.commit("development", base, [FileChange.put("meltano.yml", b"v: 2\n", base_mode=FileMode.REGULAR)], "change")
+    env.forge.commit(
+        "development",
+        base,
+        [FileChange.put("meltano.yml", b"v: 2\n", base_mode=FileMode.REGULAR)],
+        "change",
+    )
     if not env.forge.capabilities.change_requests:
         with pytest.raises(InvalidRequest, match="pull requests"):
             env.forge.open_change_request("development", "main", "Promote", "body")

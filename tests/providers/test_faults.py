@@ -27,9 +27,13 @@ FIRST = {
 }
 
 
-def commit_one(env: ForgeEnv, base: str, path: str = "meltano.yml", content: bytes = b"v: 2\n") -> str:
+def commit_one(
+    env: ForgeEnv, base: str, path: str = "meltano.yml", content: bytes = b"v: 2\n"
+) -> str:
     forge = env.new_forge()
-    return forge.commit("main", base, [FileChange.put(path, content, base_mode=FileMode.REGULAR)], f"edit {path}").sha
+    return forge.commit(
+        "main", base, [FileChange.put(path, content, base_mode=FileMode.REGULAR)], f"edit {path}"
+    ).sha
 
 
 def commits_after(env: ForgeEnv, base: str) -> int:
@@ -41,7 +45,9 @@ def test_502s_are_retried_without_duplicates(env: ForgeEnv) -> None:
     assert env.double is not None
     base = env.seed({"meltano.yml": b"v: 1\n"})
     method, path = FIRST[env.kind]
-    env.double.inject(Fault(method=method, path=path, status=502, body={"message": "Server Error"}, times=2))
+    env.double.inject(
+        Fault(method=method, path=path, status=502, body={"message": "Server Error"}, times=2)
+    )
     sha = commit_one(env, base)
     assert env.head() == sha
     assert commits_after(env, base) == 1
@@ -66,7 +72,15 @@ def test_429_with_retry_after_is_honoured(env: ForgeEnv) -> None:
     assert env.double is not None
     base = env.seed({"meltano.yml": b"v: 1\n"})
     method, path = WRITE[env.kind]
-    env.double.inject(Fault(method=method, path=path, status=429, headers={"Retry-After": "1"}, body={"message": "slow down"}))
+    env.double.inject(
+        Fault(
+            method=method,
+            path=path,
+            status=429,
+            headers={"Retry-After": "1"},
+            body={"message": "slow down"},
+        )
+    )
     started = dt.datetime.now(dt.UTC)
     sha = commit_one(env, base)
     writes = env.double.requests(method, path)
@@ -81,9 +95,19 @@ def test_429_with_retry_after_is_honoured(env: ForgeEnv) -> None:
 def test_github_secondary_rate_limit_403_is_retried(env: ForgeEnv) -> None:
     assert env.double is not None
     base = env.seed({"meltano.yml": b"v: 1\n"})
-    message = {"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
-               "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}
-    env.double.inject(Fault(method="POST", path=r"/git/trees$", status=403, headers={"retry-after": "1"}, body=message))
+    message = {
+        "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",  # noqa: E501 - the forge's own words
+        "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+    }
+    env.double.inject(
+        Fault(
+            method="POST",
+            path=r"/git/trees$",
+            status=403,
+            headers={"retry-after": "1"},
+            body=message,
+        )
+    )
     sha = commit_one(env, base)
     assert env.head() == sha
     assert commits_after(env, base) == 1
@@ -101,9 +125,17 @@ def test_exhausted_retries_say_when_to_try_again(env: ForgeEnv) -> None:
     env.double.faults.clear()
     assert env.head() == base
     reset = int(dt.datetime.now(dt.UTC).timestamp()) + 3600
-    headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)} if env.kind.startswith("github") else {"RateLimit-Remaining": "0", "RateLimit-Reset": str(reset), "Retry-After": "3600"}
+    headers = (
+        {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}
+        if env.kind.startswith("github")
+        else {"RateLimit-Remaining": "0", "RateLimit-Reset": str(reset), "Retry-After": "3600"}
+    )
     status = 403 if env.kind.startswith("github") else 429
-    env.double.inject(Fault(status=status, headers=headers, body={"message": "API rate limit exceeded"}, times=100))
+    env.double.inject(
+        Fault(
+            status=status, headers=headers, body={"message": "API rate limit exceeded"}, times=100
+        )
+    )
     env.clear_log()
     with pytest.raises(RateLimited) as limited:
         env.new_forge().branch("main")

@@ -13,17 +13,80 @@ from providers.registry import locate, open_forge
 @pytest.mark.parametrize(
     ("url", "provider", "api", "kind", "expected_api", "path"),
     [
-        ("https://github.com/acme/meltano", None, None, ProviderKind.GITHUB, "https://api.github.com", "acme/meltano"),
-        ("https://github.com/acme/meltano.git", None, None, ProviderKind.GITHUB, "https://api.github.com", "acme/meltano"),
-        ("https://gitlab.com/grp/sub/meltano", None, None, ProviderKind.GITLAB, "https://gitlab.com/api/v4", "grp/sub/meltano"),
-        ("https://ghe.example.com/acme/meltano", "github", None, ProviderKind.GITHUB, "https://ghe.example.com/api/v3", "acme/meltano"),
-        ("https://git.example.com/a/b/c/d", "gitlab", None, ProviderKind.GITLAB, "https://git.example.com/api/v4", "a/b/c/d"),
-        ("http://127.0.0.1:8080/acme/meltano", "github", "http://127.0.0.1:8080/api/v3/", ProviderKind.GITHUB, "http://127.0.0.1:8080/api/v3", "acme/meltano"),
-        ("https://forge.example.com/v1/projects/warehouse", None, None, ProviderKind.SERVICE, "https://forge.example.com", "warehouse"),
-        ("file:///srv/git/warehouse.git", None, None, ProviderKind.LOCAL, "/srv/git/warehouse.git", "/srv/git/warehouse.git"),
+        (
+            "https://github.com/acme/meltano",
+            None,
+            None,
+            ProviderKind.GITHUB,
+            "https://api.github.com",
+            "acme/meltano",
+        ),
+        (
+            "https://github.com/acme/meltano.git",
+            None,
+            None,
+            ProviderKind.GITHUB,
+            "https://api.github.com",
+            "acme/meltano",
+        ),
+        (
+            "https://gitlab.com/grp/sub/meltano",
+            None,
+            None,
+            ProviderKind.GITLAB,
+            "https://gitlab.com/api/v4",
+            "grp/sub/meltano",
+        ),
+        (
+            "https://ghe.example.com/acme/meltano",
+            "github",
+            None,
+            ProviderKind.GITHUB,
+            "https://ghe.example.com/api/v3",
+            "acme/meltano",
+        ),
+        (
+            "https://git.example.com/a/b/c/d",
+            "gitlab",
+            None,
+            ProviderKind.GITLAB,
+            "https://git.example.com/api/v4",
+            "a/b/c/d",
+        ),
+        (
+            "http://127.0.0.1:8080/acme/meltano",
+            "github",
+            "http://127.0.0.1:8080/api/v3/",
+            ProviderKind.GITHUB,
+            "http://127.0.0.1:8080/api/v3",
+            "acme/meltano",
+        ),
+        (
+            "https://forge.example.com/v1/projects/warehouse",
+            None,
+            None,
+            ProviderKind.SERVICE,
+            "https://forge.example.com",
+            "warehouse",
+        ),
+        (
+            "file:///srv/git/warehouse.git",
+            None,
+            None,
+            ProviderKind.LOCAL,
+            "/srv/git/warehouse.git",
+            "/srv/git/warehouse.git",
+        ),
     ],
 )
-def test_locate(url: str, provider: str | None, api: str | None, kind: ProviderKind, expected_api: str, path: str) -> None:
+def test_locate(
+    url: str,
+    provider: str | None,
+    api: str | None,
+    kind: ProviderKind,
+    expected_api: str,
+    path: str,
+) -> None:
     location = locate(url, provider, api)
     assert (location.kind, location.api_url, location.path) == (kind, expected_api, path)
 

@@ -50,10 +50,15 @@ def test_binary_and_mode_changes_use_blobs_and_rest(env: ForgeEnv) -> None:
     base = env.seed({"run.sh": b"#!/bin/sh\n"})
     forge = env.new_forge()
     env.clear_log()
-    forge.commit("main", base, [
-        FileChange.put("logo.png", b"\x89PNG\r\n\x1a\n\x00\x00"),
-        FileChange.put("run.sh", b"#!/bin/sh\n", FileMode.EXECUTABLE, FileMode.REGULAR),
-    ], "binary and chmod")
+    forge.commit(
+        "main",
+        base,
+        [
+            FileChange.put("logo.png", b"\x89PNG\r\n\x1a\n\x00\x00"),
+            FileChange.put("run.sh", b"#!/bin/sh\n", FileMode.EXECUTABLE, FileMode.REGULAR),
+        ],
+        "binary and chmod",
+    )
     assert env.requests("POST", r"/git/blobs$") == 1
     assert env.requests("POST", r"^/api/graphql$") == 0, "GraphQL cannot carry modes"
     assert "100755" in env.git("ls-tree", "main", "run.sh")

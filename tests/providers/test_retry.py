@@ -13,7 +13,9 @@ NOW = 1_800_000_000.0
 
 
 def test_retry_after_seconds_and_dates() -> None:
-    assert retry_at_from_headers({"Retry-After": "30"}, NOW) == dt.datetime.fromtimestamp(NOW + 30, dt.UTC)
+    assert retry_at_from_headers({"Retry-After": "30"}, NOW) == dt.datetime.fromtimestamp(
+        NOW + 30, dt.UTC
+    )
     when = retry_at_from_headers({"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}, NOW)
     assert when == dt.datetime(2026, 10, 21, 7, 28, tzinfo=dt.UTC)
 
@@ -21,10 +23,15 @@ def test_retry_after_seconds_and_dates() -> None:
 def test_github_and_gitlab_reset_headers() -> None:
     github = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 90)}
     assert retry_at_from_headers(github, NOW) == dt.datetime.fromtimestamp(NOW + 90, dt.UTC)
-    assert retry_at_from_headers({"x-ratelimit-remaining": "12", "x-ratelimit-reset": "1"}, NOW) is None
+    assert (
+        retry_at_from_headers({"x-ratelimit-remaining": "12", "x-ratelimit-reset": "1"}, NOW)
+        is None
+    )
     gitlab = {"RateLimit-Remaining": "0", "RateLimit-Reset": str(int(NOW) + 60)}
     assert retry_at_from_headers(gitlab, NOW) == dt.datetime.fromtimestamp(NOW + 60, dt.UTC)
-    assert retry_at_from_headers({"RateLimit-Remaining": "0", "RateLimit-Reset": "5"}, NOW) == dt.datetime.fromtimestamp(NOW + 5, dt.UTC)
+    assert retry_at_from_headers(
+        {"RateLimit-Remaining": "0", "RateLimit-Reset": "5"}, NOW
+    ) == dt.datetime.fromtimestamp(NOW + 5, dt.UTC)
 
 
 class Clock:
@@ -39,7 +46,12 @@ class Clock:
 
 def test_backoff_is_bounded_and_jittered() -> None:
     clock = Clock()
-    retrier = Retrier(RetryPolicy(attempts=5, base_delay=1, max_delay=4), sleep=clock.sleep, clock=lambda: clock.now, jitter=lambda: 0.5)
+    retrier = Retrier(
+        RetryPolicy(attempts=5, base_delay=1, max_delay=4),
+        sleep=clock.sleep,
+        clock=lambda: clock.now,
+        jitter=lambda: 0.5,
+    )
     calls = []
 
     def failing() -> None:
@@ -56,7 +68,12 @@ def test_backoff_is_bounded_and_jittered() -> None:
 
 def test_retry_after_is_waited_for_and_long_ones_are_not() -> None:
     clock = Clock()
-    retrier = Retrier(RetryPolicy(attempts=3, max_wait=60), sleep=clock.sleep, clock=lambda: clock.now, jitter=lambda: 0.0)
+    retrier = Retrier(
+        RetryPolicy(attempts=3, max_wait=60),
+        sleep=clock.sleep,
+        clock=lambda: clock.now,
+        jitter=lambda: 0.0,
+    )
     answers = [RateLimited("429", retry_at=dt.datetime.fromtimestamp(NOW + 10, dt.UTC))]
 
     def flaky() -> str:

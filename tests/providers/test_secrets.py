@@ -22,7 +22,9 @@ def chain(exc: BaseException | None) -> list[BaseException]:
 
 
 @pytest.mark.parametrize("env", ["github", "github-graphql", "gitlab"], indirect=True)
-def test_tokens_stay_out_of_logs_errors_and_reprs(env: ForgeEnv, caplog: pytest.LogCaptureFixture) -> None:
+def test_tokens_stay_out_of_logs_errors_and_reprs(
+    env: ForgeEnv, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     logging.getLogger("urllib3").setLevel(logging.DEBUG)
     errors: list[BaseException] = []
@@ -30,9 +32,16 @@ def test_tokens_stay_out_of_logs_errors_and_reprs(env: ForgeEnv, caplog: pytest.
     forge = env.new_forge()
     with forge.archive("main") as snapshot:
         list(snapshot.entries)
-    forge.commit("main", base, [FileChange.put("meltano.yml", b"v: 2\n", base_mode=FileMode.REGULAR)], "edit")
+    forge.commit(
+        "main", base, [FileChange.put("meltano.yml", b"v: 2\n", base_mode=FileMode.REGULAR)], "edit"
+    )
     try:
-        forge.commit("main", base, [FileChange.put("meltano.yml", b"v: 3\n", base_mode=FileMode.REGULAR)], "stale")
+        forge.commit(
+            "main",
+            base,
+            [FileChange.put("meltano.yml", b"v: 3\n", base_mode=FileMode.REGULAR)],
+            "stale",
+        )
     except Conflict as exc:
         errors.append(exc)
     wrong = env.new_forge(token=SecretStr(TOKEN[::-1]))
@@ -45,7 +54,9 @@ def test_tokens_stay_out_of_logs_errors_and_reprs(env: ForgeEnv, caplog: pytest.
     errors.append(anon.value)
 
     texts = [r.getMessage() for r in caplog.records]
-    texts += [str(e) for exc in errors for e in chain(exc)] + [repr(e) for exc in errors for e in chain(exc)]
+    texts += [str(e) for exc in errors for e in chain(exc)] + [
+        repr(e) for exc in errors for e in chain(exc)
+    ]
     texts += [repr(forge), repr(env.make_config()), str(env.make_config())]
     assert len(caplog.records) > 5, "the SDKs did log"
     leaked = [t for t in texts if TOKEN in t or TOKEN[::-1] in t]
@@ -55,5 +66,8 @@ def test_tokens_stay_out_of_logs_errors_and_reprs(env: ForgeEnv, caplog: pytest.
 
 
 def test_redact_masks_known_secrets_and_query_tokens() -> None:
-    assert redact("GET /x?token=abc123&y=1 Bearer s3cret", {"s3cret"}) == "GET /x?token=***&y=1 Bearer ***"
+    assert (
+        redact("GET /x?token=abc123&y=1 Bearer s3cret", {"s3cret"})
+        == "GET /x?token=***&y=1 Bearer ***"
+    )
     assert redact("private_token=zzz") == "private_token=***"

@@ -16,7 +16,9 @@ SHA = "a" * 40
 
 def build(members: list[tuple[tarfile.TarInfo, bytes | None]], comment: str = SHA) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers={"comment": comment}) as tar:
+    with tarfile.open(
+        fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers={"comment": comment}
+    ) as tar:
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     return buffer.getvalue()
@@ -41,9 +43,19 @@ def read(data: bytes, limits: ArchiveLimits | None = None) -> list[tuple[str, Fi
 
 
 def test_reads_files_modes_and_links() -> None:
-    data = build([special("top", tarfile.DIRTYPE), file("top/a.txt", b"a"), file("top/bin/run", b"#!", 0o755),
-                  special("top/bin/up", tarfile.SYMTYPE, "../a.txt")])
-    assert read(data) == [("a.txt", FileMode.REGULAR, b"a"), ("bin/run", FileMode.EXECUTABLE, b"#!"), ("bin/up", FileMode.SYMLINK, b"../a.txt")]
+    data = build(
+        [
+            special("top", tarfile.DIRTYPE),
+            file("top/a.txt", b"a"),
+            file("top/bin/run", b"#!", 0o755),
+            special("top/bin/up", tarfile.SYMTYPE, "../a.txt"),
+        ]
+    )
+    assert read(data) == [
+        ("a.txt", FileMode.REGULAR, b"a"),
+        ("bin/run", FileMode.EXECUTABLE, b"#!"),
+        ("bin/up", FileMode.SYMLINK, b"../a.txt"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -58,7 +70,16 @@ def test_reads_files_modes_and_links() -> None:
         special("top/dev", tarfile.CHRTYPE),
         special("top/fifo", tarfile.FIFOTYPE),
     ],
-    ids=["dotdot", "absolute", "dotgit", "abs-symlink", "escaping-symlink", "hardlink", "device", "fifo"],
+    ids=[
+        "dotdot",
+        "absolute",
+        "dotgit",
+        "abs-symlink",
+        "escaping-symlink",
+        "hardlink",
+        "device",
+        "fifo",
+    ],
 )
 def test_hostile_entries_are_refused(member: tuple[tarfile.TarInfo, bytes | None]) -> None:
     with pytest.raises(UnsafeInput):
@@ -69,7 +90,10 @@ def test_size_caps() -> None:
     with pytest.raises(UnsafeInput, match="larger than"):
         read(build([file("top/big", b"x" * 2000)]), ArchiveLimits(max_file_bytes=1000))
     with pytest.raises(UnsafeInput, match="more than 2500 bytes"):
-        read(build([file(f"top/f{i}", b"x" * 900) for i in range(4)]), ArchiveLimits(max_total_bytes=2500))
+        read(
+            build([file(f"top/f{i}", b"x" * 900) for i in range(4)]),
+            ArchiveLimits(max_total_bytes=2500),
+        )
     with pytest.raises(UnsafeInput, match="entries"):
         read(build([file(f"top/f{i}") for i in range(20)]), ArchiveLimits(max_entries=10))
 
