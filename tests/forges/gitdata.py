@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 from collections import deque
+from pathlib import Path
 
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.refs import Ref
@@ -30,6 +31,17 @@ def set_head(repo: Repo, name: str, old: str | bytes | None, new: str | bytes) -
     if old is None:
         return bool(repo.refs.add_if_new(branch_ref(name), oid(new)))
     return bool(repo.refs.set_if_equals(branch_ref(name), oid(old), oid(new)))
+
+
+def init_bare(path: Path, default_branch: str = "main") -> Path:
+    """Create an empty bare repository whose HEAD names `default_branch`."""
+    path.mkdir(parents=True, exist_ok=True)
+    repo = Repo.init_bare(str(path))
+    try:
+        set_default_branch(repo, default_branch)
+    finally:
+        repo.close()
+    return path
 
 
 def set_default_branch(repo: Repo, name: str) -> None:

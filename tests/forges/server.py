@@ -165,12 +165,7 @@ class ForgeDouble:
 
     def create_repo(self, full_name: str, default_branch: str = "main") -> Path:
         """Create an empty bare repository."""
-        path = self.repo_path(full_name)
-        path.mkdir(parents=True, exist_ok=True)
-        repo = Repo.init_bare(str(path))
-        gitdata.set_default_branch(repo, default_branch)
-        repo.close()
-        return path
+        return gitdata.init_bare(self.repo_path(full_name), default_branch)
 
     @contextmanager
     def open_repo(self, full_name: str) -> Iterator[Repo | None]:
