@@ -193,7 +193,9 @@ def test_workspace_commands(env: ForgeEnv, tmp_path: Path, no_git: Path) -> None
     pulled = run("--json", "pull", MELTANO_FORGE_PROJECT_DIR=ws)
     assert pulled.returncode == 0, pulled.stderr
     (Path(ws) / "meltano.yml").write_text((Path(ws) / "meltano.yml").read_text() + "# note\n")
-    (Path(ws) / ".env").write_text("TAP_SECRET=x\n")
+    (Path(ws) / ".env").write_text("TAP_SECRET=x\n")  # ignored by the project's .gitignore
+    (Path(ws) / "extract").mkdir()
+    (Path(ws) / "extract" / "service.json").write_text("-----BEGIN PRIVATE KEY-----\nabc\n")
     status = run("status", MELTANO_FORGE_PROJECT_DIR=ws)
     assert "modified  meltano.yml" in status.stdout
     blocked = run("checkout", "main", MELTANO_FORGE_PROJECT_DIR=ws)
@@ -201,11 +203,14 @@ def test_workspace_commands(env: ForgeEnv, tmp_path: Path, no_git: Path) -> None
     assert "--discard or --carry" in blocked.stderr
     done = run("commit", "-m", "Add a note", MELTANO_FORGE_PROJECT_DIR=ws)
     assert done.returncode == 0, done.stderr
-    assert "held back .env" in done.stdout
+    assert "held back extract/service.json" in done.stdout
     assert env.git("show", "development:meltano.yml").endswith("# note\n")
-    assert ".env" not in env.git("ls-tree", "-r", "--name-only", "development")
-    switched = run("checkout", "main", MELTANO_FORGE_PROJECT_DIR=ws)
+    tracked = env.git("ls-tree", "-r", "--name-only", "development").split()
+    assert ".env" not in tracked
+    assert "extract/service.json" not in tracked
+    switched = run("checkout", "main", "--carry", MELTANO_FORGE_PROJECT_DIR=ws)
     assert switched.returncode == 0, switched.stderr
+    assert (Path(ws) / "extract" / "service.json").exists(), "--carry keeps local changes"
     assert not (Path(ws) / "meltano.yml").read_text().endswith("# note\n")
     (Path(ws) / "meltano.yml").write_text("changed on main\n")
     refused = run("commit", "-m", "x", MELTANO_FORGE_PROJECT_DIR=ws)
