@@ -6,8 +6,8 @@ import fnmatch
 from dataclasses import dataclass
 
 from providers.contract import Branch, Forge
-from providers.errors import AlreadyExists, InvalidRequest, NotFound
-from providers.names import branch_clash, check_branch_name
+from providers.errors import AlreadyExists, NotFound
+from providers.names import branch_clash, branch_clash_error, check_branch_name
 
 
 class ReadOnlyBranch(Exception):
@@ -55,12 +55,7 @@ class BranchPolicy:
         existing = forge.branches()
         clash = branch_clash(branch, [b.name for b in existing])
         if clash:
-            msg = (
-                f"Cannot create branch '{branch}': branch '{clash}' exists, and git cannot hold "
-                f"a branch and a folder of branches of the same name. Use a template like "
-                f"'{{working}}-{{user}}' (MELTANO_FORGE_PERSONAL_BRANCH_TEMPLATE)"
-            )
-            raise InvalidRequest(msg)
+            raise branch_clash_error(branch, clash)
         by_name = {b.name: b for b in existing}
         source = by_name.get(self.working) if branch != self.working else None
         if source is None:

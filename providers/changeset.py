@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from providers.contract import FileChange
+from providers.contract import FileChange, Forge
 from providers.errors import Conflict, InvalidRequest
 from providers.names import check_repo_path
 
@@ -26,6 +26,13 @@ def validate(changes: Sequence[FileChange]) -> None:
 def paths(changes: Sequence[FileChange]) -> frozenset[str]:
     """The paths a change set touches."""
     return frozenset(change.path for change in changes)
+
+
+def changed_since(forge: Forge, base_sha: str | None, head_sha: str) -> frozenset[str]:
+    """Paths changed from `base_sha` to `head_sha`; with no base, every path at the head."""
+    if base_sha is None:
+        return frozenset(e.path for e in forge.list_tree(head_sha))
+    return forge.changed_paths(base_sha, head_sha)
 
 
 def rebase_or_conflict(

@@ -52,7 +52,13 @@ from providers.errors import (
     RateLimited,
     Unavailable,
 )
-from providers.names import branch_clash, check_branch_name, check_repo_path, is_sha
+from providers.names import (
+    branch_clash,
+    branch_clash_error,
+    check_branch_name,
+    check_repo_path,
+    is_sha,
+)
 from providers.redaction import protect_logs
 from providers.retry import Retrier, retry_at_from_headers
 from providers.tarball import ChunkReader, read_tarball
@@ -196,16 +202,7 @@ class GitHubForge:
     def _call(
         self, action: str, fn: Callable[[], T], verify: Callable[[], T | None] | None = None
     ) -> T:
-        def attempt() -> T:
-            with map_github_errors(action):
-                return fn()
-
-        def check() -> T | None:
-            assert verify is not None  # noqa: S101 - only passed when verify is set
-            with map_github_errors(action):
-                return verify()
-
-        return self._retrier.call(attempt, verify=check if verify else None)
+        return self._retrier.mapped(lambda: map_github_errors(action), fn, verify)
 
     # ---- reads -----------------------------------------------------------------------
     def repository(self) -> RepositoryInfo:
@@ -242,14 +239,7 @@ class GitHubForge:
                 raise AlreadyExists(msg) from exc
             clash = branch_clash(name, [b.name for b in self.branches()])
             if clash:
-                msg = (
-                    f"Cannot create branch '{name}' while branch '{clash}' exists: git stores "
-                    "branches as files, so one name cannot also be a folder of the other"
-                )
-                raise InvalidRequest(
-                    msg,
-                    "Choose a name like 'development-aj' instead of 'development/aj'",
-                ) from exc
+                raise branch_clash_error(name, clash) from exc
             raise
         return Branch(name, from_sha)
 
@@ -320,11 +310,6 @@ class GitHubForge:
         new = {e.path: (e.mode, e.sha) for e in self.list_tree(head_sha)}
         return frozenset(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
 
-    def _changed_since(self, base_sha: str | None, head_sha: str) -> frozenset[str]:
-        if base_sha is None:
-            return frozenset(e.path for e in self.list_tree(head_sha))
-        return self.changed_paths(base_sha, head_sha)
-
     # ---- commits ---------------------------------------------------------------------
     def commit(
         self,
@@ -343,7 +328,9 @@ class GitHubForge:
                 head = self.branch(branch).head
             except NotFound:
                 return self._root_commit(branch, changes, message, author)
-            changeset.rebase_or_conflict(changes, None, head, self._changed_since)
+            changeset.rebase_or_conflict(
+                changes, None, head, lambda a, b: changeset.changed_since(self, a, b)
+            )
         use_graphql = self.config.graphql_commits and author is None and self._graphql_can(changes)
         for attempt in range(RACE_ATTEMPTS):
             if attempt:
@@ -358,7 +345,9 @@ class GitHubForge:
                 if not (exc.kind == "STALE_DATA" or "not a fast forward" in exc.message.lower()):
                     raise
             current = self.branch(branch).head
-            changeset.rebase_or_conflict(changes, expected_head, current, self._changed_since)
+            changeset.rebase_or_conflict(
+                changes, expected_head, current, lambda a, b: changeset.changed_since(self, a, b)
+            )
             head = current
         msg = f"The branch '{branch}' kept moving while committing"
         raise Unavailable(msg, "Try again in a moment")

@@ -49,7 +49,13 @@ from providers.errors import (
     RateLimited,
     Unavailable,
 )
-from providers.names import branch_clash, check_branch_name, check_repo_path, is_sha
+from providers.names import (
+    branch_clash,
+    branch_clash_error,
+    check_branch_name,
+    check_repo_path,
+    is_sha,
+)
 from providers.redaction import protect_logs
 from providers.retry import Retrier, retry_at_from_headers
 from providers.tarball import ChunkReader, read_tarball
@@ -160,16 +166,7 @@ class GitLabForge:
     def _call(
         self, action: str, fn: Callable[[], T], verify: Callable[[], T | None] | None = None
     ) -> T:
-        def attempt() -> T:
-            with map_gitlab_errors(action, self._last):
-                return fn()
-
-        def check() -> T | None:
-            assert verify is not None  # noqa: S101 - only passed when verify is set
-            with map_gitlab_errors(action, self._last):
-                return verify()
-
-        return self._retrier.call(attempt, verify=check if verify else None)
+        return self._retrier.mapped(lambda: map_gitlab_errors(action, self._last), fn, verify)
 
     # ---- reads -----------------------------------------------------------------------
     def repository(self) -> RepositoryInfo:
@@ -219,14 +216,7 @@ class GitLabForge:
                 raise AlreadyExists(msg) from exc
             clash = branch_clash(name, [b.name for b in self.branches()])
             if clash:
-                msg = (
-                    f"Cannot create branch '{name}' while branch '{clash}' exists: git stores "
-                    "branches as files, so one name cannot also be a folder of the other"
-                )
-                raise InvalidRequest(
-                    msg,
-                    "Choose a name like 'development-aj' instead of 'development/aj'",
-                ) from exc
+                raise branch_clash_error(name, clash) from exc
             raise
         return Branch(name, from_sha)
 
@@ -290,11 +280,6 @@ class GitLabForge:
         )
         return frozenset(p for d in result["diffs"] for p in (d["old_path"], d["new_path"]) if p)
 
-    def _changed_since(self, base_sha: str | None, head_sha: str) -> frozenset[str]:
-        if base_sha is None:
-            return frozenset(e.path for e in self.list_tree(head_sha))
-        return self.changed_paths(base_sha, head_sha)
-
     # ---- commits ---------------------------------------------------------------------
     def commit(
         self,
@@ -324,7 +309,9 @@ class GitLabForge:
             if not any(m in exc.message.lower() for m in _STALE_MESSAGES):
                 raise
             current = self.branch(branch).head
-            overlap = changeset.paths(changes) & self._changed_since(expected_head, current)
+            overlap = changeset.paths(changes) & changeset.changed_since(
+                self, expected_head, current
+            )
             raise Conflict(overlap or changeset.paths(changes)) from exc
         parents = list(created.parent_ids or [])
         parent = parents[0] if parents else None

@@ -34,7 +34,13 @@ from providers.contract import (
     TreeEntry,
 )
 from providers.errors import AlreadyExists, InvalidRequest, NotFound, Unavailable
-from providers.names import branch_clash, check_branch_name, check_repo_path, is_sha
+from providers.names import (
+    branch_clash,
+    branch_clash_error,
+    check_branch_name,
+    check_repo_path,
+    is_sha,
+)
 
 _LOCK_ATTEMPTS = 200
 
@@ -114,14 +120,7 @@ class LocalForge:
         existing = [b.name for b in self.branches()]
         clash = branch_clash(name, existing)
         if clash:
-            msg = (
-                f"Cannot create branch '{name}' while branch '{clash}' exists: git stores "
-                "branches as files, so one name cannot also be a folder of the other"
-            )
-            raise InvalidRequest(
-                msg,
-                "Choose a name like 'development-aj' instead of 'development/aj'",
-            )
+            raise branch_clash_error(name, clash)
         with self._repo() as repo:
             self._commit_object(repo, from_sha)
             if not repo.refs.add_if_new(gitobjects.branch_ref(name), gitobjects.oid(from_sha)):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from providers.errors import UnsafeInput
+from providers.errors import InvalidRequest, UnsafeInput
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 # git check-ref-format: no control characters, space, ~ ^ : ? * [ or backslash.
@@ -90,3 +90,13 @@ def branch_clash(name: str, existing: list[str]) -> str | None:
         if name.startswith(other + "/") or other.startswith(name + "/"):
             return other
     return None
+
+
+def branch_clash_error(name: str, clash: str) -> InvalidRequest:
+    """The explanation for a branch that cannot exist beside `clash` (see `branch_clash`)."""
+    return InvalidRequest(
+        f"Cannot create branch '{name}' while branch '{clash}' exists: git stores branches "
+        "as files, so one name cannot also be a folder of the other",
+        "Choose a name like 'development-aj' instead of 'development/aj' "
+        "(MELTANO_FORGE_PERSONAL_BRANCH_TEMPLATE='{working}-{user}')",
+    )

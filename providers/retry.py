@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -112,6 +113,25 @@ class Retrier:
             self._sleep(delay)
         assert last is not None  # noqa: S101 - the loop ran at least once and failed
         raise _exhausted(last, self._clock(), self._backoff(self.policy.attempts)) from last
+
+    def mapped(
+        self,
+        errors: Callable[[], AbstractContextManager[object]],
+        fn: Callable[[], T],
+        verify: Callable[[], T | None] | None = None,
+    ) -> T:
+        """`call`, with `fn` and `verify` each run inside an adapter's error mapping."""
+
+        def attempt() -> T:
+            with errors():
+                return fn()
+
+        def check() -> T | None:
+            assert verify is not None  # noqa: S101 - only passed when verify is set
+            with errors():
+                return verify()
+
+        return self.call(attempt, verify=check if verify else None)
 
     def pause(self, attempt: int) -> None:
         """Sleep a jittered back-off before trying again after losing a race for a ref."""
