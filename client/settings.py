@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from providers.config import ForgeConfig
 from providers.errors import InvalidRequest
 from providers.registry import locate
+from providers.tarball import ArchiveLimits
 
 
 class CommitOnFailure(enum.StrEnum):
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     allow_secrets: str = ""
     graphql_commits: bool = False
     meltano_bin: str = "meltano"
+    max_archive_bytes: int = 2 * 1024**3
 
     @field_validator("project_path")
     @classmethod
@@ -90,7 +92,8 @@ class Settings(BaseSettings):
             location = locate(self.repo, self.provider, self.api_url)
         except InvalidRequest as exc:
             raise SettingsError(str(exc)) from None
-        return ForgeConfig(location, token=self.token, graphql_commits=self.graphql_commits)
+        limits = ArchiveLimits(max_total_bytes=self.max_archive_bytes, max_file_bytes=min(self.max_archive_bytes, 512 * 1024**2))
+        return ForgeConfig(location, token=self.token, graphql_commits=self.graphql_commits, archive_limits=limits)
 
 
 def load_settings(**overrides: Any) -> Settings:

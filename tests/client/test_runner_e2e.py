@@ -2,107 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TOKEN, ForgeEnv
-
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "meltano"
-PLUGIN = """plugins:
-  utilities:
-  - name: example
-    namespace: example
-    settings:
-    - name: a_string
-    - name: an_integer
-      kind: integer
-    - name: a_number
-      kind: decimal
-    - name: an_object
-      kind: object
-    - name: an_array
-      kind: array
-"""
-STEPS = [
-    ["example", "a_string", "--", "-86.75"],
-    ["example", "an_integer", "42"],
-    ["example", "a_number", "3.1415"],
-    ["example", "an_object", '{"foo": "bar"}'],
-    ["example", "an_array", '["foo", "bar"]'],
-]
-
-
-@pytest.fixture
-def no_git(tmp_path: Path) -> Iterator[Path]:
-    """A `git` first on PATH that records any call; the test fails if it was called."""
-    folder = tmp_path / "no-git-bin"
-    folder.mkdir()
-    marker = tmp_path / "git-was-called"
-    script = folder / "git"
-    script.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexit 97\n')
-    script.chmod(0o755)
-    yield folder
-    assert not marker.exists(), f"git was called: {marker.read_text()}"
-
-
-def meltano_dir() -> Path:
-    found = shutil.which("meltano") or str(ROOT / ".venv-meltano" / "bin" / "meltano")
-    assert Path(found).exists(), "meltano is not installed: run `make install`"
-    return Path(found).parent
-
-
-class Runner:
-    """Runs `meltano-forge` as a container would, against one ForgeEnv."""
-
-    def __init__(self, env: ForgeEnv, tmp_path: Path, no_git: Path) -> None:
-        self.env, self.tmp_path = env, tmp_path
-        location = env.make_config().location
-        self.base = {
-            "PATH": f"{no_git}:{meltano_dir()}:{os.environ.get('PATH', '')}",
-            "HOME": str(tmp_path),
-            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
-            "MELTANO_FORGE_INSTALL": "never",
-            "MELTANO_FORGE_REPO": location.web_url
-            if env.kind != "local"
-            else f"file://{env.repo_dir}",
-            "MELTANO_FORGE_PROVIDER": env.kind.split("-")[0],
-            "MELTANO_FORGE_API_URL": location.api_url if env.kind != "local" else "",
-            "MELTANO_FORGE_TOKEN": TOKEN,
-        }
-        self.count = 0
-
-    def __call__(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        self.count += 1
-        env = {
-            **self.base,
-            "MELTANO_FORGE_PROJECT_DIR": str(self.tmp_path / f"ws{self.count}"),
-            **extra,
-        }
-        env = {k: v for k, v in env.items() if v}
-        return subprocess.run(
-            [sys.executable, "-c", "from service.entry import main; main()", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-
-
-def seed_project(env: ForgeEnv) -> str:
-    meltano_yml = (FIXTURES / "meltano-config" / "meltano.yml").read_bytes() + PLUGIN.encode()
-    base = env.seed({"meltano.yml": meltano_yml, ".gitignore": b"/.meltano\n.env\n/venv\n"})
-    env.forge.create_branch("development", base)
-    return base
+from tests.client.conftest import FIXTURES, STEPS, Runner, seed_project
+from tests.conftest import Files, ForgeEnv
 
 
 @pytest.mark.slow
@@ -217,3 +122,81 @@ def test_workspace_commands(env: ForgeEnv, tmp_path: Path, no_git: Path) -> None
     assert refused.returncode == 4
     assert "set MELTANO_FORGE_BRANCH=development" in refused.stderr
     assert env.git("show", "main:meltano.yml") != "changed on main\n"
+
+
+def manifest_project() -> Files:
+    """shared/fixtures/meltano/meltano-manifest as a repository tree (its docs left out)."""
+    root = FIXTURES / "meltano-manifest"
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in ("index.md", "ending-meltano.yml")
+    }
+
+
+@pytest.mark.slow
+def test_multi_file_project_commits_exactly_what_meltano_changed(
+    env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    files = manifest_project()
+    base = env.seed(files)
+    env.forge.create_branch("development", base)
+    run = Runner(env, tmp_path, no_git)
+    ws = tmp_path / "long-lived"
+    commands = [
+        ["meltano", "config", "set", "tap-cloudwatch", "aws_region_name", "eu-west-1"],
+        ["meltano", "environment", "add", "ci"],
+        [
+            "meltano",
+            "schedule",
+            "add",
+            "nightly_cloudwatch",
+            "--job",
+            "slack_notifications",
+            "--interval",
+            "@daily",
+        ],
+        ["meltano", "config", "set", "tap-github", "auth_token", "not-a-real-token"],
+    ]
+    for command in commands:
+        before = env.head("development")
+        assert before is not None
+        result = run("run", "--", *command, MELTANO_FORGE_PROJECT_DIR=str(ws))
+        assert result.returncode == 0, result.stderr
+        after = env.head("development")
+        tracked = set(env.git("ls-tree", "-r", "--name-only", before).split())
+        on_disk = {
+            str(p.relative_to(ws))
+            for p in ws.rglob("*")
+            if p.is_file()
+            and not str(p.relative_to(ws)).startswith((".meltano/", ".meltano-forge/"))
+            and p.name != ".env"
+        }
+        expected = {
+            p
+            for p in on_disk
+            if p not in tracked or env.git_bytes("show", f"{before}:{p}") != (ws / p).read_bytes()
+        }
+        expected |= {p for p in tracked if p not in on_disk}
+        if not expected:
+            assert after == before
+            continue
+        assert after is not None
+        assert after != before
+        committed = set(
+            env.git("diff-tree", "-r", "--no-commit-id", "--name-only", before, after).split()
+        )
+        assert committed == expected
+        assert all(
+            line.startswith("100644") for line in env.git("ls-tree", "-r", after).splitlines()
+        ), "modes unchanged"
+        assert not any(
+            p.startswith(".meltano/")
+            for p in env.git("ls-tree", "-r", "--name-only", after).split()
+        )
+    assert "held back .env" in result.stdout, "the secret Meltano wrote to .env is reported"
+    assert ".env" not in env.git("ls-tree", "-r", "--name-only", "development").split()
+    assert "not-a-real-token" in (ws / ".env").read_text(), "the secret stays on disk"
+    assert "ci" in env.git("show", "development:meltano.yml")
+    assert env.git("grep", "-l", "nightly_cloudwatch", "development").strip(), "the schedule landed"
+    assert "eu-west-1" in env.git("show", "development:extractors.meltano.yml")

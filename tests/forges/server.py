@@ -67,6 +67,9 @@ class Fault:
     body: Any = None
     delay: float = 0.0
     """Seconds to wait before answering."""
+    raw: bytes | None = None
+    """With `status`: answer these exact bytes (e.g. a hostile archive) instead of JSON."""
+    content_type: str = "application/octet-stream"
     drop_after_apply: bool = False
     """Run the route (so a write lands) and close the connection without answering."""
     times: int = 1
@@ -217,6 +220,11 @@ class ForgeDouble:
         fault = self._take_fault(request.method, request.path)
         if fault and fault.delay:
             time.sleep(fault.delay)
+        if fault and fault.status and fault.raw is not None:
+            raw = Response(
+                fault.status, fault.raw, dict(fault.headers), fault.content_type, injected=True
+            )
+            return raw, False
         if fault and fault.status:
             injected = Response.json(
                 fault.status, fault.body or {"message": "injected"}, dict(fault.headers)
