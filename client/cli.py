@@ -27,7 +27,7 @@ from client.settings import Settings, SettingsError, load_settings
 from providers.contract import FileChange, Forge
 from providers.errors import InvalidRequest, NotFound
 from providers.local import LocalForge
-from providers.redaction import protect_logs
+from providers.redaction import protect_logs, redact
 from providers.registry import open_forge
 
 log = logging.getLogger("meltano_forge")
@@ -83,6 +83,15 @@ def handled(ctx: Context) -> Iterator[None]:
         else:
             click.echo(f"meltano-forge: {exc}", err=True)
         sys.exit(exits.exit_code(exc))
+    except Exception as exc:
+        if ctx.verbose:
+            raise
+        message = redact(f"{type(exc).__name__}: {exc}")
+        click.echo(
+            f"meltano-forge: unexpected error ({message}). Run again with --verbose and report it.",
+            err=True,
+        )
+        sys.exit(exits.FAILED)
     finally:
         if ctx._forge is not None:
             ctx._forge.close()
@@ -356,7 +365,7 @@ def promote(ctx: Context, source: str | None, target: str | None) -> None:
 def run(ctx: Context, cmd: tuple[str, ...]) -> None:
     """Materialize or pull, run CMD (e.g. `meltano run tap target`), auto-commit changes."""
     with handled(ctx):
-        report = runner.run(ctx.forge, ctx.settings, cmd)
+        report = runner.run(ctx.forge, ctx.settings, cmd, json_output=ctx.as_json)
         lines = [
             f"run {report.run_id} on {report.branch} @ {report.base_sha[:12]}"
             + (" (read-only)" if report.read_only else "")

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import yaml
 from client import sync, workspace
 from client.manifest import STATE_DIR, Manifest
 from client.policy import BranchPolicy
+from client.progress import Progress
 from client.settings import CommitOnFailure, InstallPolicy, Settings
 from providers.contract import Author, Forge
 
@@ -127,10 +129,15 @@ def remember_install(root: Path) -> None:
     (root / STATE_DIR / INSTALL_KEY_FILE).write_text(json.dumps({"key": install_key(root)}))
 
 
-def run_child(cmd: Sequence[str], cwd: Path, env: dict[str, str]) -> int:
-    """Run CMD with inherited stdio, forwarding SIGTERM and SIGINT; return its exit code."""
+def run_child(
+    cmd: Sequence[str], cwd: Path, env: dict[str, str], *, quiet_stdout: bool = False
+) -> int:
+    """Run CMD streaming its output (to stderr when stdout is reserved for `--json`),
+    forwarding SIGTERM and SIGINT; return its exit code."""
     try:
-        child = subprocess.Popen(list(cmd), cwd=cwd, env=env)  # noqa: S603 - the user's own command
+        child = subprocess.Popen(  # noqa: S603 - the user's own command
+            list(cmd), cwd=cwd, env=env, stdout=sys.stderr if quiet_stdout else None
+        )
     except FileNotFoundError:
         log.error("command not found: %s", cmd[0])  # noqa: TRY400 - one clear line, no traceback
         return 127
@@ -172,15 +179,22 @@ def prepare(forge: Forge, settings: Settings, report: RunReport) -> tuple[Path, 
         report.base_sha = manifest.base_sha
         return root, manifest
     branch, report.created_branch = policy.ensure(forge, branch_name)
+    progress = Progress(f"download and extract {branch.name}")
     manifest = workspace.materialize(
-        forge, root, settings.repo, branch.name, branch.head, settings.project_path
+        forge, root, settings.repo, branch.name, branch.head, settings.project_path, progress
     )
+    progress.done(manifest.base_sha[:12])
     report.materialized, report.base_sha = True, manifest.base_sha
     return root, manifest
 
 
 def run(
-    forge: Forge, settings: Settings, cmd: Sequence[str], env: dict[str, str] | None = None
+    forge: Forge,
+    settings: Settings,
+    cmd: Sequence[str],
+    env: dict[str, str] | None = None,
+    *,
+    json_output: bool = False,
 ) -> RunReport:
     """The whole runner lifecycle; see the module docstring."""
     policy = policy_for(settings)
@@ -192,14 +206,14 @@ def run(
         child_env["MELTANO_PROJECT_READONLY"] = "true"
     meltano = settings.meltano_bin
     if needs_install(root, settings.install):
-        log.info("installing plugins (the plugin set changed)")
-        code = run_child([meltano, "install"], root, child_env)
+        log.info("installing plugins: the plugin set changed since the last install")
+        code = run_child([meltano, "install"], root, child_env, quiet_stdout=json_output)
         if code != 0:
             report.exit_code = code
             return report
         remember_install(root)
         report.installed = True
-    report.exit_code = run_child(cmd, root, child_env)
+    report.exit_code = run_child(cmd, root, child_env, quiet_stdout=json_output)
     if report.read_only or not settings.auto_commit:
         return report
     failed = report.exit_code != 0

@@ -92,8 +92,13 @@ class Settings(BaseSettings):
             location = locate(self.repo, self.provider, self.api_url)
         except InvalidRequest as exc:
             raise SettingsError(str(exc)) from None
-        limits = ArchiveLimits(max_total_bytes=self.max_archive_bytes, max_file_bytes=min(self.max_archive_bytes, 512 * 1024**2))
-        return ForgeConfig(location, token=self.token, graphql_commits=self.graphql_commits, archive_limits=limits)
+        limits = ArchiveLimits(
+            max_total_bytes=self.max_archive_bytes,
+            max_file_bytes=min(self.max_archive_bytes, 512 * 1024**2),
+        )
+        return ForgeConfig(
+            location, token=self.token, graphql_commits=self.graphql_commits, archive_limits=limits
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:

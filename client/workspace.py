@@ -19,6 +19,7 @@ from pathlib import Path
 
 from client.ignore import IgnoreRules
 from client.manifest import STATE_DIR, FileRecord, Manifest
+from client.progress import Progress
 from providers.contract import ArchiveEntry, FileChange, FileMode, Forge
 from providers.errors import InvalidRequest, UnsafeInput
 from providers.gitobjects import blob_sha
@@ -100,7 +101,13 @@ def write_file(root: Path, rel: str, data: bytes, mode: FileMode) -> FileRecord:
 
 
 def materialize(
-    forge: Forge, root: Path, repo: str, branch: str, sha: str, project_path: str = ""
+    forge: Forge,
+    root: Path,
+    repo: str,
+    branch: str,
+    sha: str,
+    project_path: str = "",
+    progress: Progress | None = None,
 ) -> Manifest:
     """Fetch `sha` (one archive request) into an empty or missing `root`, atomically."""
     root = root.resolve()
@@ -115,7 +122,7 @@ def materialize(
         manifest = Manifest(repo, branch, sha, project_path)
         with forge.archive(sha, project_path) as snapshot:
             manifest.base_sha = snapshot.sha
-            _extract(snapshot.entries, staging, manifest)
+            _extract(snapshot.entries, staging, manifest, progress)
         manifest.save(staging)
         if root.exists():
             root.rmdir()
@@ -126,7 +133,9 @@ def materialize(
     return Manifest.load(root) or manifest
 
 
-def _extract(entries: Iterable[ArchiveEntry], staging: Path, manifest: Manifest) -> None:
+def _extract(
+    entries: Iterable[ArchiveEntry], staging: Path, manifest: Manifest, progress: Progress | None
+) -> None:
     prefix = manifest.project_path + "/" if manifest.project_path else ""
     for entry in entries:
         if not entry.path.startswith(prefix):
@@ -136,6 +145,8 @@ def _extract(entries: Iterable[ArchiveEntry], staging: Path, manifest: Manifest)
             msg = f"The repository holds {entry.path}, which meltano-forge keeps for itself"
             raise UnsafeInput(msg)
         manifest.files[rel] = write_file(staging, rel, entry.data, entry.mode)
+        if progress is not None:
+            progress.advance(len(entry.data))
 
 
 def status(root: Path, manifest: Manifest) -> Status:
