@@ -46,7 +46,6 @@ def test_read_only_main_refuses_and_changes_nothing(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env", ["local"], indirect=True)
 def test_missing_development_is_created_and_personal_branches(
     env: ForgeEnv, tmp_path: Path, no_git: Path
 ) -> None:
@@ -73,7 +72,6 @@ def test_missing_development_is_created_and_personal_branches(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env", ["local"], indirect=True)
 def test_failed_command_changes_go_to_a_rescue_branch(
     env: ForgeEnv, tmp_path: Path, no_git: Path
 ) -> None:

@@ -63,7 +63,6 @@ def test_two_runners_conflicting_edits_keep_one_and_save_the_other(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env", ["local", "gitlab"], indirect=True)
 def test_monorepo_project_path_round_trips(env: ForgeEnv, tmp_path: Path, no_git: Path) -> None:
     meltano_yml = (FIXTURES / "meltano-config" / "meltano.yml").read_bytes() + PLUGIN.encode()
     base = env.seed(

@@ -43,7 +43,7 @@ def _templates() -> list[tuple[re.Pattern[str], str]]:
             r"\\\{(\w+)\\\}",
             lambda m: (
                 f"(?P<{m.group(1)}>.+)"
-                if m.group(1) in ("path", "ref")
+                if m.group(1) in ("path", "ref", "branch")
                 else f"(?P<{m.group(1)}>[^/]+)"
             ),
             re.escape(template),
