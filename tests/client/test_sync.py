@@ -89,4 +89,6 @@ def test_status_ignores_meltano_rewrites_and_follows_gitignore(
         ("transform/output/z.sql", "added"),
     ]
     assert status.changes[1].mode is FileMode.REGULAR
-    assert status.hashed == 2, "only the rewritten and the chmodded file were hashed (stat fast path)"
+    assert status.hashed == 2, (
+        "only the rewritten and the chmodded file were hashed (stat fast path)"
+    )
