@@ -27,6 +27,7 @@ import requests
 from github import Auth, Github, GithubException, InputGitAuthor, InputGitTreeElement
 from github.GitBlob import GitBlob
 from github.GitCommit import GitCommit
+from github.Repository import Repository
 
 from providers import changeset
 from providers.config import ForgeConfig
@@ -190,7 +191,14 @@ class GitHubForge:
         )
         self._full_name = config.location.path
         self._owner = self._full_name.split("/")[0]
-        self._repo = self._gh.withLazy(True).get_repo(self._full_name)
+        # A partially initialised Repository costs no request, but with an eager requester:
+        # a lazy one would defer every method's request to attribute access, outside
+        # map_github_errors (a 404 would escape as an SDK exception).
+        self._repo = Repository(
+            self._gh.requester,
+            url=f"{config.location.api_url}/repos/{self._full_name}",
+            completed=False,
+        )
         self._http = httpx.Client(timeout=config.timeout, headers={"User-Agent": config.user_agent})
         self._retrier = Retrier(config.retry)
         self._commits: dict[str, GitCommit] = {}

@@ -11,15 +11,25 @@ from client.cli import add_command, main
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1")
-@click.option("--port", default=8080, type=int)
-def serve(host: str, port: int) -> None:
-    """Start the HTTP service (not part of this release yet)."""
-    click.echo(
-        "meltano-forge: the service is not available in this version. Use the client commands.",
-        err=True,
-    )
-    sys.exit(2)
+@click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a container's service listens on all interfaces
+@click.option("--port", default=8080, type=int, show_default=True)
+@click.option(
+    "--no-deliver", is_flag=True, help="Do not run the redeploy outbox worker in this process."
+)
+def serve(host: str, port: int, no_deliver: bool) -> None:
+    """Start the HTTP service (projects from MELTANO_FORGE_PROJECTS_FILE)."""
+    import uvicorn
+
+    from client.settings import SettingsError
+    from service.app import create_app
+    from service.settings import ServiceSettings
+
+    try:
+        app = create_app(ServiceSettings(), deliver=not no_deliver)
+    except SettingsError as exc:
+        click.echo(f"meltano-forge: {exc}", err=True)
+        sys.exit(2)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 add_command(serve)

@@ -243,3 +243,14 @@ def test_changed_paths(env: ForgeEnv) -> None:
     base = env.seed({"a.txt": b"a", "b.txt": b"b", "c.txt": b"c"})
     head = env.seed({"a.txt": b"A", "d.txt": b"d"}, parent=base)
     assert env.forge.changed_paths(base, head) == {"a.txt", "d.txt"}
+
+
+def test_unknown_commits_are_not_found(env: ForgeEnv) -> None:
+    base = env.seed({"a.txt": b"a"})
+    missing = "1" * 40
+    with pytest.raises(NotFound):
+        env.forge.changed_paths(base, missing)
+    with pytest.raises(NotFound):
+        env.forge.list_tree(missing)
+    with pytest.raises(NotFound):
+        env.forge.read_file(missing, "a.txt")

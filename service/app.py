@@ -1,0 +1,86 @@
+"""The FastAPI app factory: settings in, app out; nothing global."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from client.policy import ReadOnlyBranch
+from providers.errors import ProviderError
+from service import problems
+from service.archive_cache import ArchiveCache
+from service.deps import ServiceState
+from service.events import EventBroker
+from service.outbox import OutboxPolicy, OutboxWorker
+from service.routes import archive, collab, commits, deliveries, health, meltano, projects, webhooks
+from service.settings import ServiceSettings
+from service.storage import make_engine, migrate
+
+
+def build_state(settings: ServiceSettings) -> ServiceState:
+    """Load projects, open and migrate the database, prepare the cache."""
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return ServiceState(
+        settings,
+        settings.load_projects(),
+        engine,
+        ArchiveCache(settings.cache_dir, settings.cache_max_bytes),
+        EventBroker(),
+    )
+
+
+def outbox_worker(state: ServiceState) -> OutboxWorker:
+    """The delivery worker for this state's projects."""
+    secrets = {
+        (p.name, t.name): t.secret.get_secret_value()
+        for p in state.projects.projects
+        for t in p.deploy_targets
+        if t.secret
+    }
+    settings = state.settings
+    policy = OutboxPolicy(
+        settings.outbox_max_attempts,
+        settings.outbox_base_delay,
+        lease_seconds=settings.outbox_lease_seconds,
+    )
+    return OutboxWorker(state.engine, secrets, policy, settings.outbox_interval)
+
+
+def create_app(
+    settings: ServiceSettings | None = None,
+    *,
+    state: ServiceState | None = None,
+    deliver: bool = True,
+) -> FastAPI:
+    """The app; `deliver=False` leaves the outbox to another process (or a test)."""
+    service_state = state or build_state(settings or ServiceSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = outbox_worker(service_state) if deliver else None
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    app = FastAPI(
+        title="meltano-forge",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Git-aware Meltano projects over the GitHub and GitLab APIs.",
+    )
+    app.state.service = service_state
+    app.add_exception_handler(problems.Problem, problems.handle_problem)
+    app.add_exception_handler(ProviderError, problems.handle_domain)
+    app.add_exception_handler(ReadOnlyBranch, problems.handle_domain)
+    app.add_exception_handler(RequestValidationError, problems.handle_validation)
+    for module in (health, projects, archive, commits, meltano, collab, webhooks, deliveries):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,69 @@
+"""`POST /webhooks`: GitHub and GitLab push hooks, verified by signature, answered 202."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from service import redeploys, webhooks
+from service.deps import StateDep
+from service.problems import Problem
+
+router = APIRouter(prefix="/v1/projects/{project}", tags=["webhooks"])
+
+
+@router.post("/webhooks", status_code=202)
+async def receive(project: str, request: Request, state: StateDep) -> JSONResponse:
+    """Verify, dedupe and record a push; unknown events are acknowledged and ignored."""
+    config = state.projects.project(project)
+    if config is None:
+        raise Problem(404, "Not found", f"No project named '{project}'")
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > state.settings.webhook_max_bytes:
+        raise Problem(
+            413,
+            "Payload too large",
+            f"Webhook bodies are limited to {state.settings.webhook_max_bytes} bytes",
+        )
+    body = await request.body()
+    if len(body) > state.settings.webhook_max_bytes:
+        raise Problem(
+            413,
+            "Payload too large",
+            f"Webhook bodies are limited to {state.settings.webhook_max_bytes} bytes",
+        )
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    forge = webhooks.which_forge(headers)
+    if forge is None:
+        raise Problem(400, "Not a webhook", "Send X-GitHub-Event or X-Gitlab-Event")
+    try:
+        if forge == "github":
+            webhooks.verify_github(headers, body, config.webhook_secret)
+        else:
+            webhooks.verify_gitlab(
+                headers, body, config.webhook_secret, config.gitlab_signing_token
+            )
+    except webhooks.BadSignature as exc:
+        raise Problem(401, "Bad signature", str(exc)) from exc
+    try:
+        push = webhooks.parse(forge, headers, body)
+    except ValueError as exc:
+        raise Problem(400, "Invalid payload", "The body is not valid JSON") from exc
+    if push is None:
+        return JSONResponse({"status": "ignored"}, status_code=202)
+    outcome = redeploys.record(state.engine, config, state.forge(config), push)
+    if not outcome.duplicate and push.branch:
+        state.events.publish(
+            {"type": "branch_moved", "project": project, "branch": push.branch, "sha": push.after}
+        )
+        if outcome.deliveries:
+            state.events.publish(
+                {
+                    "type": "redeploy_requested",
+                    "project": project,
+                    "branch": push.branch,
+                    "targets": list(outcome.targets),
+                }
+            )
+    status = "duplicate" if outcome.duplicate else "accepted"
+    return JSONResponse({"status": status, "deliveries": outcome.deliveries}, status_code=202)

@@ -1,0 +1,157 @@
+"""Service settings: the client's settings model plus the projects file and storage."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from client.settings import Settings, SettingsError
+from providers.config import ForgeConfig
+from providers.errors import InvalidRequest
+from providers.registry import locate
+
+
+class Role(enum.IntEnum):
+    """What a token may do; each role includes the ones below it."""
+
+    READ = 1
+    WRITE = 2
+    ADMIN = 3
+
+
+def _secret_from_file(data: Any, field: str) -> Any:
+    if isinstance(data, dict) and not data.get(field) and data.get(f"{field}_file"):
+        path = Path(data[f"{field}_file"])
+        try:
+            return {**data, field: path.read_text().strip()}
+        except OSError as exc:
+            msg = f"{field}_file cannot be read ({path}): {exc.strerror}"
+            raise ValueError(msg) from None
+    return data
+
+
+class DeployTarget(BaseModel):
+    """Where to send a redeploy when a matching push arrives (admin-configured only)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    branch: str = Field(description="Branch glob, e.g. 'main' or 'release-*'")
+    paths: tuple[str, ...] = Field(default=(), description="Path globs; empty means any change")
+    url: str
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return _secret_from_file(data, "secret")
+
+
+class ProjectConfig(BaseModel):
+    """One Meltano project the service fronts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    repo: str
+    provider: str | None = None
+    api_url: str | None = None
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    protected_branches: tuple[str, ...] = ("main", "master")
+    working_branch: str = "development"
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    gitlab_signing_token: SecretStr | None = None
+    deploy_targets: tuple[DeployTarget, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return _secret_from_file(_secret_from_file(data, "token"), "webhook_secret")
+
+    def forge_config(self) -> ForgeConfig:
+        """The adapter configuration for this project's repository."""
+        try:
+            location = locate(self.repo, self.provider, self.api_url)
+        except InvalidRequest as exc:
+            msg = f"project {self.name}: {exc}"
+            raise SettingsError(msg) from None
+        return ForgeConfig(location, token=self.token)
+
+
+class ApiToken(BaseModel):
+    """A bearer token for the HTTP API, scoped to projects and a role."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    projects: tuple[str, ...] = ("*",)
+    role: Role = Role.READ
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        data = _secret_from_file(data, "token")
+        if isinstance(data, dict) and isinstance(data.get("role"), str):
+            data = {**data, "role": Role[data["role"].upper()]}
+        return data
+
+
+class ProjectsFile(BaseModel):
+    """The YAML file named by MELTANO_FORGE_PROJECTS_FILE."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    projects: tuple[ProjectConfig, ...] = ()
+    tokens: tuple[ApiToken, ...] = ()
+
+    def project(self, name: str) -> ProjectConfig | None:
+        """A project by name."""
+        return next((p for p in self.projects if p.name == name), None)
+
+
+class ServiceSettings(Settings):
+    """Everything `meltano-forge serve` reads from the environment."""
+
+    projects_file: Path | None = None
+    database_url: str = "sqlite:///./meltano-forge.db"
+    cache_dir: Path = Path(".meltano-forge-cache")
+    cache_max_bytes: int = 2 * 1024**3
+    webhook_max_bytes: int = 1024 * 1024
+    outbox_interval: float = 1.0
+    outbox_max_attempts: int = 8
+    outbox_base_delay: float = 2.0
+    outbox_lease_seconds: float = 60.0
+
+    def load_projects(self) -> ProjectsFile:
+        """Parse and validate the projects file; errors name the variable to fix."""
+        if self.projects_file is None:
+            return ProjectsFile()
+        try:
+            data = yaml.safe_load(self.projects_file.read_text()) or {}
+            return ProjectsFile.model_validate(data)
+        except OSError as exc:
+            msg = (
+                f"MELTANO_FORGE_PROJECTS_FILE cannot be read ({self.projects_file}): {exc.strerror}"
+            )
+            raise SettingsError(msg) from None
+        except (yaml.YAMLError, ValidationError) as exc:
+            msg = (
+                f"MELTANO_FORGE_PROJECTS_FILE ({self.projects_file}) is invalid: {_first_line(exc)}"
+            )
+            raise SettingsError(msg) from None
+
+
+def _first_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+    return str(exc).splitlines()[0]

@@ -1,0 +1,141 @@
+"""Verify forge webhooks and turn pushes into branch events (no HTTP here, only logic)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+
+ZERO = "0" * 40
+GITHUB_COMMIT_CAP = 2048
+GITLAB_COMMIT_CAP = 20
+
+
+class BadSignature(Exception):
+    """The delivery is not signed with the project's secret."""
+
+
+@dataclass(frozen=True)
+class Push:
+    """A branch push, normalized across forges."""
+
+    forge: str
+    delivery_id: str
+    event: str
+    branch: str | None
+    """None for tag pushes and other refs."""
+    before: str
+    after: str
+    deleted: bool
+    forced: bool
+    paths: frozenset[str] | None
+    """Changed paths, or None when the payload cannot tell (truncated, forced, new branch)."""
+
+
+def _equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def github_signature(secret: str, body: bytes) -> str:
+    """`sha256=<hex>` as GitHub sends in X-Hub-Signature-256."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_github(headers: dict[str, str], body: bytes, secret: SecretStr | None) -> None:
+    """Constant-time check of X-Hub-Signature-256; raises BadSignature."""
+    given = headers.get("x-hub-signature-256", "")
+    if (
+        secret is None
+        or not given
+        or not _equal(given, github_signature(secret.get_secret_value(), body))
+    ):
+        msg = "X-Hub-Signature-256 is missing or does not match the project's webhook secret"
+        raise BadSignature(msg)
+
+
+def verify_gitlab(
+    headers: dict[str, str], body: bytes, secret: SecretStr | None, signing: SecretStr | None
+) -> None:
+    """X-Gitlab-Token (constant time), or the signing-token form (`webhook-signature`
+    HMAC-SHA256 over `id.timestamp.body`, base64) when a signing token is configured."""
+    if signing is not None and headers.get("webhook-signature"):
+        signed = (
+            f"{headers.get('webhook-id', '')}.{headers.get('webhook-timestamp', '')}.".encode()
+            + body
+        )
+        digest = hmac.new(_signing_key(signing.get_secret_value()), signed, hashlib.sha256).digest()
+        expected = base64.b64encode(digest).decode()
+        offered = [part.split(",", 1)[-1] for part in headers["webhook-signature"].split()]
+        if any(_equal(expected, o) for o in offered):
+            return
+        msg = "webhook-signature does not match the project's signing token"
+        raise BadSignature(msg)
+    given = headers.get("x-gitlab-token", "")
+    if secret is None or not given or not _equal(given, secret.get_secret_value()):
+        msg = "X-Gitlab-Token is missing or does not match the project's webhook secret"
+        raise BadSignature(msg)
+
+
+def _signing_key(token: str) -> bytes:
+    if token.startswith("whsec_"):
+        return base64.b64decode(token.removeprefix("whsec_"))
+    return token.encode()
+
+
+def which_forge(headers: dict[str, str]) -> str | None:
+    """'github' or 'gitlab' from the delivery headers."""
+    if "x-github-event" in headers:
+        return "github"
+    if "x-gitlab-event" in headers:
+        return "gitlab"
+    return None
+
+
+def delivery_id(forge: str, headers: dict[str, str], body: bytes) -> str:
+    """The forge's delivery id (stable across redeliveries), for dedupe."""
+    if forge == "github":
+        key = headers.get("x-github-delivery")
+    else:
+        key = headers.get("idempotency-key") or headers.get("x-gitlab-event-uuid")
+    return f"{forge}:{key or hashlib.sha256(body).hexdigest()}"
+
+
+def parse(forge: str, headers: dict[str, str], body: bytes) -> Push | None:
+    """The push in a delivery, or None for events we ignore."""
+    event = headers.get("x-github-event") or headers.get("x-gitlab-event") or ""
+    if (forge == "github" and event != "push") or (
+        forge == "gitlab" and event not in ("Push Hook", "Tag Push Hook")
+    ):
+        return None
+    data: dict[str, Any] = json.loads(body)
+    ref = str(data.get("ref", ""))
+    branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+    before, after = str(data.get("before") or ZERO), str(data.get("after") or ZERO)
+    commits = data.get("commits") or []
+    if forge == "github":
+        deleted, forced = bool(data.get("deleted")), bool(data.get("forced"))
+        truncated = len(commits) >= GITHUB_COMMIT_CAP
+    else:
+        deleted, forced = after == ZERO, False
+        truncated = int(data.get("total_commits_count") or 0) > len(commits)
+    paths: frozenset[str] | None = frozenset(
+        p for c in commits for key in ("added", "modified", "removed") for p in c.get(key) or []
+    )
+    if truncated or forced or before == ZERO:
+        paths = None
+    return Push(
+        forge,
+        delivery_id(forge, headers, body),
+        event,
+        branch,
+        before,
+        after,
+        deleted,
+        forced,
+        paths,
+    )

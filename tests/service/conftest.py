@@ -1,0 +1,159 @@
+"""Service fixtures: the app over a GitHub-double project, with a projects file on disk."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+
+from service.app import build_state, create_app
+from service.deps import ServiceState
+from service.settings import ServiceSettings
+from tests.conftest import TOKEN, ForgeEnv
+
+READ, WRITE, ADMIN, OTHER = (
+    "read-token-0001",
+    "write-token-0002",
+    "admin-token-0003",
+    "other-token-0004",
+)
+WEBHOOK_SECRET = "It's a Secret to Everybody"
+
+
+@dataclass
+class Receiver:
+    """A local HTTP endpoint that records deploy-hook POSTs and answers `status`."""
+
+    status: int = 200
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    record = Receiver()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with lock:
+                record.calls.append(
+                    {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+                )
+            self.send_response(record.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    record.url = f"http://127.0.0.1:{server.server_address[1]}/deploy"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield record
+    server.shutdown()
+    server.server_close()
+
+
+def projects_file(
+    tmp_path: Path, env: ForgeEnv, receiver_url: str, repo_name: str = "warehouse"
+) -> Path:
+    location = env.make_config().location
+    data = {
+        "projects": [
+            {
+                "name": repo_name,
+                "repo": location.web_url if env.kind != "local" else f"file://{env.repo_dir}",
+                "provider": env.kind.split("-")[0],
+                "api_url": location.api_url if env.kind != "local" else None,
+                "token": TOKEN,
+                "webhook_secret": WEBHOOK_SECRET,
+                "deploy_targets": [
+                    {
+                        "name": "prod",
+                        "branch": "main",
+                        "url": receiver_url,
+                        "secret": "deploy-secret",
+                    },
+                    {
+                        "name": "dev",
+                        "branch": "development",
+                        "paths": ["*.yml", "transform/**"],
+                        "url": receiver_url,
+                    },
+                ],
+            }
+        ],
+        "tokens": [
+            {"name": "dash", "token": READ, "role": "read"},
+            {"name": "runner", "token": WRITE, "role": "write", "projects": [repo_name]},
+            {"name": "ops", "token": ADMIN, "role": "admin"},
+            {"name": "elsewhere", "token": OTHER, "role": "admin", "projects": ["another"]},
+        ],
+    }
+    path = tmp_path / "projects.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class LiveServer:
+    """The app served by uvicorn on a loopback port, in a thread: tests speak real HTTP."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        )  # type: ignore[arg-type]
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            self.thread.join(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@dataclass
+class Service:
+    client: httpx.Client
+    state: ServiceState
+    settings: ServiceSettings
+
+    def get(self, path: str, token: str | None = READ, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.client.get(f"/v1/projects/warehouse{path}", headers=headers, **kwargs)
+
+    def post(self, path: str, token: str | None = WRITE, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(kwargs.pop("headers", {}))
+        return self.client.post(f"/v1/projects/warehouse{path}", headers=headers, **kwargs)
+
+
+@pytest.fixture
+def service(env: ForgeEnv, tmp_path: Path, receiver: Receiver) -> Iterator[Service]:
+    settings = ServiceSettings(
+        projects_file=projects_file(tmp_path, env, receiver.url),
+        database_url=f"sqlite:///{tmp_path / 'service.db'}",
+        cache_dir=tmp_path / "cache",
+        outbox_base_delay=0.01,
+        outbox_max_attempts=3,
+    )
+    state = build_state(settings)
+    app = create_app(settings, state=state, deliver=False)
+    with LiveServer(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield Service(client, state, settings)
+    state.close()
