@@ -13,6 +13,7 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from fastapi import FastAPI
 
 from service.app import build_state, create_app
 from service.deps import ServiceState
@@ -112,7 +113,7 @@ class LiveServer:
     def __init__(self, app: FastAPI) -> None:
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        )  # type: ignore[arg-type]
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
