@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -28,7 +29,8 @@ from client.manifest import STATE_DIR, Manifest
 from client.policy import BranchPolicy
 from client.progress import Progress
 from client.settings import CommitOnFailure, InstallPolicy, Settings
-from providers.contract import Author, Forge
+from providers.contract import Author, Forge, WorkspaceReporter
+from providers.errors import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,21 @@ def prepare(forge: Forge, settings: Settings, report: RunReport) -> tuple[Path, 
     return root, manifest
 
 
+def report_workspace(forge: Forge, settings: Settings, root: Path, manifest: Manifest) -> None:
+    """Tell the service (in service mode) what this workspace holds uncommitted."""
+    if not isinstance(forge, WorkspaceReporter):
+        return
+    manifest = Manifest.load(root) or manifest
+    dirty = [c.path for c in workspace.status(root, manifest).changes]
+    default_id = f"{socket.gethostname()}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
+    try:
+        forge.report_workspace(
+            settings.workspace_id or default_id, manifest.branch, manifest.base_sha, dirty
+        )
+    except ProviderError as exc:
+        log.warning("could not report the workspace to the service: %s", exc)
+
+
 def run(
     forge: Forge,
     settings: Settings,
@@ -201,6 +218,24 @@ def run(
     report = RunReport(uuid.uuid4().hex[:12], policy.target(settings.branch))
     report.read_only = policy.is_read_only(report.branch)
     root, manifest = prepare(forge, settings, report)
+    try:
+        _execute(forge, settings, cmd, env, report, root, manifest, json_output)
+    finally:
+        report_workspace(forge, settings, root, manifest)
+    return report
+
+
+def _execute(
+    forge: Forge,
+    settings: Settings,
+    cmd: Sequence[str],
+    env: dict[str, str] | None,
+    report: RunReport,
+    root: Path,
+    manifest: Manifest,
+    json_output: bool,
+) -> None:
+    """Install if needed, run CMD, then commit or rescue what it changed."""
     child_env = dict(os.environ if env is None else env)
     if report.read_only:
         child_env["MELTANO_PROJECT_READONLY"] = "true"
@@ -210,23 +245,23 @@ def run(
         code = run_child([meltano, "install"], root, child_env, quiet_stdout=json_output)
         if code != 0:
             report.exit_code = code
-            return report
+            return
         remember_install(root)
         report.installed = True
     report.exit_code = run_child(cmd, root, child_env, quiet_stdout=json_output)
     if report.read_only or not settings.auto_commit:
-        return report
+        return
     failed = report.exit_code != 0
     if failed and settings.commit_on_failure is CommitOnFailure.NEVER:
-        return report
+        return
     author = author_for(settings)
     local = workspace.status(root, manifest).changes
     message = commit_message(cmd, [c.path for c in local], report.run_id, author)
     if not local:
-        return report
+        return
     if failed and settings.commit_on_failure is CommitOnFailure.RESCUE:
         report.commit = rescue(forge, root, manifest, message, author, settings, report.run_id)
-        return report
+        return
     report.commit = sync.commit(
         forge,
         root,
@@ -236,7 +271,6 @@ def run(
         secret_globs=_globs(settings.secret_globs),
         allowed=_globs(settings.allow_secrets),
     )
-    return report
 
 
 def rescue(

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     graphql_commits: bool = False
     meltano_bin: str = "meltano"
     max_archive_bytes: int = 2 * 1024**3
+    workspace_id: str | None = None
 
     @field_validator("project_path")
     @classmethod

@@ -252,3 +252,14 @@ class Forge(Protocol):
     def close(self) -> None:
         """Release pooled connections."""
         ...
+
+
+@runtime_checkable
+class WorkspaceReporter(Protocol):
+    """A forge that collects runners' workspace states (the meltano-forge service)."""
+
+    def report_workspace(
+        self, workspace_id: str, branch: str, base_sha: str, dirty: Sequence[str]
+    ) -> None:
+        """Record a runner's branch, base commit and uncommitted files."""
+        ...

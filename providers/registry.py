@@ -122,16 +122,9 @@ def _local(config: ForgeConfig) -> Forge:
 
 
 def _service(config: ForgeConfig) -> Forge:
-    try:
-        from providers.service import ServiceForge  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        msg = "The service provider is not available in this version"
-        raise InvalidRequest(
-            msg,
-            "Point MELTANO_FORGE_REPO at the forge itself",
-        ) from exc
-    forge: Forge = ServiceForge(config)
-    return forge
+    from providers.service import ServiceForge
+
+    return ServiceForge(config)
 
 
 ADAPTERS: dict[ProviderKind, Callable[[ForgeConfig], Forge]] = {

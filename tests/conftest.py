@@ -185,3 +185,16 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ForgeEnv]:
     if forge_env.double is not None:
         forge_env.double.faults.clear()
         assert forge_env.double.validation_errors == []
+
+
+@pytest.fixture
+def no_git(tmp_path: Path) -> Iterator[Path]:
+    """A `git` first on PATH that records any call; the test fails if it was called."""
+    folder = tmp_path / "no-git-bin"
+    folder.mkdir()
+    marker = tmp_path / "git-was-called"
+    script = folder / "git"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexit 97\n')
+    script.chmod(0o755)
+    yield folder
+    assert not marker.exists(), f"git was called: {marker.read_text()}"

@@ -72,6 +72,18 @@ def list_branches(ctx: Reader) -> list[BranchOut]:
     return [_branch(ctx, b) for b in ctx.forge.branches()]
 
 
+@router.get("/branches/{name:path}")
+def get_branch(ctx: Reader, name: str) -> BranchOut:
+    """One branch."""
+    return _branch(ctx, ctx.forge.branch(name))
+
+
+@router.get("/compare")
+def compare(ctx: Reader, base: str, head: str) -> list[str]:
+    """Paths that differ between two refs."""
+    return sorted(ctx.forge.changed_paths(resolve(ctx, base), resolve(ctx, head)))
+
+
 @router.post("/branches", status_code=201)
 def create_branch(ctx: Writer, body: NewBranch) -> BranchOut:
     """Create a branch (from `from_ref`, else by the branch model); names that git cannot

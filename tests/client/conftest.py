@@ -7,10 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import TOKEN, ForgeEnv
 
@@ -38,19 +35,6 @@ STEPS = [
     ["example", "an_object", '{"foo": "bar"}'],
     ["example", "an_array", '["foo", "bar"]'],
 ]
-
-
-@pytest.fixture
-def no_git(tmp_path: Path) -> Iterator[Path]:
-    """A `git` first on PATH that records any call; the test fails if it was called."""
-    folder = tmp_path / "no-git-bin"
-    folder.mkdir()
-    marker = tmp_path / "git-was-called"
-    script = folder / "git"
-    script.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexit 97\n')
-    script.chmod(0o755)
-    yield folder
-    assert not marker.exists(), f"git was called: {marker.read_text()}"
 
 
 def meltano_dir() -> Path:

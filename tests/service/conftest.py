@@ -136,6 +136,7 @@ class Service:
 
     def get(self, path: str, token: str | None = READ, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(kwargs.pop("headers", {}))
         return self.client.get(f"/v1/projects/warehouse{path}", headers=headers, **kwargs)
 
     def post(self, path: str, token: str | None = WRITE, **kwargs: Any) -> Any:

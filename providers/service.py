@@ -1,0 +1,272 @@
+"""The service provider: a runner talks to meltano-forge's own service with a service
+token, never the forge's. Archives come from the service's cache, so a fleet of runners
+costs the forge one archive request per commit."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from providers import changeset
+from providers.config import ForgeConfig
+from providers.contract import (
+    Author,
+    Branch,
+    Capabilities,
+    ChangeRequest,
+    CommitResult,
+    FileChange,
+    FileMode,
+    RepositoryInfo,
+    Snapshot,
+    TreeEntry,
+)
+from providers.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+    RateLimited,
+    Unavailable,
+    UnsafeInput,
+)
+from providers.gitobjects import blob_sha
+from providers.names import check_branch_name, check_repo_path, is_sha
+from providers.redaction import protect_logs
+from providers.retry import Retrier, retry_at_from_headers
+from providers.tarball import ChunkReader, read_tarball
+
+T = TypeVar("T")
+
+
+def _problem(response: httpx.Response) -> ProviderError:
+    """The provider error for a problem+json answer from the service."""
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:
+        body = {}
+    detail = str(body.get("detail") or body.get("title") or response.reason_phrase)
+    status = response.status_code
+    if status == 401:
+        return AuthenticationFailed(
+            f"The service rejected the token: {detail}",
+            "Set a valid service token in MELTANO_FORGE_TOKEN",
+        )
+    if status == 403:
+        return PermissionDenied(
+            detail, "Use a token with the write role for this project, or another branch"
+        )
+    if status == 404:
+        return NotFound(detail)
+    if status == 409:
+        return Conflict(body.get("paths") or [], detail)
+    if status == 422 and "unsafe" in str(body.get("title", "")).lower():
+        return UnsafeInput(detail)
+    if status == 400 and "already exists" in detail:
+        return AlreadyExists(detail)
+    if status in (429, 503) and "rate" in detail.lower():
+        return RateLimited(detail, retry_at=retry_at_from_headers(dict(response.headers)))
+    if status >= 500:
+        return Unavailable(
+            f"The service answered {status}: {detail}",
+            retry_at=retry_at_from_headers(dict(response.headers)),
+        )
+    return InvalidRequest(detail)
+
+
+class ServiceForge:
+    """A project behind `https://HOST/v1/projects/NAME`."""
+
+    capabilities = Capabilities(
+        symlinks=True, executable_bit=True, verified_commits=False, change_requests=True
+    )
+
+    def __init__(self, config: ForgeConfig) -> None:
+        self.config = config
+        token = config.token.get_secret_value() if config.token else None
+        protect_logs(token)
+        headers = {"User-Agent": config.user_agent}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.base = f"{config.location.api_url}/v1/projects/{config.location.path}"
+        self._http = httpx.Client(headers=headers, timeout=config.timeout)
+        self._retrier = Retrier(config.retry)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, self.base + path, **kwargs)
+        except httpx.TransportError as exc:
+            msg = f"The meltano-forge service did not answer ({type(exc).__name__})"
+            raise Unavailable(msg) from exc
+        if response.status_code >= 300:
+            raise _problem(response)
+        return response
+
+    def _call(self, fn: Callable[[], T], verify: Callable[[], T | None] | None = None) -> T:
+        return self._retrier.call(fn, verify=verify)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._call(lambda: self._send(method, path, **kwargs).json())
+
+    def repository(self) -> RepositoryInfo:
+        """The project summary."""
+        data = self._json("GET", "")
+        branches = self.branches()
+        return RepositoryInfo(
+            data["default_branch"], data["web_url"], not branches, tuple(data["protected_branches"])
+        )
+
+    def branches(self) -> list[Branch]:
+        """All branches."""
+        return [
+            Branch(b["name"], b["head"], b["protected"]) for b in self._json("GET", "/branches")
+        ]
+
+    def branch(self, name: str) -> Branch:
+        """One branch."""
+        data = self._json("GET", f"/branches/{quote(check_branch_name(name))}")
+        return Branch(data["name"], data["head"], data["protected"])
+
+    def create_branch(self, name: str, from_sha: str) -> Branch:
+        """Create a branch at a commit."""
+        data = self._json(
+            "POST", "/branches", json={"name": check_branch_name(name), "from_ref": from_sha}
+        )
+        return Branch(data["name"], data["head"], data["protected"])
+
+    @contextmanager
+    def archive(self, ref: str, path: str = "") -> Iterator[Snapshot]:
+        """The service's cached tar.gz of a commit."""
+
+        def open_stream() -> httpx.Response:
+            response = self._http.send(
+                self._http.build_request("GET", self.base + "/archive", params={"ref": ref}),
+                stream=True,
+            )
+            if response.status_code >= 400:
+                response.read()
+                response.close()
+                raise _problem(response)
+            return response
+
+        try:
+            response = self._call(open_stream)
+        except httpx.TransportError as exc:
+            msg = "The meltano-forge service did not answer"
+            raise Unavailable(msg) from exc
+        try:
+            sha, entries = read_tarball(
+                ChunkReader(response.iter_raw(64 * 1024)),
+                expected_sha=ref if is_sha(ref) else None,
+                limits=self.config.archive_limits,
+                folder=path,
+            )
+            yield Snapshot(sha, entries)
+        finally:
+            response.close()
+
+    def read_file(self, sha: str, path: str) -> bytes:
+        """One file at a commit."""
+        check_repo_path(path)
+        return self._call(
+            lambda: self._send("GET", f"/files/{quote(path)}", params={"ref": sha}).content
+        )
+
+    def list_tree(self, sha: str) -> list[TreeEntry]:
+        """The files at a commit."""
+        return [
+            TreeEntry(e["path"], FileMode.parse(e["mode"]), e["sha"], e["size"])
+            for e in self._json("GET", "/tree", params={"ref": sha})
+        ]
+
+    def changed_paths(self, base_sha: str, head_sha: str) -> frozenset[str]:
+        """Paths that differ between two commits."""
+        return frozenset(self._json("GET", "/compare", params={"base": base_sha, "head": head_sha}))
+
+    def commit(
+        self,
+        branch: str,
+        expected_head: str | None,
+        changes: Sequence[FileChange],
+        message: str,
+        author: Author | None = None,
+    ) -> CommitResult:
+        """POST /commits; the service applies the branch policy and the forge's guards."""
+        check_branch_name(branch)
+        changeset.validate(changes)
+        body: dict[str, Any] = {
+            "branch": branch,
+            "base_sha": expected_head,
+            "message": message,
+            "changes": [
+                {
+                    "path": c.path,
+                    "content_base64": None
+                    if c.content is None
+                    else base64.b64encode(c.content).decode(),
+                    "mode": c.mode.git,
+                    "base_mode": c.base_mode.git if c.base_mode else None,
+                }
+                for c in changes
+            ],
+        }
+        if author:
+            body.update(author_name=author.name, author_email=author.email)
+        data = self._call(
+            lambda: self._send("POST", "/commits", json=body).json(),
+            verify=lambda: self._landed(branch, changes),
+        )
+        return CommitResult(data["sha"], data["parent"], data["rebased"])
+
+    def _landed(self, branch: str, changes: Sequence[FileChange]) -> dict[str, Any] | None:
+        """After a lost response: the head already holds exactly our contents, so the
+        commit landed (sending it again would only conflict with itself)."""
+        head = self.branch(branch).head
+        tree = {e.path: e for e in self.list_tree(head)}
+        for change in changes:
+            entry = tree.get(change.path)
+            if change.content is None:
+                if entry is not None:
+                    return None
+            elif (
+                entry is None
+                or entry.sha != blob_sha(change.content)
+                or entry.mode is not change.mode
+            ):
+                return None
+        return {"sha": head, "parent": None, "rebased": False}
+
+    def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
+        """POST /promotions."""
+        data = self._json(
+            "POST",
+            "/promotions",
+            json={"source": source, "target": target, "title": title, "body": body},
+        )
+        return ChangeRequest(
+            data["number"], data["url"], data["source"], data["target"], data["created"]
+        )
+
+    def report_workspace(
+        self, workspace_id: str, branch: str, base_sha: str, dirty: Sequence[str]
+    ) -> None:
+        """PUT /workspaces/{id}: what dashboards show as "uncommitted changes"."""
+        self._call(
+            lambda: self._send(
+                "PUT",
+                f"/workspaces/{quote(workspace_id, safe='')}",
+                json={"branch": branch, "base_sha": base_sha, "dirty": list(dirty)},
+            )
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
