@@ -16,6 +16,7 @@ from pathlib import Path
 
 from providers.contract import FileMode, Forge
 from providers.names import is_sha
+from service.metrics import ARCHIVES
 
 
 class ArchiveCache:
@@ -39,7 +40,9 @@ class ArchiveCache:
         target = self._file(project, sha)
         if target.exists():
             os.utime(target)
+            ARCHIVES.labels("hit").inc()
             return target
+        ARCHIVES.labels("miss").inc()
         key = f"{project}/{sha}"
         with self._lock:
             flight = self._inflight.setdefault(key, threading.Lock())

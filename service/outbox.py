@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from service.metrics import DELIVERIES
 from service.settings import DeployTarget
 from service.storage import deliveries
 
@@ -155,6 +156,7 @@ class OutboxWorker:
         now = time.time()
         attempts = row.attempts + 1
         values: dict[str, Any] = {"attempts": attempts, "lease_owner": None, "lease_until": None}
+        DELIVERIES.labels("ok" if error is None else "failed").inc()
         if error is None:
             values.update(status=DELIVERED, delivered_at=now, last_error=None)
         elif attempts >= self.policy.max_attempts:

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from service import redeploys, webhooks
 from service.deps import StateDep
+from service.metrics import WEBHOOKS
 from service.problems import Problem
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["webhooks"])
@@ -44,12 +45,14 @@ async def receive(project: str, request: Request, state: StateDep) -> JSONRespon
                 headers, body, config.webhook_secret, config.gitlab_signing_token
             )
     except webhooks.BadSignature as exc:
+        WEBHOOKS.labels(forge, "bad_signature").inc()
         raise Problem(401, "Bad signature", str(exc)) from exc
     try:
         push = webhooks.parse(forge, headers, body)
     except ValueError as exc:
         raise Problem(400, "Invalid payload", "The body is not valid JSON") from exc
     if push is None:
+        WEBHOOKS.labels(forge, "ignored").inc()
         return JSONResponse({"status": "ignored"}, status_code=202)
     outcome = redeploys.record(state.engine, config, state.forge(config), push)
     if not outcome.duplicate and push.branch:
@@ -66,4 +69,5 @@ async def receive(project: str, request: Request, state: StateDep) -> JSONRespon
                 }
             )
     status = "duplicate" if outcome.duplicate else "accepted"
+    WEBHOOKS.labels(forge, status).inc()
     return JSONResponse({"status": status, "deliveries": outcome.deliveries}, status_code=202)

@@ -148,6 +148,8 @@ def test_archive_is_cached_single_flight_with_etag(service: Service, env: ForgeE
     again = service.get("/archive", params={"ref": sha}, headers={"If-None-Match": f'"{sha}"'})
     assert again.status_code == 304
     assert env.requests("GET", r"/tarball/") == 1
+    metrics = service.client.get("/metrics").text
+    assert 'meltano_forge_archive_requests_total{cache="miss"}' in metrics
 
 
 @on_github

@@ -161,3 +161,60 @@ def test_path_globs_and_forge_lookup_for_unknown_paths(service: Service, env: Fo
         }
         response = github_hook(service, "", delivery, body=json.dumps(data).encode())
         assert response.json()["deliveries"] == expected, delivery
+
+
+@on_github
+def test_long_lived_runners_hear_about_pushes_over_sse(service: Service) -> None:
+    import threading
+
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def listen() -> None:
+        with (
+            httpx.Client(base_url=str(service.client.base_url), timeout=30) as client,
+            client.stream(
+                "GET",
+                "/v1/projects/warehouse/events",
+                headers={"Authorization": "Bearer read-token-0001"},
+            ) as response,
+        ):
+            for line in response.iter_lines():
+                if line.startswith(": connected"):
+                    ready.set()
+                lines.append(line)
+                if line.startswith("data:"):
+                    return
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    data = json.loads((HOOKS / "github" / "push-with-new-branch.payload.json").read_bytes())
+    data["ref"] = "refs/heads/development"
+    github_hook(service, "", "sse-1", body=json.dumps(data).encode())
+    thread.join(10)
+    assert "event: branch_moved" in lines
+    event = json.loads(next(line for line in lines if line.startswith("data:"))[5:])
+    assert (event["branch"], event["sha"]) == ("development", data["after"])
+
+
+def test_gitlab_signing_token_form() -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    from pydantic import SecretStr
+
+    from service.webhooks import BadSignature, verify_gitlab
+
+    body = b'{"object_kind": "push"}'
+    key = b"0123456789abcdef0123456789abcdef"
+    token = SecretStr("whsec_" + base64.b64encode(key).decode())
+    signed = b"msg_1.1700000000." + body
+    good = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": "1700000000", "webhook-signature": good}
+    verify_gitlab(headers, body, None, token)
+    with pytest.raises(BadSignature):
+        verify_gitlab({**headers, "webhook-signature": "v1,AAAA"}, body, None, token)
+    with pytest.raises(BadSignature):
+        verify_gitlab({**headers, "webhook-timestamp": "1700000001"}, body, None, token)
