@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,14 @@ class Role(enum.IntEnum):
 
 
 def _secret_from_file(data: Any, field: str) -> Any:
+    """`{field}_file: PATH` (Docker and Kubernetes secrets) or `{field}_env: NAME`."""
+    if isinstance(data, dict) and not data.get(field) and data.get(f"{field}_env"):
+        name = data[f"{field}_env"]
+        if name not in os.environ:
+            msg = f"{field}_env names {name}, which is not set"
+            raise ValueError(msg)
+        data = {k: v for k, v in data.items() if k != f"{field}_env"}
+        return {**data, field: os.environ[name]}
     if isinstance(data, dict) and not data.get(field) and data.get(f"{field}_file"):
         path = Path(data[f"{field}_file"])
         try:
