@@ -30,8 +30,8 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check providers client service tests
-	$(BIN)/ruff format --check providers client service tests
+	$(BIN)/ruff check providers client service tests bench
+	$(BIN)/ruff format --check providers client service tests bench
 	$(BIN)/mypy
 
 bench: install

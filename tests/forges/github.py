@@ -815,8 +815,11 @@ class GitHubDouble(ForgeDouble):
         token = hashlib.sha256(f"{sha}{time.time()}".encode()).hexdigest()[:20]
         with self._lock:
             self._codeload_tokens.add(token)
+        # Like GitHub's redirect to codeload: an absolute URL, on the host the client used
+        # (so a proxy in front of the double also carries the download).
+        host = request.headers.get("host") or f"{self.host}:{self.port}"
         location = (
-            f"{self.url}/_codeload/{self.full_name(request)}/legacy.tar.gz/{sha}?token={token}"
+            f"http://{host}/_codeload/{self.full_name(request)}/legacy.tar.gz/{sha}?token={token}"
         )
         return Response(302, b"", {"Location": location}, content_type="text/html")
 
@@ -825,7 +828,7 @@ class GitHubDouble(ForgeDouble):
         with self.open_repo(f"{owner}/{name}") as repo:
             if repo is None or gitdata.commit(repo, sha) is None:
                 return Response(404, b"404: Not Found", content_type="text/plain")
-            data = gitdata.tarball(repo, sha, f"{owner}-{name}-{sha[:7]}/")
+            data = self.archive_bytes(repo, sha, f"{owner}-{name}-{sha[:7]}/")
         return Response(
             200,
             data,

@@ -274,7 +274,7 @@ class GitLabDouble(ForgeDouble):
                 + (f"-{sub.replace('/', '-')}" if sub else "")
                 + "/"
             )
-            data = gitdata.tarball(repo, sha, prefix, sub)
+            data = self.archive_bytes(repo, sha, prefix, sub)
         return Response(
             200,
             data,

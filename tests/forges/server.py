@@ -113,6 +113,7 @@ class ForgeDouble:
         self.validation_errors: list[str] = []
         self._lock = threading.Lock()
         self._repo_locks: dict[str, threading.Lock] = {}
+        self._archives: dict[tuple[str, str, str, str], bytes] = {}
         self.server = ThreadingHTTPServer((host, port), self._handler_class())
         self.server.daemon_threads = True
         self.host, self.port = (
@@ -190,6 +191,20 @@ class ForgeDouble:
             lock = self._repo_locks.setdefault(full_name, threading.Lock())
         with lock:
             yield
+
+    def archive_bytes(self, repo: Repo, sha: str, prefix: str, path: str = "") -> bytes:
+        """A commit's tar.gz, built once: GitHub's codeload and GitLab both cache archives
+        of a commit, so a benchmark should not pay for rebuilding one per request."""
+        key = (str(repo.path), sha, prefix, path)
+        with self._lock:
+            cached = self._archives.get(key)
+        if cached is None:
+            cached = gitdata.tarball(repo, sha, prefix, path)
+            with self._lock:
+                self._archives[key] = cached
+                while len(self._archives) > 32:
+                    self._archives.pop(next(iter(self._archives)))
+        return cached
 
     # ---- hooks for subclasses --------------------------------------------------------
     def route(self, method: str, pattern: str, handler: Callable[[Request], Response]) -> None:
