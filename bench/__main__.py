@@ -355,7 +355,7 @@ class Bench:
         forge.close()
 
     def runner(self, provider: str, changed: bool) -> None:
-        size = self.sizes[0]
+        size = "1000"  # the generated projects carry the `example` utility that config set edits
         forge_env = self._runner_env(provider, size)
         label = "runner: config set" if changed else "runner: no change"
 
@@ -407,7 +407,7 @@ class Bench:
         from service.app import create_app
         from service.settings import ServiceSettings
 
-        size = self.sizes[0]
+        size = "1000"
         base = f"http://127.0.0.1:{self.proxies['github'].port}"
         projects = self.work / f"projects-{concurrency}.yml"
         projects.write_text(

@@ -31,18 +31,29 @@ def _rebase(pattern: str, folder: str) -> str | None:
 
 
 class IgnoreRules:
-    """All `.gitignore` files of a workspace, combined."""
+    """`.gitignore` files of a workspace, combined. `scan=True` reads them all up front;
+    a top-down walk can instead `add` each folder's file as it enters the folder."""
 
-    def __init__(self, root: Path) -> None:
-        lines = [f"/{p}" for p in ALWAYS_IGNORED]
-        for folder, dirs, files in os.walk(root):
-            rel = os.path.relpath(folder, root).replace(os.sep, "/")
-            rel = "" if rel == "." else rel
-            dirs[:] = sorted(d for d in dirs if f"{rel}/{d}/".lstrip("/") not in ALWAYS_IGNORED)
-            if ".gitignore" in files:
-                text = (Path(folder) / ".gitignore").read_text(errors="replace")
-                lines += [r for r in (_rebase(p, rel) for p in text.splitlines()) if r]
-        self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
+    def __init__(self, root: Path, *, scan: bool = True) -> None:
+        self.root = root
+        self.lines = [f"/{p}" for p in ALWAYS_IGNORED]
+        if scan:
+            for folder, dirs, files in os.walk(root):
+                rel = os.path.relpath(folder, root).replace(os.sep, "/")
+                rel = "" if rel == "." else rel
+                dirs[:] = sorted(d for d in dirs if f"{rel}/{d}/".lstrip("/") not in ALWAYS_IGNORED)
+                if ".gitignore" in files:
+                    self._extend(rel)
+        self.spec = pathspec.GitIgnoreSpec.from_lines(self.lines)
+
+    def _extend(self, folder: str) -> None:
+        text = (self.root / folder / ".gitignore").read_text(errors="replace")
+        self.lines += [r for r in (_rebase(p, folder) for p in text.splitlines()) if r]
+
+    def add(self, folder: str) -> None:
+        """Take in `folder/.gitignore` (deeper files are added after their parents)."""
+        self._extend(folder)
+        self.spec = pathspec.GitIgnoreSpec.from_lines(self.lines)
 
     def ignored(self, path: str, is_dir: bool = False) -> bool:
         """Whether git would ignore `path` (relative, POSIX) if it were untracked."""

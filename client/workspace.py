@@ -69,35 +69,66 @@ def _record(path: Path, data: bytes, mode: FileMode) -> FileRecord:
     return FileRecord(blob_sha(data), int(mode), info.st_size, info.st_mtime_ns)
 
 
+class Writer:
+    """Writes files under one root, refusing to write through symlinks. It remembers the
+    folders it made and the links it wrote, so a fresh materialization costs one open per
+    file instead of a stat per ancestor."""
+
+    def __init__(self, root: Path, *, fresh: bool = False) -> None:
+        self.root = str(root)
+        self.fresh = fresh
+        self._folders: set[str] = {""}
+        self._links: set[str] = set()
+
+    def _parent(self, rel: str) -> None:
+        folder = posixpath.dirname(rel)
+        if folder in self._folders:
+            return
+        parts = folder.split("/")
+        for i in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:i])
+            if prefix in self._links or (
+                not self.fresh and os.path.islink(os.path.join(self.root, prefix))
+            ):
+                msg = f"{rel} would be written through the symlink {prefix}"
+                raise UnsafeInput(msg)
+        os.makedirs(os.path.join(self.root, folder), exist_ok=True)
+        self._folders.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+
+    def write(self, rel: str, data: bytes, mode: FileMode) -> FileRecord:
+        """Write one file safely inside the root and return its manifest record."""
+        check_repo_path(rel)
+        self._parent(rel)
+        target = os.path.join(self.root, rel)
+        if not self.fresh and os.path.lexists(target):
+            os.unlink(target)
+        if mode is FileMode.SYMLINK:
+            link = data.decode("utf-8", "surrogateescape")
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), link))
+            if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
+                msg = f"The symlink {rel} points outside the project: {link!r}"
+                raise UnsafeInput(msg)
+            os.symlink(link, target)
+            self._links.add(rel)
+            info = os.lstat(target)
+        else:
+            permissions = 0o755 if mode is FileMode.EXECUTABLE else 0o644
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, permissions)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if os.fstat(fd).st_mode & 0o777 != permissions:
+                    os.fchmod(fd, permissions)  # the umask took bits we need
+                info = os.fstat(fd)
+            finally:
+                os.close(fd)
+        return FileRecord(blob_sha(data), int(mode), info.st_size, info.st_mtime_ns)
+
+
 def write_file(root: Path, rel: str, data: bytes, mode: FileMode) -> FileRecord:
-    """Write one file safely inside `root` and return its manifest record."""
-    check_repo_path(rel)
-    target = root / rel
-    for parent in reversed(list(Path(rel).parents)[:-1]):
-        folder = root / parent
-        if folder.is_symlink():
-            msg = f"{rel} would be written through the symlink {parent}"
-            raise UnsafeInput(msg)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_symlink() or target.exists():
-        target.unlink()
-    if mode is FileMode.SYMLINK:
-        link = data.decode("utf-8", "surrogateescape")
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), link))
-        if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
-            msg = f"The symlink {rel} points outside the project: {link!r}"
-            raise UnsafeInput(msg)
-        os.symlink(link, target)
-    else:
-        fd = os.open(
-            target,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-            0o755 if mode is FileMode.EXECUTABLE else 0o644,
-        )
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(target, 0o755 if mode is FileMode.EXECUTABLE else 0o644)
-    return _record(target, data, mode)
+    """Write one file safely inside `root` (an existing workspace) and return its record."""
+    return Writer(root).write(rel, data, mode)
 
 
 def materialize(
@@ -136,6 +167,7 @@ def materialize(
 def _extract(
     entries: Iterable[ArchiveEntry], staging: Path, manifest: Manifest, progress: Progress | None
 ) -> None:
+    writer = Writer(staging, fresh=True)
     prefix = manifest.project_path + "/" if manifest.project_path else ""
     for entry in entries:
         if not entry.path.startswith(prefix):
@@ -144,7 +176,10 @@ def _extract(
         if rel.split("/")[0] == STATE_DIR:
             msg = f"The repository holds {entry.path}, which meltano-forge keeps for itself"
             raise UnsafeInput(msg)
-        manifest.files[rel] = write_file(staging, rel, entry.data, entry.mode)
+        if rel in manifest.files:
+            msg = f"The archive holds {entry.path} twice"
+            raise UnsafeInput(msg)
+        manifest.files[rel] = writer.write(rel, entry.data, entry.mode)
         if progress is not None:
             progress.advance(len(entry.data))
 
@@ -152,11 +187,13 @@ def _extract(
 def status(root: Path, manifest: Manifest) -> Status:
     """Changes on disk against the manifest (stat fast path, hash on doubt)."""
     result = Status()
-    rules = IgnoreRules(root)
+    rules = IgnoreRules(root, scan=False)
     seen: set[str] = set()
     for folder, dirs, files in os.walk(root):
         rel_dir = os.path.relpath(folder, root).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir
+        if ".gitignore" in files:
+            rules.add(rel_dir)
         kept = []
         for d in sorted(dirs):
             rel = f"{rel_dir}/{d}".lstrip("/")
