@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 
 from client.policy import ReadOnlyBranch
 from providers.errors import ProviderError
-from service import problems
+from service import problems, redeploys
 from service.archive_cache import ArchiveCache
 from service.deps import ServiceState
 from service.events import EventBroker
@@ -47,7 +47,13 @@ def outbox_worker(state: ServiceState) -> OutboxWorker:
         settings.outbox_base_delay,
         lease_seconds=settings.outbox_lease_seconds,
     )
-    return OutboxWorker(state.engine, secrets, policy, settings.outbox_interval)
+    return OutboxWorker(
+        state.engine,
+        secrets,
+        policy,
+        settings.outbox_interval,
+        before_pass=lambda: redeploys.process_pending(state.engine, state.projects, state.forge),
+    )
 
 
 def create_app(

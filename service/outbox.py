@@ -16,7 +16,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,11 +91,13 @@ class OutboxWorker:
         secrets: dict[tuple[str, str], str],
         policy: OutboxPolicy | None = None,
         interval: float = 1.0,
+        before_pass: Callable[[], object] | None = None,
     ) -> None:
         self.engine = engine
         self.secrets = secrets
         self.policy = policy or OutboxPolicy()
         self.interval = interval
+        self.before_pass = before_pass
         self.owner = uuid.uuid4().hex[:16]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -181,6 +183,8 @@ class OutboxWorker:
 
     def run_once(self) -> int:
         """Claim and deliver what is due; returns how many were attempted."""
+        if self.before_pass is not None:
+            self.before_pass()
         rows = self.claim()
         for row in rows:
             self.deliver(row)

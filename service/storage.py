@@ -21,6 +21,8 @@ webhook_events = sa.Table(
     sa.Column("project", sa.String(64), nullable=False),
     sa.Column("event", sa.String(64), nullable=False),
     sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("push", sa.Text, doc="the normalized push, JSON, until processed"),
+    sa.Column("processed_at", sa.Float, doc="when its redeploys were enqueued"),
 )
 
 deliveries = sa.Table(

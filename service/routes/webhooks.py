@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 
 from service import redeploys, webhooks
-from service.deps import StateDep
+from service.deps import ServiceState, StateDep
 from service.metrics import WEBHOOKS
 from service.problems import Problem
+from service.settings import ProjectConfig
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["webhooks"])
 
 
 @router.post("/webhooks", status_code=202)
-async def receive(project: str, request: Request, state: StateDep) -> JSONResponse:
+async def receive(
+    project: str, request: Request, state: StateDep, tasks: BackgroundTasks
+) -> JSONResponse:
     """Verify, dedupe and record a push; unknown events are acknowledged and ignored."""
     config = state.projects.project(project)
     if config is None:
@@ -54,20 +57,26 @@ async def receive(project: str, request: Request, state: StateDep) -> JSONRespon
     if push is None:
         WEBHOOKS.labels(forge, "ignored").inc()
         return JSONResponse({"status": "ignored"}, status_code=202)
-    outcome = redeploys.record(state.engine, config, state.forge(config), push)
-    if not outcome.duplicate and push.branch:
+    if not redeploys.accept(state.engine, config, push):
+        WEBHOOKS.labels(forge, "duplicate").inc()
+        return JSONResponse({"status": "duplicate", "deliveries": 0}, status_code=202)
+    if push.branch:
         state.events.publish(
             {"type": "branch_moved", "project": project, "branch": push.branch, "sha": push.after}
         )
-        if outcome.deliveries:
-            state.events.publish(
-                {
-                    "type": "redeploy_requested",
-                    "project": project,
-                    "branch": push.branch,
-                    "targets": list(outcome.targets),
-                }
-            )
-    status = "duplicate" if outcome.duplicate else "accepted"
-    WEBHOOKS.labels(forge, status).inc()
-    return JSONResponse({"status": status, "deliveries": outcome.deliveries}, status_code=202)
+    WEBHOOKS.labels(forge, "accepted").inc()
+    if redeploys.needs_forge(push) and redeploys.paths_matter(config, push):
+        # Asking the forge which paths changed can take a while: answer first.
+        tasks.add_task(_resolve, state, config, push.delivery_id)
+        return JSONResponse({"status": "accepted", "deliveries": None}, status_code=202)
+    outcome = _resolve(state, config, push.delivery_id)
+    return JSONResponse({"status": "accepted", "deliveries": outcome.deliveries}, status_code=202)
+
+
+def _resolve(state: ServiceState, config: ProjectConfig, event_id: str) -> redeploys.Outcome:
+    outcome = redeploys.process(state.engine, config, state.forge(config), event_id)
+    if outcome.deliveries:
+        state.events.publish(
+            {"type": "redeploy_requested", "project": config.name, "targets": list(outcome.targets)}
+        )
+    return outcome

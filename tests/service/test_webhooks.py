@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -10,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from service.outbox import OutboxWorker
+from service.redeploys import accept, process_pending
 from service.storage import deliveries, webhook_events
-from service.webhooks import github_signature
+from service.webhooks import github_signature, parse
 from tests.conftest import ForgeEnv
 from tests.service.conftest import WEBHOOK_SECRET, Receiver, Service
 
@@ -151,7 +153,8 @@ def test_path_globs_and_forge_lookup_for_unknown_paths(service: Service, env: Fo
     docs = env.seed({"docs/readme.md": b"y\n"}, parent=base)
     yml = env.seed({"meltano.yml": b"v: 2\n"}, parent=docs)
     template = json.loads((HOOKS / "github" / "push-with-new-branch.payload.json").read_bytes())
-    for delivery, before, after, expected in (("pg-1", base, docs, 0), ("pg-2", docs, yml, 1)):
+    for delivery, before, after in (("pg-1", base, docs), ("pg-2", docs, yml)):
+        # 2,048 commits: GitHub truncated the list, so the service asks the forge, after answering
         data = {
             **template,
             "ref": "refs/heads/development",
@@ -160,7 +163,40 @@ def test_path_globs_and_forge_lookup_for_unknown_paths(service: Service, env: Fo
             "commits": [{"id": after}] * 2048,
         }
         response = github_hook(service, "", delivery, body=json.dumps(data).encode())
-        assert response.json()["deliveries"] == expected, delivery
+        assert response.json() == {"status": "accepted", "deliveries": None}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        r.processed_at is None for r in rows(service, webhook_events)
+    ):
+        time.sleep(0.05)
+    delivered = [json.loads(r.payload)["sha"] for r in rows(service, deliveries)]
+    assert delivered == [yml], "only the push that touched *.yml redeploys the dev target"
+    assert env.requests("GET", r"/compare/") == 2
+
+
+@on_github
+def test_pushes_left_unprocessed_by_a_crash_are_finished_by_the_worker(service: Service) -> None:
+    data = json.loads((HOOKS / "github" / "push-with-new-branch.payload.json").read_bytes())
+    data["ref"] = "refs/heads/main"
+    body = json.dumps(data).encode()
+    headers = {"x-github-event": "push", "x-github-delivery": "crash-1"}
+    push = parse("github", headers, body)
+    assert push is not None
+    project = service.state.projects.project("warehouse")
+    assert project is not None
+    assert accept(service.state.engine, project, push)  # stored, then the process "died"
+    assert rows(service, deliveries) == []
+    worker = OutboxWorker(
+        service.state.engine,
+        {},
+        before_pass=lambda: process_pending(
+            service.state.engine, service.state.projects, service.state.forge, delay=0
+        ),
+    )
+    worker.run_once()
+    worker.stop()
+    assert [r.target for r in rows(service, deliveries)] == ["prod"]
+    assert all(r.processed_at is not None for r in rows(service, webhook_events))
 
 
 @on_github
