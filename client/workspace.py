@@ -185,44 +185,48 @@ def _extract(
 
 
 def status(root: Path, manifest: Manifest) -> Status:
-    """Changes on disk against the manifest (stat fast path, hash on doubt)."""
+    """Changes on disk against the manifest (stat fast path, hash on doubt).
+
+    One `scandir` per folder gives every entry's lstat, so an unchanged file costs no
+    extra system call; `.gitignore` files are read as the walk enters their folder."""
     result = Status()
     rules = IgnoreRules(root, scan=False)
     seen: set[str] = set()
-    for folder, dirs, files in os.walk(root):
-        rel_dir = os.path.relpath(folder, root).replace(os.sep, "/")
-        rel_dir = "" if rel_dir == "." else rel_dir
-        if ".gitignore" in files:
+    tracked_dirs = {posixpath.dirname(p) for p in manifest.files}
+    tracked_dirs |= {
+        d.rsplit("/", i)[0] for d in list(tracked_dirs) for i in range(1, d.count("/") + 1)
+    }
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        if any(e.name == ".gitignore" for e in entries):
             rules.add(rel_dir)
-        kept = []
-        for d in sorted(dirs):
-            rel = f"{rel_dir}/{d}".lstrip("/")
-            full = Path(folder) / d
-            if full.is_symlink():
-                files.append(d)
-            elif not rules.ignored(rel, is_dir=True) or any(
-                p.startswith(rel + "/") for p in manifest.files
-            ):
-                kept.append(d)
-        dirs[:] = kept
-        for name in sorted(files):
-            rel = f"{rel_dir}/{name}".lstrip("/")
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                if rel in tracked_dirs or not rules.ignored(rel, is_dir=True):
+                    pending.append(rel)
+                continue
             record = manifest.files.get(rel)
             if record is None and rules.ignored(rel):
                 continue
             seen.add(rel)
-            change = _compare(root, rel, record, result)
+            change = _compare(root, rel, record, result, info)
             if change is not None:
                 result.changes.append(change)
     for rel, record in manifest.files.items():
-        if rel not in seen and not (root / rel).is_symlink() and not (root / rel).exists():
+        if rel not in seen and not os.path.lexists(os.path.join(root, rel)):
             result.changes.append(LocalChange(rel, "deleted", None, record.file_mode))
     result.changes.sort(key=lambda c: c.path)
     return result
 
 
-def _compare(root: Path, rel: str, record: FileRecord | None, result: Status) -> LocalChange | None:
-    info = (root / rel).lstat()
+def _compare(
+    root: Path, rel: str, record: FileRecord | None, result: Status, info: os.stat_result
+) -> LocalChange | None:
     if stat.S_ISLNK(info.st_mode):
         mode = FileMode.SYMLINK
     elif stat.S_ISREG(info.st_mode):
