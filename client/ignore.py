@@ -7,7 +7,6 @@ negation re-includes, and a leading slash anchors to the file's folder. `.meltan
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pathspec
@@ -31,28 +30,18 @@ def _rebase(pattern: str, folder: str) -> str | None:
 
 
 class IgnoreRules:
-    """`.gitignore` files of a workspace, combined. `scan=True` reads them all up front;
-    a top-down walk can instead `add` each folder's file as it enters the folder."""
+    """`.gitignore` files of a workspace, combined; a top-down walk `add`s each folder's
+    file as it enters the folder, so parents' patterns come before their children's."""
 
-    def __init__(self, root: Path, *, scan: bool = True) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
         self.lines = [f"/{p}" for p in ALWAYS_IGNORED]
-        if scan:
-            for folder, dirs, files in os.walk(root):
-                rel = os.path.relpath(folder, root).replace(os.sep, "/")
-                rel = "" if rel == "." else rel
-                dirs[:] = sorted(d for d in dirs if f"{rel}/{d}/".lstrip("/") not in ALWAYS_IGNORED)
-                if ".gitignore" in files:
-                    self._extend(rel)
         self.spec = pathspec.GitIgnoreSpec.from_lines(self.lines)
 
-    def _extend(self, folder: str) -> None:
+    def add(self, folder: str) -> None:
+        """Take in `folder/.gitignore`."""
         text = (self.root / folder / ".gitignore").read_text(errors="replace")
         self.lines += [r for r in (_rebase(p, folder) for p in text.splitlines()) if r]
-
-    def add(self, folder: str) -> None:
-        """Take in `folder/.gitignore` (deeper files are added after their parents)."""
-        self._extend(folder)
         self.spec = pathspec.GitIgnoreSpec.from_lines(self.lines)
 
     def ignored(self, path: str, is_dir: bool = False) -> bool:

@@ -260,7 +260,9 @@ def _execute(
     if not local:
         return
     if failed and settings.commit_on_failure is CommitOnFailure.RESCUE:
-        report.commit = rescue(forge, root, manifest, message, author, settings, report.run_id)
+        report.commit = rescue(
+            forge, root, manifest, message, author, settings, report.run_id, local
+        )
         return
     report.commit = sync.commit(
         forge,
@@ -270,6 +272,7 @@ def _execute(
         author,
         secret_globs=_globs(settings.secret_globs),
         allowed=_globs(settings.allow_secrets),
+        local=local,
     )
 
 
@@ -281,6 +284,7 @@ def rescue(
     author: Author | None,
     settings: Settings,
     run_id: str,
+    local: list[workspace.LocalChange] | None = None,
 ) -> sync.CommitOutcome:
     """Push a failed run's changes to `{branch}-rescue-{run id}`; the branch is untouched."""
     name = f"{manifest.branch}-rescue-{run_id}"
@@ -296,6 +300,7 @@ def rescue(
         author,
         secret_globs=_globs(settings.secret_globs),
         allowed=_globs(settings.allow_secrets),
+        local=local,
     )
     outcome.side_branch = name
     manifest.save(root)  # the workspace stays on its branch; the changes stay uncommitted there

@@ -74,10 +74,12 @@ def commit(
     secret_globs: Sequence[str] = (),
     allowed: Sequence[str] = (),
     side_suffix: str = "conflict",
+    local: list[workspace.LocalChange] | None = None,
 ) -> CommitOutcome:
-    """Commit the workspace's changes to its branch."""
+    """Commit the workspace's changes (`local`, when the caller already walked it)."""
     outcome = CommitOutcome(manifest.branch)
-    local = workspace.status(root, manifest).changes
+    if local is None:
+        local = workspace.status(root, manifest).changes
     keep, outcome.held = screen(root, local, secret_globs, allowed)
     if not keep:
         return outcome
@@ -202,7 +204,7 @@ def pull(forge: Forge, root: Path, manifest: Manifest) -> list[str]:
     )
     local = {c.path: c for c in workspace.status(root, manifest).changes}
     modes = {e.path: e.mode for e in forge.list_tree(head)}
-    plan: list[tuple[str, bytes | None, FileMode, bool]] = []
+    plan: list[tuple[str, bytes | None, FileMode, bytes | None]] = []
     failed = []
     for path in upstream:
         rel = path[len(prefix) :]
@@ -213,21 +215,20 @@ def pull(forge: Forge, root: Path, manifest: Manifest) -> list[str]:
             if merged is None:
                 failed.append(rel)
                 continue
-            plan.append((rel, merged, modes.get(path, FileMode.REGULAR), True))
+            plan.append((rel, merged, modes.get(path, FileMode.REGULAR), theirs))
         else:
-            plan.append((rel, theirs, modes.get(path, FileMode.REGULAR), False))
+            plan.append((rel, theirs, modes.get(path, FileMode.REGULAR), None))
     if failed:
         raise PullConflict(failed)
-    for rel, data, mode, was_local in plan:
+    for rel, data, mode, merged_from in plan:
         if data is None:
             if (root / rel).is_symlink() or (root / rel).exists():
                 (root / rel).unlink()
             manifest.files.pop(rel, None)
             continue
         record = workspace.write_file(root, rel, data, mode)
-        if was_local:
-            theirs_data = forge.read_file(head, prefix + rel)
-            record.sha = blob_sha(theirs_data)
+        if merged_from is not None:
+            record.sha = blob_sha(merged_from)
             record.size = -1  # the merged file differs from the branch: a local change
         manifest.files[rel] = record
     manifest.base_sha = head

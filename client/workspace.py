@@ -190,7 +190,7 @@ def status(root: Path, manifest: Manifest) -> Status:
     One `scandir` per folder gives every entry's lstat, so an unchanged file costs no
     extra system call; `.gitignore` files are read as the walk enters their folder."""
     result = Status()
-    rules = IgnoreRules(root, scan=False)
+    rules = IgnoreRules(root)
     seen: set[str] = set()
     tracked_dirs = {posixpath.dirname(p) for p in manifest.files}
     tracked_dirs |= {

@@ -17,6 +17,7 @@ import itertools
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from dulwich.repo import Repo
@@ -73,7 +74,7 @@ class GitLabDouble(ForgeDouble):
             ("GET", P + "/merge_requests", self.list_mrs),
             ("POST", P + "/merge_requests", self.create_mr),
         ):
-            self.route(method, API + pattern, handler)
+            self.route(method, API + pattern, self._in_project(handler))
 
     # ---- forge-wide behaviour --------------------------------------------------------
     def authorized(self, request: Request) -> bool:
@@ -112,6 +113,19 @@ class GitLabDouble(ForgeDouble):
         path = urllib.parse.unquote(ident)
         return path if self.repo_path(path).joinpath("HEAD").exists() else None
 
+    def _in_project(
+        self, handler: Callable[[Request, str], Response]
+    ) -> Callable[[Request], Response]:
+        """A route that needs the project: GitLab's 404 when there is none."""
+
+        def route(request: Request) -> Response:
+            path = self.project_path(request)
+            if path is None:
+                return error(404, "404 Project Not Found")
+            return handler(request, path)
+
+        return route
+
     def _project_id(self, path: str) -> int:
         with self._lock:
             return self._ids.setdefault(path, len(self._ids) + 1)
@@ -131,10 +145,7 @@ class GitLabDouble(ForgeDouble):
         return Response.json(200, chunk, headers)
 
     # ---- project and branches --------------------------------------------------------
-    def get_project(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def get_project(self, request: Request, path: str) -> Response:
         with self.open_repo(path) as repo:
             assert repo is not None
             return Response.json(
@@ -184,10 +195,7 @@ class GitLabDouble(ForgeDouble):
             "web_url": f"{self.url}/{path}/-/tree/{name}",
         }
 
-    def list_branches(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def list_branches(self, request: Request, path: str) -> Response:
         with self.open_repo(path) as repo:
             assert repo is not None
             items = [
@@ -195,10 +203,7 @@ class GitLabDouble(ForgeDouble):
             ]
         return self._paged(request, items)
 
-    def get_branch(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def get_branch(self, request: Request, path: str) -> Response:
         with self.open_repo(path) as repo:
             assert repo is not None
             sha = gitdata.heads(repo).get(request.params["branch"])
@@ -216,10 +221,7 @@ class GitLabDouble(ForgeDouble):
                 data.update(urllib.parse.parse_qsl(request.body.decode()))
         return data
 
-    def create_branch(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def create_branch(self, request: Request, path: str) -> Response:
         form = self._form(request)
         name, ref = form.get("branch", ""), form.get("ref", "")
         with self.write_lock(path), self.open_repo(path) as repo:
@@ -243,10 +245,7 @@ class GitLabDouble(ForgeDouble):
             gitdata.set_head(repo, name, None, sha)
             return Response.json(201, self._branch_json(repo, path, name, sha))
 
-    def list_protected(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def list_protected(self, request: Request, path: str) -> Response:
         items = [
             {"id": i + 1, "name": n, "push_access_levels": [{"access_level": 40}]}
             for i, n in enumerate(sorted(self.protected.get(path, set())))
@@ -254,10 +253,7 @@ class GitLabDouble(ForgeDouble):
         return self._paged(request, items)
 
     # ---- reads -----------------------------------------------------------------------
-    def archive(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def archive(self, request: Request, path: str) -> Response:
         fmt = request.params.get("fmt") or "tar.gz"
         if fmt not in ("tar.gz", "tgz"):
             return error(400, "this double serves tar.gz archives only")
@@ -282,10 +278,7 @@ class GitLabDouble(ForgeDouble):
             content_type="application/octet-stream",
         )
 
-    def raw_file(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def raw_file(self, request: Request, path: str) -> Response:
         with self.open_repo(path) as repo:
             assert repo is not None
             sha = gitdata.resolve(repo, request.query.get("ref") or gitdata.default_branch(repo))
@@ -302,10 +295,7 @@ class GitLabDouble(ForgeDouble):
                 200, gitdata.blob(repo, found[1]), content_type="text/plain; charset=utf-8"
             )
 
-    def tree(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def tree(self, request: Request, path: str) -> Response:
         with self.open_repo(path) as repo:
             assert repo is not None
             sha = gitdata.resolve(repo, request.query.get("ref") or gitdata.default_branch(repo))
@@ -323,10 +313,7 @@ class GitLabDouble(ForgeDouble):
             ]
         return self._paged(request, items)
 
-    def compare(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def compare(self, request: Request, path: str) -> Response:
         with self.open_repo(path) as repo:
             assert repo is not None
             base, head = (
@@ -372,10 +359,7 @@ class GitLabDouble(ForgeDouble):
                 },
             )
 
-    def list_commits(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def list_commits(self, request: Request, path: str) -> Response:
         with self.open_repo(path) as repo:
             assert repo is not None
             head = gitdata.resolve(
@@ -387,10 +371,7 @@ class GitLabDouble(ForgeDouble):
             items = [self._commit_json(repo, s, path) for s, _ in shas[:100]]
         return self._paged(request, items)
 
-    def get_commit(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def get_commit(self, request: Request, path: str) -> Response:
         with self.open_repo(path) as repo:
             assert repo is not None
             sha = gitdata.resolve(repo, request.params["sha"])
@@ -398,10 +379,7 @@ class GitLabDouble(ForgeDouble):
                 return error(404, "404 Commit Not Found")
             return Response.json(200, self._commit_json(repo, sha, path))
 
-    def commit_diff(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def commit_diff(self, request: Request, path: str) -> Response:
         with self.open_repo(path) as repo:
             assert repo is not None
             obj = gitdata.commit(repo, request.params["sha"])
@@ -441,10 +419,7 @@ class GitLabDouble(ForgeDouble):
         as_of = self._last_commit_for(repo, commit_id, path)
         return as_of is not None and on_branch != as_of
 
-    def create_commit(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def create_commit(self, request: Request, path: str) -> Response:
         body = self._form(request)
         branch, message, actions = (
             body.get("branch"),
@@ -566,10 +541,7 @@ class GitLabDouble(ForgeDouble):
             "web_url": f"{self.url}/{path}/-/merge_requests/{mr['iid']}",
         }
 
-    def list_mrs(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def list_mrs(self, request: Request, path: str) -> Response:
         q = request.query
         items = [
             self._mr_json(path, m)
@@ -580,10 +552,7 @@ class GitLabDouble(ForgeDouble):
         ]
         return self._paged(request, items)
 
-    def create_mr(self, request: Request) -> Response:
-        path = self.project_path(request)
-        if path is None:
-            return error(404, "404 Project Not Found")
+    def create_mr(self, request: Request, path: str) -> Response:
         body = self._form(request)
         source, target = body.get("source_branch", ""), body.get("target_branch", "")
         with self.write_lock(path), self.open_repo(path) as repo:
