@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest import TOKEN, ForgeEnv
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "meltano"
+FIXTURES = ROOT / "tests" / "fixtures" / "meltano"
 PLUGIN = """plugins:
   utilities:
   - name: example

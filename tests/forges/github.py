@@ -4,7 +4,7 @@
 Status codes and error bodies follow GitHub's: 401 "Bad credentials", 404 "Not Found",
 409 "Git Repository is empty.", 422 "Update is not a fast forward", "Reference already
 exists", "Reference update failed" and "Validation Failed". Every response is filled to
-and checked against the published OpenAPI description in shared/contracts.
+and checked against the published OpenAPI description in tests/contracts.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """GitHub's GraphQL `createCommitOnBranch`, served from the published schema excerpt.
 
-The query is parsed and validated by graphql-core against shared/contracts'
+The query is parsed and validated by graphql-core against tests/contracts'
 `createCommitOnBranch` schema (plus the few output types the excerpt leaves out), so a
 mutation the real API would reject is rejected here too. A stale `expectedHeadOid` gets
 GitHub's STALE_DATA error; the commit is authored by the token's owner, as GitHub does.

@@ -1,4 +1,4 @@
-"""GitHub's published REST description (shared/contracts), used two ways by the double:
+"""GitHub's published REST description (tests/contracts), used two ways by the double:
 to fill every response up to its schema's required fields, and to validate every request
 and response it sees."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from openapi_schema_validator import OAS30Validator
 
-CONTRACTS = Path(__file__).resolve().parents[2].parent / "shared" / "contracts"
+CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
 SPEC_PATH = CONTRACTS / "github-rest-subset.json"
 GRAPHQL_PATH = CONTRACTS / "github-graphql-createCommitOnBranch.graphql"
 

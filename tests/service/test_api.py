@@ -85,7 +85,7 @@ def test_commit_policy_protected_and_conflicts(service: Service, env: ForgeEnv) 
 
 @on_github
 def test_reads_branches_meltano_and_workspaces(service: Service, env: ForgeEnv) -> None:
-    fixtures = ROOT.parent / "shared" / "fixtures" / "meltano" / "meltano-manifest"
+    fixtures = ROOT / "tests" / "fixtures" / "meltano" / "meltano-manifest"
     files: Files = {
         str(p.relative_to(fixtures)): p.read_bytes() for p in fixtures.rglob("*") if p.is_file()
     }

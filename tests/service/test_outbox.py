@@ -31,14 +31,7 @@ from tests.conftest import ForgeEnv
 from tests.service.conftest import WEBHOOK_SECRET, Receiver, projects_file
 
 ROOT = Path(__file__).resolve().parents[2]
-HOOK = (
-    ROOT.parent
-    / "shared"
-    / "fixtures"
-    / "webhooks"
-    / "github"
-    / "push-with-new-branch.payload.json"
-)
+HOOK = ROOT / "tests" / "fixtures" / "webhooks" / "github" / "push-with-new-branch.payload.json"
 
 
 def statuses(engine: sa.Engine) -> list[tuple[str, int]]:

@@ -17,7 +17,7 @@ from service.webhooks import github_signature, parse
 from tests.conftest import ForgeEnv
 from tests.service.conftest import WEBHOOK_SECRET, Receiver, Service
 
-HOOKS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "webhooks"
+HOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 on_github = pytest.mark.parametrize("env", ["github"], indirect=True)
 
 
