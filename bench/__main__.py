@@ -29,7 +29,8 @@ from typing import Any
 import httpx
 
 from bench.servers import GitHost, LatencyProxy
-from client import sync, workspace
+from client import sync
+from client.workspace import Workspace
 from providers import gitobjects
 from providers.config import ForgeConfig
 from providers.contract import FileMode, Forge
@@ -37,7 +38,7 @@ from providers.registry import locate, open_forge
 from tests.forges import gitdata
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "meltano" / "meltano-manifest"
+FIXTURE = ROOT / "tests" / "fixtures" / "meltano" / "meltano-manifest"
 PLUGIN = "plugins:\n  utilities:\n  - name: example\n    namespace: example\n    settings:\n    - name: a_string\n"
 AUTHOR = ("bench", "bench@localhost")
 
@@ -236,7 +237,7 @@ class Bench:
 
         def ours(_: int) -> None:
             head = forge.branch("main").head
-            workspace.materialize(forge, self.folder() / "ws", "bench", "main", head)
+            Workspace.open(self.folder() / "ws", forge).update("main", head, repo="bench")
 
         def git(_: int) -> None:
             subprocess.run(
@@ -263,7 +264,9 @@ class Bench:
     def status(self, size: str) -> None:
         forge = self.forge("local", size)
         root = self.folder() / "ws"
-        manifest = workspace.materialize(forge, root, "bench", "main", self.shas[size])
+        ws = Workspace.open(root, forge)
+        ws.update("main", self.shas[size], repo="bench")
+        manifest = ws.manifest
         clone = self.folder() / "clone"
         subprocess.run(["git", "clone", "-q", self.git_url("local", size), str(clone)], check=True)
         subprocess.run(
@@ -273,7 +276,7 @@ class Bench:
         for rel in models:
             for base in (root, clone):
                 (base / rel).write_text((base / rel).read_text() + "-- touched\n")
-        result = measure(self.reps, lambda _: workspace.status(root, manifest), None)
+        result = measure(self.reps, lambda _: ws.status(), None)
         baseline = measure(
             self.reps,
             lambda _: subprocess.run(
@@ -289,13 +292,15 @@ class Bench:
         branch = f"bench-{provider}-{count}-{int(time.time() * 1000) % 10**8}"
         forge.create_branch(branch, self.shas[size])
         root = self.folder() / "ws"
-        manifest = workspace.materialize(forge, root, "bench", branch, self.shas[size])
+        ws = Workspace.open(root, forge)
+        ws.update(branch, self.shas[size], repo="bench")
+        manifest = ws.manifest
         models = sorted(p for p in manifest.files if p.endswith(".sql"))[:count]
 
         def ours(rep: int) -> None:
             for rel in models:
                 (root / rel).write_text(f"select {rep} as rep -- {rel}\n")
-            outcome = sync.commit(forge, root, manifest, f"bench commit {rep}")
+            outcome = sync.commit(ws, f"bench commit {rep}")
             assert outcome.sha, outcome
 
         clone = self.folder() / "clone"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from client.policy import ReadOnlyBranch
 from client.settings import SettingsError
-from client.sync import PullConflict
+from client.workspace import PullConflict
 from providers.errors import (
     AuthenticationFailed,
     Conflict,
@@ -18,6 +18,8 @@ from providers.errors import (
 )
 
 OK, FAILED, USAGE, CONFLICT, READ_ONLY, DENIED, UNAVAILABLE, UNSAFE = 0, 1, 2, 3, 4, 5, 6, 7
+BUNDLED = 8
+"""The command succeeded, but its changes could not be pushed: they are in a local bundle."""
 
 _CODES: list[tuple[type[BaseException], int]] = [
     (SettingsError, USAGE),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import fnmatch
 from dataclasses import dataclass
 
@@ -10,15 +11,61 @@ from providers.errors import AlreadyExists, NotFound
 from providers.names import branch_clash, branch_clash_error, check_branch_name
 
 
-class ReadOnlyBranch(Exception):
-    """A write was attempted on a protected or read-only branch."""
+class ReadOnly(enum.Enum):
+    """Why a branch may not be written."""
 
-    def __init__(self, branch: str, working: str) -> None:
-        self.branch = branch
-        super().__init__(
-            f"The branch '{branch}' is read-only. Work on '{working}' instead "
-            f"(set MELTANO_FORGE_BRANCH={working}) and promote it with `meltano-forge promote`."
+    PROTECTED = "protected"
+    """It matches the configured protected globs."""
+    FORCED = "forced"
+    """Read-only mode was forced by the settings."""
+    FORGE = "forge"
+    """The forge itself protects the branch from this token."""
+    NO_PUSH = "no-push"
+    """The token may read the repository but not push to it."""
+
+
+class ReadOnlyBranch(Exception):
+    """A write was attempted on a read-only branch. `reason` and `instruction` are worded
+    for the command line; the service words its answer from `branch`, `why`, `working`."""
+
+    def __init__(self, branch: str, working: str, why: ReadOnly, detail: str = "") -> None:
+        self.branch, self.working, self.why, self.detail = branch, working, why, detail
+        elsewhere = (
+            f"Work on '{working}' instead (`meltano-forge checkout {working} --carry`, or set "
+            f"MELTANO_FORGE_BRANCH={working}) and promote it with `meltano-forge promote`"
         )
+        if why is ReadOnly.FORCED:
+            self.reason = "The workspace is read-only because MELTANO_FORGE_READ_ONLY is true"
+            self.instruction = "Unset MELTANO_FORGE_READ_ONLY (or set it to false) to commit"
+        elif why is ReadOnly.PROTECTED:
+            self.reason = (
+                f"The branch '{branch}' is read-only: it matches MELTANO_FORGE_PROTECTED_BRANCHES"
+            )
+            self.instruction = (
+                elsewhere
+                if branch != working
+                else "Remove it from MELTANO_FORGE_PROTECTED_BRANCHES, or set "
+                "MELTANO_FORGE_WORKING_BRANCH to a branch that is not protected"
+            )
+        elif why is ReadOnly.FORGE:
+            self.reason = f"The forge protects the branch '{branch}' from this token"
+            self.instruction = (
+                elsewhere
+                if branch != working
+                else (
+                    "Ask a maintainer to allow pushes to it, or set MELTANO_FORGE_WORKING_BRANCH "
+                    "to another branch"
+                )
+            )
+        else:
+            self.reason = f"The token may read the repository but not push to '{branch}'"
+            self.instruction = (
+                "Use a token that may push: GitHub contents:write, GitLab the Developer role "
+                "and api scope, or a service token with the write role"
+            )
+        if detail:
+            self.reason += f" ({detail})"
+        super().__init__(f"{self.reason}. {self.instruction}.")
 
 
 @dataclass(frozen=True)
@@ -40,18 +87,28 @@ class BranchPolicy:
             return check_branch_name(self.template.format(working=self.working, user=self.user))
         return check_branch_name(self.working)
 
+    def read_only_reason(self, branch: str) -> ReadOnly | None:
+        """Why the settings make `branch` read-only (forced mode, protected globs), if they do."""
+        if self.read_only:
+            return ReadOnly.FORCED
+        if any(fnmatch.fnmatchcase(branch, g) for g in self.protected):
+            return ReadOnly.PROTECTED
+        return None
+
     def is_read_only(self, branch: str) -> bool:
         """Protected globs and forced read-only mode."""
-        return self.read_only or any(fnmatch.fnmatchcase(branch, g) for g in self.protected)
+        return self.read_only_reason(branch) is not None
 
-    def ensure(self, forge: Forge, branch: str) -> tuple[Branch, bool]:
-        """The branch, created when missing: personal branches start from the working
-        branch when it exists, everything else from the default branch. Returns
-        (branch, created)."""
-        try:
-            return forge.branch(branch), False
-        except NotFound:
-            pass
+    def check_writable(self, branch: str) -> None:
+        """Raise `ReadOnlyBranch` when the settings make `branch` read-only."""
+        why = self.read_only_reason(branch)
+        if why is not None:
+            raise ReadOnlyBranch(branch, self.working, why)
+
+    def source(self, forge: Forge, branch: str) -> Branch:
+        """The branch a missing `branch` would start from: personal branches from the
+        working branch when it exists, everything else from the default branch. Refuses
+        names git cannot hold beside the existing branches."""
         existing = forge.branches()
         clash = branch_clash(branch, [b.name for b in existing])
         if clash:
@@ -64,6 +121,15 @@ class BranchPolicy:
             if source is None:
                 msg = f"The repository has no '{default}' branch to start '{branch}' from"
                 raise NotFound(msg, "Run `meltano-forge init` first")
+        return source
+
+    def ensure(self, forge: Forge, branch: str) -> tuple[Branch, bool]:
+        """The branch, created from `source` when missing. Returns (branch, created)."""
+        try:
+            return forge.branch(branch), False
+        except NotFound:
+            pass
+        source = self.source(forge, branch)
         try:
             return forge.create_branch(branch, source.head), True
         except AlreadyExists:

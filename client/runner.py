@@ -1,15 +1,17 @@
 """The container bootloader: `meltano-forge run -- CMD...`.
 
-Resolve or create the branch, materialize or pull, `meltano install` only when the plugin
-set changed, run CMD read-only on protected branches, then commit what it changed (or
-rescue it to a side branch when CMD failed). CMD's exit code wins.
+Resolve the branch and whether this token may write it, materialize or pull (creating a
+missing branch only once its snapshot is safely staged), `meltano install` only when the
+plugin set changed, run CMD (read-only where the settings, the forge's protection or the
+token's permissions say so), then commit what it changed. A failed command's changes go to
+a rescue branch; a change that cannot be pushed at all goes to a local rescue bundle. In
+both cases the workspace returns to the branch head, so no later run commits it again.
+CMD's exit code wins.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import json
 import logging
 import os
 import signal
@@ -24,33 +26,31 @@ from types import FrameType
 
 import yaml
 
-from client import sync, workspace
-from client.manifest import STATE_DIR, Manifest
-from client.policy import BranchPolicy
+from client import exits, messages, sync
+from client.guard import screen
+from client.install import needs_install, remember_install
+from client.manifest import STATE_DIR
+from client.policy import BranchPolicy, ReadOnly, ReadOnlyBranch
 from client.progress import Progress
-from client.settings import CommitOnFailure, InstallPolicy, Settings
-from providers.contract import Author, Forge, WorkspaceReporter
-from providers.errors import ProviderError
+from client.rescue import write_bundle
+from client.settings import ENV_PREFIX, CommitOnFailure, Settings
+from client.workspace import LocalChange, Workspace
+from providers.contract import Branch, Forge, WorkspaceReporter
+from providers.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+    RateLimited,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
-# Meltano commands that run pipelines or change the project: pull before them.
-PULL_BEFORE = {
-    "run",
-    "elt",
-    "el",
-    "invoke",
-    "job",
-    "config",
-    "add",
-    "remove",
-    "schedule",
-    "environment",
-    "install",
-    "lock",
-    "state",
-}
-INSTALL_KEY_FILE = "install.json"
+UNPUSHABLE = (PermissionDenied, AuthenticationFailed, Unavailable, RateLimited)
+"""Commit failures after which only a local rescue bundle can keep the change."""
 
 
 @dataclass
@@ -65,8 +65,10 @@ class RunReport:
     pulled: list[str] = field(default_factory=list)
     installed: bool = False
     read_only: bool = False
+    read_only_reason: str = ""
     exit_code: int = 0
     commit: sync.CommitOutcome | None = None
+    bundle: str | None = None
 
 
 def policy_for(settings: Settings) -> BranchPolicy:
@@ -80,55 +82,22 @@ def policy_for(settings: Settings) -> BranchPolicy:
     )
 
 
-def author_for(settings: Settings) -> Author | None:
-    """The configured commit author, if any."""
-    if settings.author_name and settings.author_email:
-        return Author(settings.author_name, settings.author_email)
-    return None
-
-
-def install_key(root: Path) -> str:
-    """Hash of everything that decides the plugin set: meltano.yml, its include_paths,
-    plugins/**/*.lock and requirements files."""
-    digest = hashlib.sha256()
-    files = {"meltano.yml"}
-    meltano_yml = root / "meltano.yml"
-    if meltano_yml.exists():
-        try:
-            data = yaml.safe_load(meltano_yml.read_text()) or {}
-        except yaml.YAMLError:
-            data = {}
-        for pattern in data.get("include_paths", []) if isinstance(data, dict) else []:
-            files.update(
-                os.path.relpath(p, root) for p in glob.glob(str(root / pattern), recursive=True)
-            )
-    files.update(
-        os.path.relpath(p, root) for p in glob.glob(str(root / "plugins/**/*.lock"), recursive=True)
-    )
-    files.update(os.path.relpath(p, root) for p in glob.glob(str(root / "requirements*.txt")))
-    for rel in sorted(files):
-        path = root / rel
-        if path.is_file():
-            digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def needs_install(root: Path, policy: InstallPolicy) -> bool:
-    """Whether `meltano install` should run before the command."""
-    if policy is InstallPolicy.NEVER:
+def project_readonly(root: Path) -> bool:
+    """Whether `meltano.yml` itself deploys the project read-only (`project_readonly: true`)."""
+    try:
+        data = yaml.safe_load((root / "meltano.yml").read_bytes())
+    except (OSError, yaml.YAMLError):
         return False
-    if policy is InstallPolicy.ALWAYS:
-        return True
-    stored = root / STATE_DIR / INSTALL_KEY_FILE
-    if not stored.exists():
-        return True
-    return bool(json.loads(stored.read_text()).get("key") != install_key(root))
+    return isinstance(data, dict) and data.get("project_readonly") is True
 
 
-def remember_install(root: Path) -> None:
-    """Record the plugin set that was installed."""
-    (root / STATE_DIR).mkdir(exist_ok=True)
-    (root / STATE_DIR / INSTALL_KEY_FILE).write_text(json.dumps({"key": install_key(root)}))
+def child_environment(environ: dict[str, str], read_only: bool) -> dict[str, str]:
+    """CMD's environment: ours without any `MELTANO_FORGE_*` (the forge token, its file,
+    the service's secrets) — Meltano and its plugins never see them."""
+    env = {k: v for k, v in environ.items() if not k.startswith(ENV_PREFIX)}
+    if read_only:
+        env["MELTANO_PROJECT_READONLY"] = "true"
+    return env
 
 
 def run_child(
@@ -157,46 +126,82 @@ def run_child(
             signal.signal(signum, handler)
 
 
-def commit_message(
-    cmd: Sequence[str], paths: Sequence[str], run_id: str, author: Author | None
-) -> str:
-    """`meltano config set ...` headline, the changed paths, and trailers."""
-    shown = " ".join(cmd)
-    headline = shown if len(shown) <= 72 else shown[:69] + "..."
-    body = "Changed:\n" + "\n".join(f"- {p}" for p in paths)
-    trailers = f"Meltano-Forge-Run: {run_id}"
-    if author:
-        trailers += f"\nCo-authored-by: {author.name} <{author.email}>"
-    return f"{headline}\n\n{body}\n\n{trailers}\n"
+def read_only_reason(policy: BranchPolicy, branch: Branch) -> ReadOnlyBranch | None:
+    """Why the run may not write `branch`: the settings first, then the forge's own
+    protection, then the token's permission."""
+    why = policy.read_only_reason(branch.name)
+    if why is None and branch.protected and branch.can_push is not True:
+        why = ReadOnly.FORGE
+    if why is None and branch.can_push is False:
+        why = ReadOnly.NO_PUSH
+    return ReadOnlyBranch(branch.name, policy.working, why) if why else None
 
 
-def prepare(forge: Forge, settings: Settings, report: RunReport) -> tuple[Path, Manifest]:
-    """Resolve or create the branch, then materialize or pull the workspace."""
+def prepare(forge: Forge, settings: Settings, report: RunReport) -> Workspace:
+    """Resolve the branch (and what this token may do there), then materialize or pull.
+
+    A missing branch is created from its source only after the source's snapshot is
+    staged and checked, so a corrupt or hostile snapshot creates nothing."""
     policy = policy_for(settings)
-    root = settings.project_dir.resolve()
-    branch_name = report.branch
-    manifest = Manifest.load(root)
-    if manifest is not None and manifest.branch == branch_name and manifest.repo == settings.repo:
-        report.pulled = sync.pull(forge, root, manifest)
-        report.base_sha = manifest.base_sha
-        return root, manifest
-    branch, report.created_branch = policy.ensure(forge, branch_name)
-    progress = Progress(f"download and extract {branch.name}")
-    manifest = workspace.materialize(
-        forge, root, settings.repo, branch.name, branch.head, settings.project_path, progress
-    )
-    progress.done(manifest.base_sha[:12])
-    report.materialized, report.base_sha = True, manifest.base_sha
-    return root, manifest
+    ws = Workspace.open(settings.project_dir, forge, settings.limits)
+    if ws.materialized and ws.manifest.repo != settings.repo:
+        msg = f"{ws.root} holds a workspace of another repository ({ws.manifest.repo})"
+        raise InvalidRequest(msg, "Use an empty folder (MELTANO_FORGE_PROJECT_DIR) for this one")
+    name = report.branch
+    try:
+        branch = forge.branch(name)
+        create_from = None
+    except NotFound:
+        source = policy.source(forge, name)
+        create_from = source.head
+        branch = Branch(name, source.head)
+    current = ws.manifest if ws.materialized else None
+    up_to_date = current is not None and current.branch == name and current.base_sha == branch.head
+    if not up_to_date:
+        progress = Progress(f"download and extract {name}")
+        created: list[Branch] = []
+        update = ws.update(
+            name,
+            branch.head,
+            repo=settings.repo,
+            project_path=settings.project_path,
+            progress=progress,
+            before_publish=(lambda: created.append(_create(forge, name, branch.head)))
+            if create_from
+            else None,
+        )
+        progress.done(update.sha[:12])
+        report.materialized = current is None
+        report.pulled = [] if current is None else update.written + update.deleted
+        if created:
+            report.created_branch = True
+            branch = forge.branch(name)  # the forge's facts about the new branch
+    report.base_sha = ws.manifest.base_sha
+    refusal = read_only_reason(policy, branch)
+    if refusal is not None:
+        report.read_only, report.read_only_reason = True, refusal.why.value
+        log.info("running read-only: %s", refusal.reason)
+    return ws
 
 
-def report_workspace(forge: Forge, settings: Settings, root: Path, manifest: Manifest) -> None:
+def _create(forge: Forge, name: str, head: str) -> Branch:
+    try:
+        return forge.create_branch(name, head)
+    except AlreadyExists:  # another runner made it at the same moment
+        existing = forge.branch(name)
+        if existing.head != head:
+            msg = f"The branch '{name}' was created by someone else while this run started"
+            raise InvalidRequest(msg, "Run again; it will use their branch") from None
+        return existing
+
+
+def report_workspace(forge: Forge, settings: Settings, ws: Workspace) -> None:
     """Tell the service (in service mode) what this workspace holds uncommitted."""
-    if not isinstance(forge, WorkspaceReporter):
+    if not isinstance(forge, WorkspaceReporter) or not ws.materialized:
         return
-    manifest = Manifest.load(root) or manifest
-    dirty = [c.path for c in workspace.status(root, manifest).changes]
-    default_id = f"{socket.gethostname()}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
+    manifest = ws.manifest
+    dirty = [c.path for c in ws.status().changes]
+    default_id = f"{socket.gethostname()}-{hashlib.sha256(str(ws.root).encode()).hexdigest()[:8]}"
     try:
         forge.report_workspace(
             settings.workspace_id or default_id, manifest.branch, manifest.base_sha, dirty
@@ -216,96 +221,130 @@ def run(
     """The whole runner lifecycle; see the module docstring."""
     policy = policy_for(settings)
     report = RunReport(uuid.uuid4().hex[:12], policy.target(settings.branch))
-    report.read_only = policy.is_read_only(report.branch)
-    root, manifest = prepare(forge, settings, report)
+    ws = prepare(forge, settings, report)
     try:
-        _execute(forge, settings, cmd, env, report, root, manifest, json_output)
+        _execute(ws, settings, cmd, env, report, json_output)
     finally:
-        report_workspace(forge, settings, root, manifest)
+        report_workspace(forge, settings, ws)
     return report
 
 
 def _execute(
-    forge: Forge,
+    ws: Workspace,
     settings: Settings,
     cmd: Sequence[str],
     env: dict[str, str] | None,
     report: RunReport,
-    root: Path,
-    manifest: Manifest,
     json_output: bool,
 ) -> None:
-    """Install if needed, run CMD, then commit or rescue what it changed."""
-    child_env = dict(os.environ if env is None else env)
-    if report.read_only:
-        child_env["MELTANO_PROJECT_READONLY"] = "true"
-    meltano = settings.meltano_bin
+    """Install if needed, run CMD, then commit, rescue or bundle what it changed."""
+    child_env = child_environment(dict(os.environ if env is None else env), report.read_only)
+    root = ws.root
     if needs_install(root, settings.install):
         log.info("installing plugins: the plugin set changed since the last install")
-        code = run_child([meltano, "install"], root, child_env, quiet_stdout=json_output)
+        code = run_child(
+            [settings.meltano_bin, "install"], root, child_env, quiet_stdout=json_output
+        )
         if code != 0:
             report.exit_code = code
             return
         remember_install(root)
         report.installed = True
+    if not report.read_only and project_readonly(root):
+        log.info(
+            "meltano.yml sets project_readonly: true, so Meltano will not change project files "
+            "here and nothing will be committed"
+        )
     report.exit_code = run_child(cmd, root, child_env, quiet_stdout=json_output)
-    if report.read_only or not settings.auto_commit:
+    if not settings.auto_commit:
         return
     failed = report.exit_code != 0
     if failed and settings.commit_on_failure is CommitOnFailure.NEVER:
         return
-    author = author_for(settings)
-    local = workspace.status(root, manifest).changes
-    message = commit_message(cmd, [c.path for c in local], report.run_id, author)
+    local = ws.status().changes
     if not local:
         return
-    if failed and settings.commit_on_failure is CommitOnFailure.RESCUE:
-        report.commit = rescue(
-            forge, root, manifest, message, author, settings, report.run_id, local
+    message = messages.for_run(cmd, [c.path for c in local], report.run_id, settings.author)
+    if report.read_only:
+        _bundle(
+            ws,
+            settings,
+            local,
+            report,
+            message,
+            f"the run was read-only ({report.read_only_reason})",
         )
         return
-    report.commit = sync.commit(
-        forge,
-        root,
-        manifest,
-        message,
-        author,
-        secret_globs=_globs(settings.secret_globs),
-        allowed=_globs(settings.allow_secrets),
-        local=local,
+    try:
+        if failed and settings.commit_on_failure is CommitOnFailure.RESCUE:
+            report.commit = rescue(ws, settings, report.run_id, message, local)
+        else:
+            report.commit = sync.commit(
+                ws,
+                message,
+                settings.author,
+                secret_globs=settings.secret_glob_list,
+                allowed=settings.allowed_secret_globs,
+                local=local,
+            )
+    except UNPUSHABLE as exc:
+        _bundle(ws, settings, local, report, message, str(exc))
+
+
+def _bundle(
+    ws: Workspace,
+    settings: Settings,
+    local: list[LocalChange],
+    report: RunReport,
+    message: str,
+    reason: str,
+) -> None:
+    folder = settings.rescue_dir or ws.root / STATE_DIR / "rescue"
+    path = write_bundle(
+        ws,
+        local,
+        folder,
+        run_id=report.run_id,
+        reason=reason,
+        message=message,
+        author=settings.author,
     )
+    report.bundle = str(path)
+    log.warning(
+        "the changes could not be pushed (%s); they are saved in %s (see README.txt there)",
+        reason,
+        path,
+    )
+    if report.exit_code == 0:
+        report.exit_code = exits.BUNDLED
 
 
 def rescue(
-    forge: Forge,
-    root: Path,
-    manifest: Manifest,
-    message: str,
-    author: Author | None,
+    ws: Workspace,
     settings: Settings,
     run_id: str,
-    local: list[workspace.LocalChange] | None = None,
+    message: str,
+    local: list[LocalChange],
 ) -> sync.CommitOutcome:
-    """Push a failed run's changes to `{branch}-rescue-{run id}`; the branch is untouched."""
-    name = f"{manifest.branch}-rescue-{run_id}"
-    side = Manifest(
-        manifest.repo, name, manifest.base_sha, manifest.project_path, dict(manifest.files)
+    """Push a failed run's changes to `{branch}-rescue-{run id}`; the branch is untouched
+    and the workspace returns to its head."""
+    manifest = ws.manifest
+    outcome = sync.CommitOutcome(manifest.branch)
+    keep, outcome.held = screen(
+        ws.root, local, settings.secret_glob_list, settings.allowed_secret_globs
     )
-    forge.create_branch(name, manifest.base_sha)
-    outcome = sync.commit(
-        forge,
-        root,
-        side,
+    if not keep:
+        return outcome
+    changes = ws.change_set(keep)
+    outcome.paths = [c.path for c in changes]
+    return sync.side_branch(
+        ws,
+        keep,
+        changes,
         message,
-        author,
-        secret_globs=_globs(settings.secret_globs),
-        allowed=_globs(settings.allow_secrets),
-        local=local,
+        settings.author,
+        outcome,
+        (),
+        name=f"{manifest.branch}-rescue-{run_id}",
+        reason="command failed",
     )
-    outcome.side_branch = name
-    manifest.save(root)  # the workspace stays on its branch; the changes stay uncommitted there
-    return outcome
-
-
-def _globs(value: str) -> list[str]:
-    return [g.strip() for g in value.split(",") if g.strip()]

@@ -1,18 +1,27 @@
-"""The one settings model: `MELTANO_FORGE_*` from the environment (and `*_FILE` secrets)."""
+"""The one settings model: `MELTANO_FORGE_*` from the environment (and `*_FILE` secrets).
+
+Each field's description is the README's settings table (`settings_table()` renders it and
+a test keeps the two equal), so a setting cannot exist without being documented.
+"""
 
 from __future__ import annotations
 
 import enum
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from providers.config import ForgeConfig
+from providers.config import ForgeConfig, system_author
+from providers.contract import Author
 from providers.errors import InvalidRequest
 from providers.registry import locate
-from providers.tarball import ArchiveLimits
+from providers.safety import Limits
+
+ENV_PREFIX = "MELTANO_FORGE_"
 
 
 class CommitOnFailure(enum.StrEnum):
@@ -38,32 +47,81 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     """Client (and service) settings; see the README's table."""
 
-    model_config = SettingsConfigDict(env_prefix="MELTANO_FORGE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    repo: str = ""
-    provider: str | None = None
-    api_url: str | None = None
-    token: SecretStr | None = None
-    token_file: Path | None = None
-    branch: str | None = None
-    working_branch: str = "development"
-    user: str | None = None
-    personal_branch_template: str = "{working}-{user}"
-    protected_branches: str = "main,master"
-    read_only: bool = False
-    auto_commit: bool = True
-    project_dir: Path = Field(default_factory=Path.cwd)
-    project_path: str = ""
-    author_name: str | None = None
-    author_email: str | None = None
-    commit_on_failure: CommitOnFailure = CommitOnFailure.RESCUE
-    install: InstallPolicy = InstallPolicy.AUTO
-    secret_globs: str = ""
-    allow_secrets: str = ""
-    graphql_commits: bool = False
-    meltano_bin: str = "meltano"
-    max_archive_bytes: int = 2 * 1024**3
-    workspace_id: str | None = None
+    repo: str = Field(
+        "",
+        description="`https://github.com/OWNER/REPO`, `https://gitlab.com/GROUP/SUB/REPO`, "
+        "`file:///path/bare.git` or a service project `https://HOST/v1/projects/NAME`",
+    )
+    provider: str | None = Field(
+        None,
+        description="`github`, `gitlab`, `local` or `service`; needed for GHE and self-managed "
+        "GitLab (default: from the URL)",
+    )
+    api_url: str | None = Field(
+        None, description="the forge's API, e.g. `https://ghe.example.com/api/v3`"
+    )
+    token: SecretStr | None = Field(
+        None, description="forge token (service token in service mode); never logged"
+    )
+    token_file: Path | None = Field(
+        None, description="file holding the token (Docker and Kubernetes secrets)"
+    )
+    branch: str | None = Field(None, description="branch to work on (default: the working branch)")
+    working_branch: str = Field(
+        "development", description="created from the default branch when missing"
+    )
+    user: str | None = Field(None, description="work on a personal branch for this user")
+    personal_branch_template: str = Field(
+        "{working}-{user}", description="name of personal branches"
+    )
+    protected_branches: str = Field(
+        "main,master", description="comma-separated globs of read-only branches"
+    )
+    read_only: bool = Field(False, description="read-only whatever the branch")
+    auto_commit: bool = Field(True, description="commit after commands that changed files")
+    commit_on_failure: CommitOnFailure = Field(
+        CommitOnFailure.RESCUE,
+        description="`never`, `rescue` (push to a side branch) or `always`, when the command "
+        "failed",
+    )
+    install: InstallPolicy = Field(
+        InstallPolicy.AUTO,
+        description="`auto` (`meltano install` when the plugin set changed), `always`, `never`",
+    )
+    project_dir: Path = Field(
+        default_factory=Path.cwd,
+        description="where the project is materialized (default: the current folder)",
+    )
+    project_path: str = Field(
+        "", description="monorepo folder holding `meltano.yml` (default: the repository root)"
+    )
+    author_name: str | None = Field(
+        None,
+        description="commit author (default: the token's user; on a local forge "
+        "`GIT_AUTHOR_NAME`, `EMAIL` or `user@host`)",
+    )
+    author_email: str | None = Field(None, description="commit author's e-mail")
+    secret_globs: str = Field("", description="more comma-separated globs of files never to commit")
+    allow_secrets: str = Field(
+        "", description="comma-separated globs the secret guard lets through"
+    )
+    graphql_commits: bool = Field(
+        False, description="GitHub: commit through GraphQL (verified commits)"
+    )
+    meltano_bin: str = Field("meltano", description="the `meltano` executable the runner calls")
+    max_archive_bytes: int = Field(
+        2 * 1024**3, description="largest snapshot to download and unpack, in bytes"
+    )
+    rescue_dir: Path | None = Field(
+        None,
+        description="where changes that cannot be pushed are saved as bundles (default: "
+        "`.meltano-forge/rescue` in the project folder)",
+    )
+    workspace_id: str | None = Field(
+        None, description="service mode: the name this workspace reports (default: host-folder)"
+    )
 
     @field_validator("project_path")
     @classmethod
@@ -78,28 +136,70 @@ class Settings(BaseSettings):
             try:
                 data = {**data, "token": path.read_text().strip()}
             except OSError as exc:
-                msg = f"MELTANO_FORGE_TOKEN_FILE cannot be read ({path}): {exc.strerror}"
+                msg = f"{ENV_PREFIX}TOKEN_FILE cannot be read ({path}): {exc.strerror}"
                 raise ValueError(msg) from None
         return data
 
     @property
     def protected_globs(self) -> tuple[str, ...]:
         """Protected branch globs, split on commas."""
-        return tuple(g.strip() for g in self.protected_branches.split(",") if g.strip())
+        return _split(self.protected_branches)
 
-    def forge_config(self) -> ForgeConfig:
+    @property
+    def secret_glob_list(self) -> tuple[str, ...]:
+        """Extra secret-file globs, split on commas."""
+        return _split(self.secret_globs)
+
+    @property
+    def allowed_secret_globs(self) -> tuple[str, ...]:
+        """Globs the secret guard lets through, split on commas."""
+        return _split(self.allow_secrets)
+
+    @property
+    def author(self) -> Author | None:
+        """The configured commit author, if any (else the forge's token owner)."""
+        if self.author_name and self.author_email:
+            return Author(self.author_name, self.author_email)
+        return None
+
+    @property
+    def limits(self) -> Limits:
+        """Caps on snapshots and change sets, the same in both directions."""
+        return Limits(
+            max_total_bytes=self.max_archive_bytes,
+            max_file_bytes=min(self.max_archive_bytes, Limits.max_file_bytes),
+        )
+
+    def forge_config(self, environ: Mapping[str, str] | None = None) -> ForgeConfig:
         """The adapter's typed configuration; `SettingsError` when the repository is unusable."""
         try:
             location = locate(self.repo, self.provider, self.api_url)
         except InvalidRequest as exc:
             raise SettingsError(str(exc)) from None
-        limits = ArchiveLimits(
-            max_total_bytes=self.max_archive_bytes,
-            max_file_bytes=min(self.max_archive_bytes, 512 * 1024**2),
-        )
         return ForgeConfig(
-            location, token=self.token, graphql_commits=self.graphql_commits, archive_limits=limits
+            location,
+            token=self.token,
+            graphql_commits=self.graphql_commits,
+            archive_limits=self.limits,
+            default_author=local_author(os.environ if environ is None else environ),
         )
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(g.strip() for g in value.split(",") if g.strip())
+
+
+def local_author(environ: Mapping[str, str]) -> Author | None:
+    """Who commits on a local forge when no author is set (there is no token owner): git's
+    own `GIT_AUTHOR_NAME`/`GIT_AUTHOR_EMAIL`, then `EMAIL`; None leaves it to `user@host`."""
+    name = environ.get("GIT_AUTHOR_NAME")
+    email = environ.get("GIT_AUTHOR_EMAIL") or environ.get("EMAIL")
+    if not (name or email):
+        return None
+    fallback = system_author()
+    return Author(
+        name or (email.partition("@")[0] if email else fallback.name), email or fallback.email
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -107,8 +207,34 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = "_".join(str(p) for p in first["loc"]).upper() or "settings"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        msg = f"MELTANO_FORGE_{name}: {message}"
-        raise SettingsError(msg) from None
+        raise SettingsError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """The first validation error as one line that names the variable to fix."""
+    first = exc.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if not first["loc"]:  # a model-level check; its message names the variable itself
+        return message
+    name = ENV_PREFIX + "_".join(str(p) for p in first["loc"]).upper()
+    return f"{name}: {message}"
+
+
+def settings_table(model: type[BaseSettings] = Settings) -> str:
+    """The README's Markdown table of every setting, its variable, default and meaning."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, info in model.model_fields.items():
+        if info.default_factory is not None or info.default in (None, ""):
+            default = "—"
+        elif isinstance(info.default, enum.Enum):
+            default = f"`{info.default.value}`"
+        elif isinstance(info.default, bool):
+            default = f"`{str(info.default).lower()}`"
+        else:
+            default = f"`{info.default}`"
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {default} | {info.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -1,29 +1,94 @@
-"""A workspace: a project folder materialized from a pinned commit, and its local changes.
+"""A workspace: a project folder materialized from a pinned commit, its manifest, its forge.
 
-Materializing streams the snapshot into a staging folder beside the project and moves it
-into place with one rename, so a failed or hostile download leaves nothing half-written.
+The folder is often a volume or a mount point and the process's cwd, so it is never
+removed, renamed or re-created: its inode, mode, owner and mount stay. Every update
+(materialize, pull, checkout, restore) is planned against the folder first, staged inside
+`.meltano-forge/`, recorded in the manifest, and only then published, file by file, with a
+rename each; a process killed at any point leaves a manifest the next command finishes.
+Files meltano-forge did not write (`.meltano/`, `.env`, a user's scratch files) are never
+touched, and a tracked file is removed only while it is as meltano-forge left it.
+
 Status walks the folder against the manifest: size and mtime first, hashing only on doubt.
 Only contents and the execute bit count; Meltano's 0600 rewrites do not.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import os
 import posixpath
 import shutil
 import stat
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import merge3
+
 from client.ignore import IgnoreRules
-from client.manifest import STATE_DIR, FileRecord, Manifest
+from client.manifest import (
+    STATE_DIR,
+    FileRecord,
+    Manifest,
+    PendingUpdate,
+    PendingWrite,
+)
+from client.patch import FileDiff, Side
 from client.progress import Progress
-from providers.contract import ArchiveEntry, FileChange, FileMode, Forge
-from providers.errors import InvalidRequest, UnsafeInput
+from client.staging import Staged, blob_header, clear_stale, stage, staging_folder
+from providers.contract import FileChange, FileMode, Forge
+from providers.errors import (
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Unavailable,
+    UnsafeInput,
+)
 from providers.gitobjects import blob_sha
-from providers.names import check_repo_path
+from providers.safety import Limits
+
+
+class PullConflict(Exception):
+    """Upstream and local edits to the same files could not be merged, or files that
+    meltano-forge does not track stand where the branch has files; nothing changed."""
+
+    def __init__(self, paths: Sequence[str], in_the_way: Sequence[str] = ()) -> None:
+        self.paths = tuple(sorted({*paths, *in_the_way}))
+        if paths:
+            reason = (
+                f"Both you and the branch changed {_listed(paths)} and they do not merge "
+                "cleanly; nothing was changed"
+            )
+            instruction = (
+                "Commit your changes first (they go to a side branch if they conflict), "
+                "or discard them (checkout --discard)"
+            )
+        else:
+            reason = (
+                f"{_listed(in_the_way)} already exist{'s' if len(in_the_way) == 1 else ''} "
+                "here but not in the workspace, and the branch has files there; nothing "
+                "was changed"
+            )
+            instruction = "Move them out of the way, or use another folder"
+        super().__init__(f"{reason}. {instruction}.")
+
+
+def _listed(paths: Sequence[str]) -> str:
+    shown = sorted(paths)
+    return ", ".join(shown[:10]) + (f" and {len(shown) - 10} more" if len(shown) > 10 else "")
+
+
+class Local(enum.Enum):
+    """What an update does with uncommitted changes."""
+
+    KEEP = "keep"
+    """Keep them; merge three ways where the branch changed the same file."""
+    DISCARD = "discard"
+    """Replace them with the branch's version."""
+    REFUSE = "refuse"
+    """Refuse the update when there are any."""
 
 
 @dataclass(frozen=True)
@@ -54,218 +119,522 @@ class Status:
         return bool(self.changes)
 
 
+@dataclass
+class Update:
+    """What an update did."""
+
+    sha: str
+    written: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)
+
+
+def uncommitted(paths: Sequence[str]) -> InvalidRequest:
+    """The refusal to switch or overwrite while there are uncommitted changes."""
+    shown = ", ".join(paths[:5]) + (" …" if len(paths) > 5 else "")
+    return InvalidRequest(
+        f"{len(paths)} uncommitted change{'s' if len(paths) > 1 else ''} ({shown})",
+        "Commit them, or pass --discard or --carry",
+    )
+
+
+def merge_text(base: bytes | None, ours: bytes | None, theirs: bytes | None) -> bytes | None:
+    """A clean three-way merge of text, or None when it conflicts or is not text."""
+    if ours == theirs:
+        return ours
+    if ours is None or theirs is None or b"\x00" in ours + theirs + (base or b""):
+        return None
+    m = merge3.Merge3(
+        (base or b"").splitlines(True), ours.splitlines(True), theirs.splitlines(True)
+    )
+    if any(region[0] == "conflict" for region in m.merge_regions()):
+        return None
+    return b"".join(m.merge_lines())
+
+
 def read_local(root: Path, rel: str) -> tuple[bytes, FileMode]:
     """A workspace file's bytes (a symlink's target) and mode."""
     path = root / rel
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode):
-        return os.readlink(path).encode(), FileMode.SYMLINK
+        return os.readlink(path).encode("utf-8", "surrogateescape"), FileMode.SYMLINK
     mode = FileMode.EXECUTABLE if info.st_mode & stat.S_IXUSR else FileMode.REGULAR
     return path.read_bytes(), mode
 
 
-def _record(path: Path, data: bytes, mode: FileMode) -> FileRecord:
-    info = path.lstat()
-    return FileRecord(blob_sha(data), int(mode), info.st_size, info.st_mtime_ns)
-
-
-class Writer:
-    """Writes files under one root, refusing to write through symlinks. It remembers the
-    folders it made and the links it wrote, so a fresh materialization costs one open per
-    file instead of a stat per ancestor."""
-
-    def __init__(self, root: Path, *, fresh: bool = False) -> None:
-        self.root = str(root)
-        self.fresh = fresh
-        self._folders: set[str] = {""}
-        self._links: set[str] = set()
-
-    def _parent(self, rel: str) -> None:
-        folder = posixpath.dirname(rel)
-        if folder in self._folders:
-            return
-        parts = folder.split("/")
-        for i in range(1, len(parts) + 1):
-            prefix = "/".join(parts[:i])
-            if prefix in self._links or (
-                not self.fresh and os.path.islink(os.path.join(self.root, prefix))
-            ):
-                msg = f"{rel} would be written through the symlink {prefix}"
-                raise UnsafeInput(msg)
-        os.makedirs(os.path.join(self.root, folder), exist_ok=True)
-        self._folders.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
-
-    def write(self, rel: str, data: bytes, mode: FileMode) -> FileRecord:
-        """Write one file safely inside the root and return its manifest record."""
-        check_repo_path(rel)
-        self._parent(rel)
-        target = os.path.join(self.root, rel)
-        if not self.fresh and os.path.lexists(target):
-            os.unlink(target)
-        if mode is FileMode.SYMLINK:
-            link = data.decode("utf-8", "surrogateescape")
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), link))
-            if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
-                msg = f"The symlink {rel} points outside the project: {link!r}"
-                raise UnsafeInput(msg)
-            os.symlink(link, target)
-            self._links.add(rel)
-            info = os.lstat(target)
-        else:
-            permissions = 0o755 if mode is FileMode.EXECUTABLE else 0o644
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, permissions)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if os.fstat(fd).st_mode & 0o777 != permissions:
-                    os.fchmod(fd, permissions)  # the umask took bits we need
-                info = os.fstat(fd)
-            finally:
-                os.close(fd)
-        return FileRecord(blob_sha(data), int(mode), info.st_size, info.st_mtime_ns)
-
-
-def write_file(root: Path, rel: str, data: bytes, mode: FileMode) -> FileRecord:
-    """Write one file safely inside `root` (an existing workspace) and return its record."""
-    return Writer(root).write(rel, data, mode)
-
-
-def materialize(
-    forge: Forge,
-    root: Path,
-    repo: str,
-    branch: str,
-    sha: str,
-    project_path: str = "",
-    progress: Progress | None = None,
-) -> Manifest:
-    """Fetch `sha` (one archive request) into an empty or missing `root`, atomically."""
-    root = root.resolve()
-    if root.exists() and any(root.iterdir()):
-        msg = f"{root} is not empty and holds no meltano-forge workspace"
-        raise InvalidRequest(
-            msg, "Materialize into an empty folder, or set MELTANO_FORGE_PROJECT_DIR"
-        )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.staging-", dir=root.parent))
-    try:
-        manifest = Manifest(repo, branch, sha, project_path)
-        with forge.archive(sha, project_path) as snapshot:
-            manifest.base_sha = snapshot.sha
-            _extract(snapshot.entries, staging, manifest, progress)
-        manifest.save(staging)
-        if root.exists():
-            root.rmdir()
-        staging.rename(root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return Manifest.load(root) or manifest
-
-
-def _extract(
-    entries: Iterable[ArchiveEntry], staging: Path, manifest: Manifest, progress: Progress | None
-) -> None:
-    writer = Writer(staging, fresh=True)
-    prefix = manifest.project_path + "/" if manifest.project_path else ""
-    for entry in entries:
-        if not entry.path.startswith(prefix):
-            continue
-        rel = entry.path[len(prefix) :]
-        if rel.split("/")[0] == STATE_DIR:
-            msg = f"The repository holds {entry.path}, which meltano-forge keeps for itself"
-            raise UnsafeInput(msg)
-        if rel in manifest.files:
-            msg = f"The archive holds {entry.path} twice"
-            raise UnsafeInput(msg)
-        manifest.files[rel] = writer.write(rel, entry.data, entry.mode)
-        if progress is not None:
-            progress.advance(len(entry.data))
-
-
-def status(root: Path, manifest: Manifest) -> Status:
-    """Changes on disk against the manifest (stat fast path, hash on doubt).
-
-    One `scandir` per folder gives every entry's lstat, so an unchanged file costs no
-    extra system call; `.gitignore` files are read as the walk enters their folder."""
-    result = Status()
-    rules = IgnoreRules(root)
-    seen: set[str] = set()
-    tracked_dirs = {posixpath.dirname(p) for p in manifest.files}
-    tracked_dirs |= {
-        d.rsplit("/", i)[0] for d in list(tracked_dirs) for i in range(1, d.count("/") + 1)
-    }
-    pending = [""]
-    while pending:
-        rel_dir = pending.pop()
-        with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as listing:
-            entries = sorted(listing, key=lambda e: e.name)
-        if any(e.name == ".gitignore" for e in entries):
-            rules.add(rel_dir)
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            info = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(info.st_mode):
-                if rel in tracked_dirs or not rules.ignored(rel, is_dir=True):
-                    pending.append(rel)
-                continue
-            record = manifest.files.get(rel)
-            if record is None and rules.ignored(rel):
-                continue
-            seen.add(rel)
-            change = _compare(root, rel, record, result, info)
-            if change is not None:
-                result.changes.append(change)
-    for rel, record in manifest.files.items():
-        if rel not in seen and not os.path.lexists(os.path.join(root, rel)):
-            result.changes.append(LocalChange(rel, "deleted", None, record.file_mode))
-    result.changes.sort(key=lambda c: c.path)
-    return result
-
-
-def _compare(
-    root: Path, rel: str, record: FileRecord | None, result: Status, info: os.stat_result
-) -> LocalChange | None:
+def _disk_mode(info: os.stat_result) -> FileMode | None:
     if stat.S_ISLNK(info.st_mode):
-        mode = FileMode.SYMLINK
-    elif stat.S_ISREG(info.st_mode):
-        mode = FileMode.EXECUTABLE if info.st_mode & stat.S_IXUSR else FileMode.REGULAR
-    else:
-        return None
-    if record is None:
-        return LocalChange(rel, "added", mode, None)
-    if mode == record.mode and info.st_size == record.size and info.st_mtime_ns == record.mtime_ns:
-        return None
-    result.hashed += 1
-    data, mode = read_local(root, rel)
-    if blob_sha(data) == record.sha and mode == record.mode:
-        return None
-    return LocalChange(rel, "modified", mode, record.file_mode)
+        return FileMode.SYMLINK
+    if stat.S_ISREG(info.st_mode):
+        return FileMode.EXECUTABLE if info.st_mode & stat.S_IXUSR else FileMode.REGULAR
+    return None
 
 
-def change_set(root: Path, manifest: Manifest, changes: Iterable[LocalChange]) -> list[FileChange]:
-    """Provider change set (repository paths) for local changes."""
-    out = []
-    for change in changes:
-        path = manifest.repo_path(change.path)
-        if change.kind == "deleted":
-            out.append(FileChange.delete(path, change.base_mode or FileMode.REGULAR))
-        else:
-            data, mode = read_local(root, change.path)
-            out.append(FileChange.put(path, data, mode, change.base_mode))
-    return out
+class Workspace:
+    """A project folder, its manifest and its forge."""
+
+    def __init__(
+        self,
+        root: Path,
+        forge: Forge | Callable[[], Forge],
+        manifest: Manifest | None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.root = root
+        self._opened = forge if isinstance(forge, Forge) else None
+        self._factory = forge
+        self._manifest = manifest
+        self.limits = limits or Limits()
+        self._folders: set[str] = {""}
+
+    @property
+    def forge(self) -> Forge:
+        """The repository's adapter (opened on first use: status needs none)."""
+        if self._opened is None:
+            assert not isinstance(self._factory, Forge)  # noqa: S101
+            self._opened = self._factory()
+        return self._opened
+
+    @classmethod
+    def open(
+        cls, root: Path, forge: Forge | Callable[[], Forge], limits: Limits | None = None
+    ) -> Workspace:
+        """The workspace at `root` (materialized or not), with any update a killed process
+        left half-published finished first. `forge` may be a factory: a workspace that only
+        reads its own folder opens none."""
+        root = root.resolve()
+        workspace = cls(root, forge, Manifest.load(root), limits)
+        manifest = workspace._manifest
+        if manifest is not None and manifest.pending is not None:
+            workspace._finish(manifest.pending)
+        clear_stale(root)
+        return workspace
+
+    @property
+    def materialized(self) -> bool:
+        """True once the folder holds a snapshot."""
+        return self._manifest is not None
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest; `InvalidRequest` when the folder was never materialized."""
+        if self._manifest is None:
+            msg = f"{self.root} is not a meltano-forge workspace"
+            raise InvalidRequest(msg, "Run `meltano-forge pull` in the folder first")
+        return self._manifest
+
+    # ---- status ------------------------------------------------------------------------
+    def status(self) -> Status:
+        """Changes on disk against the manifest (stat fast path, hash on doubt).
+
+        One `scandir` per folder gives every entry's lstat, so an unchanged file costs no
+        extra system call; `.gitignore` files are read as the walk enters their folder."""
+        manifest = self.manifest
+        root = self.root
+        result = Status()
+        rules = IgnoreRules(root)
+        seen: set[str] = set()
+        tracked_dirs = {posixpath.dirname(p) for p in manifest.files}
+        tracked_dirs |= {
+            d.rsplit("/", i)[0] for d in list(tracked_dirs) for i in range(1, d.count("/") + 1)
+        }
+        pending = [""]
+        while pending:
+            rel_dir = pending.pop()
+            try:
+                with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as listing:
+                    entries = sorted(listing, key=lambda e: e.name)
+            except NotADirectoryError:  # a tracked folder was replaced by a file or link
+                continue
+            if any(e.name == ".gitignore" for e in entries):
+                rules.add(rel_dir)
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    if rel in tracked_dirs or not rules.ignored(rel, is_dir=True):
+                        pending.append(rel)
+                    continue
+                record = manifest.files.get(rel)
+                if record is None and rules.ignored(rel):
+                    continue
+                seen.add(rel)
+                change = self._compare(rel, record, result, info)
+                if change is not None:
+                    result.changes.append(change)
+        for rel, record in manifest.files.items():
+            if rel not in seen and not self._present(rel):
+                result.changes.append(LocalChange(rel, "deleted", None, record.file_mode))
+        result.changes.sort(key=lambda c: c.path)
+        return result
+
+    def _present(self, rel: str) -> bool:
+        """The tracked file is on disk as a file or link, reached through real folders."""
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            if os.path.islink(os.path.join(self.root, *parts[:i])):
+                return False  # its folder was replaced by a link: the file is not ours
+        try:
+            info = os.lstat(os.path.join(self.root, rel))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return _disk_mode(info) is not None
+
+    def _compare(
+        self, rel: str, record: FileRecord | None, result: Status, info: os.stat_result
+    ) -> LocalChange | None:
+        mode = _disk_mode(info)
+        if mode is None:
+            return None
+        if record is None:
+            return LocalChange(rel, "added", mode, None)
+        if (
+            mode == record.mode
+            and info.st_size == record.size
+            and info.st_mtime_ns == record.mtime_ns
+        ):
+            return None
+        result.hashed += 1
+        data, mode = read_local(self.root, rel)
+        if blob_sha(data) == record.sha and mode == record.mode:
+            return None
+        return LocalChange(rel, "modified", mode, record.file_mode)
+
+    def _unchanged(self, rel: str, record: FileRecord) -> bool:
+        """The file is still as meltano-forge recorded it."""
+        try:
+            info = os.lstat(self.root / rel)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return self._compare(rel, record, Status(), info) is None
+
+    def read(self, rel: str) -> tuple[bytes, FileMode]:
+        """A workspace file's bytes and mode."""
+        return read_local(self.root, rel)
+
+    def change_set(self, changes: Iterable[LocalChange]) -> list[FileChange]:
+        """Provider change set (repository paths) for local changes."""
+        manifest = self.manifest
+        out = []
+        for change in changes:
+            path = manifest.repo_path(change.path)
+            if change.kind == "deleted":
+                out.append(FileChange.delete(path, change.base_mode or FileMode.REGULAR))
+            else:
+                data, mode = self.read(change.path)
+                out.append(FileChange.put(path, data, mode, change.base_mode))
+        return out
+
+    def diffs(self, changes: Iterable[LocalChange], *, offline: bool = False) -> list[FileDiff]:
+        """Each change's before and after. The before comes from the forge; `offline` (or a
+        forge that cannot answer) leaves only its blob id, which binary patches need."""
+        manifest = self.manifest
+        out = []
+        for change in changes:
+            record = manifest.files.get(change.path)
+            old = None
+            if record is not None:
+                data: bytes | None = None
+                if not offline:
+                    try:
+                        data = self.forge.read_file(
+                            manifest.base_sha, manifest.repo_path(change.path)
+                        )
+                    except (NotFound, Unavailable, RateLimited, PermissionDenied):
+                        data = None
+                old = Side(data, record.file_mode, record.sha)
+            new = None if change.kind == "deleted" else Side.of(*self.read(change.path))
+            out.append(FileDiff(change.path, old, new))
+        return out
+
+    def record_committed(self, changes: Iterable[LocalChange], new_base: str) -> None:
+        """After a commit that holds exactly `changes` on top of the workspace's base."""
+        manifest = self.manifest
+        for change in changes:
+            if change.kind == "deleted":
+                manifest.files.pop(change.path, None)
+            else:
+                data, mode = self.read(change.path)
+                info = os.lstat(self.root / change.path)
+                manifest.files[change.path] = FileRecord(
+                    blob_sha(data), int(mode), info.st_size, info.st_mtime_ns
+                )
+        manifest.base_sha = new_base
+        manifest.save(self.root)
+
+    # ---- updates -----------------------------------------------------------------------
+    def update(
+        self,
+        branch: str,
+        ref: str,
+        *,
+        repo: str = "",
+        project_path: str = "",
+        local: Local = Local.KEEP,
+        progress: Progress | None = None,
+        before_publish: Callable[[], object] | None = None,
+    ) -> Update:
+        """Bring the folder to the snapshot of `ref` (one archive request), as `branch`.
+
+        The first update materializes; later ones pull or switch branch. Local changes
+        are kept (merged three ways where the branch changed the same file), discarded, or
+        refused (`Local`); conflicts raise `PullConflict` and change nothing.
+        `before_publish` runs once everything is staged and checked, before the first
+        file moves."""
+        current = self._manifest
+        made_root = not self.root.exists()
+        if current is None:
+            current = Manifest(repo, branch, "", project_path.strip("/"))
+        changes = {c.path: c for c in self.status().changes} if self._manifest else {}
+        if changes and local is Local.REFUSE:
+            raise uncommitted(list(changes))
+        prefix = current.project_path + "/" if current.project_path else ""
+
+        def wanted(rel: str, sha: str, mode: FileMode) -> bool:
+            record = current.files.get(rel)
+            if record is None or record.sha != sha or record.mode != mode:
+                return True
+            return local is Local.DISCARD and rel in changes
+
+        try:
+            with self.forge.archive(ref, current.project_path) as snapshot:
+                staged = stage(
+                    self.root,
+                    snapshot.sha,
+                    snapshot.entries,
+                    prefix=prefix,
+                    limits=self.limits,
+                    wanted=wanted,
+                    progress=progress,
+                )
+            try:
+                pending, result = self._plan(current, branch, staged, changes, local)
+                if before_publish is not None:  # e.g. create the branch, now all is checked
+                    before_publish()
+            except BaseException:
+                staged.discard()
+                raise
+        except BaseException:
+            if made_root:  # leave no trace of a folder this failed update created
+                with contextlib.suppress(OSError):
+                    self.root.rmdir()
+            raise
+        if self._manifest is None:
+            self._manifest = current
+        self._publish(pending)
+        return result
+
+    def _plan(
+        self,
+        current: Manifest,
+        branch: str,
+        staged: Staged,
+        changes: dict[str, LocalChange],
+        local: Local,
+    ) -> tuple[PendingUpdate, Update]:
+        pending = PendingUpdate(branch, staged.sha, str(staged.folder.relative_to(self.root)))
+        result = Update(staged.sha)
+        conflicts: list[str] = []
+        in_the_way: list[str] = []
+        leaving = set(current.files) - set(staged.files)
+        with os.scandir(self.root) as listing:  # a fresh, empty folder: nothing in the way
+            empty = not self._manifest and all(e.name == STATE_DIR for e in listing)
+        for rel, new in staged.files.items():
+            record = current.files.get(rel)
+            upstream_changed = record is None or record.sha != new.sha or record.mode != new.mode
+            change = changes.get(rel)
+            if not upstream_changed and not (local is Local.DISCARD and change is not None):
+                continue
+            write = PendingWrite(new.sha, new.sha, int(new.mode))
+            if record is None and not (local is Local.DISCARD and change is not None):
+                blocked = "" if empty else self._blocked(rel, leaving, new.sha, new.mode)
+                if blocked == "same":
+                    write.content_sha = new.sha  # already there: adopt it
+                elif blocked:
+                    in_the_way.append(rel)
+                    continue
+            elif change is not None and local is Local.KEEP:
+                merged = self._merge(current, rel, change, staged)
+                if merged is None:
+                    conflicts.append(rel)
+                    continue
+                write.content_sha = blob_sha(merged)
+                if write.content_sha != new.sha:
+                    _replace_staged(staged, rel, merged)
+                    result.merged.append(rel)
+            pending.writes[rel] = write
+            result.written.append(rel)
+        for rel, record in current.files.items():
+            if rel in staged.files:
+                continue
+            change = changes.get(rel)
+            if change is None:
+                pending.deletes[rel] = record
+            elif local is Local.DISCARD or change.kind == "deleted":
+                pending.deletes[rel] = None
+            else:
+                conflicts.append(rel)
+                continue
+            result.deleted.append(rel)
+        if conflicts or in_the_way:
+            raise PullConflict(conflicts, in_the_way)
+        return pending, result
+
+    def _blocked(self, rel: str, leaving: set[str], sha: str, mode: FileMode) -> str:
+        """Whether something meltano-forge does not track stands where `rel` goes:
+        '' (nothing, or only tracked files this update removes), 'same' (an identical
+        file: adopt it), or 'other'."""
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            ancestor = "/".join(parts[:i])
+            path = os.path.join(self.root, ancestor)
+            if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+                return "" if ancestor in leaving else "other"
+        path = os.path.join(self.root, rel)
+        if not os.path.lexists(path):
+            return ""
+        if os.path.isdir(path) and not os.path.islink(path):
+            inside = {
+                os.path.relpath(os.path.join(folder, name), self.root).replace(os.sep, "/")
+                for folder, _, names in os.walk(path)
+                for name in names
+            }
+            return "" if inside <= leaving else "other"
+        data, disk_mode = read_local(self.root, rel)
+        return "same" if disk_mode == mode and blob_sha(data) == sha else "other"
+
+    def _merge(
+        self, current: Manifest, rel: str, change: LocalChange, staged: Staged
+    ) -> bytes | None:
+        """Our edit merged with the branch's, or None when they conflict."""
+        if change.kind != "modified":
+            return None
+        new = staged.files[rel]
+        if new.mode is FileMode.SYMLINK or change.mode is FileMode.SYMLINK:
+            return None
+        assert new.staged is not None  # noqa: S101 - a changed file is always staged
+        theirs = (staged.folder / new.staged).read_bytes()
+        ours, _ = self.read(rel)
+        if ours == theirs:  # e.g. our own commit, landed on a moved branch
+            return ours
+        try:
+            base: bytes | None = self.forge.read_file(current.base_sha, current.repo_path(rel))
+        except NotFound:
+            base = None
+        return merge_text(base, ours, theirs)
+
+    def restore(self, paths: Iterable[str]) -> list[str]:
+        """Put `paths` back as the branch's base holds them (their changes were saved on a
+        side branch): modified and deleted files are read back, added ones removed."""
+        manifest = self.manifest
+        pending = PendingUpdate(
+            manifest.branch,
+            manifest.base_sha,
+            str(staging_folder(self.root).relative_to(self.root)),
+        )
+        staging = self.root / pending.staging
+        restored = []
+        for rel in sorted(set(paths)):
+            record = manifest.files.get(rel)
+            if record is None:
+                pending.deletes[rel] = None
+            else:
+                data = self.forge.read_file(manifest.base_sha, manifest.repo_path(rel))
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                (staging / rel).write_bytes(data)
+                pending.writes[rel] = PendingWrite(record.sha, blob_sha(data), record.mode)
+            restored.append(rel)
+        self._publish(pending)
+        return restored
+
+    # ---- publishing --------------------------------------------------------------------
+    def _publish(self, pending: PendingUpdate) -> None:
+        """Record the update, then move its files into place."""
+        manifest = self.manifest
+        manifest.pending = pending
+        manifest.save(self.root)
+        self._finish(pending)
+
+    def _finish(self, pending: PendingUpdate) -> None:
+        """Publish (or finish publishing) a recorded update: deletions first, so a file
+        can become a folder, then one rename per file, then the manifest, last."""
+        manifest = self.manifest
+        staging = self.root / pending.staging
+        for rel, record in pending.deletes.items():
+            path = self.root / rel
+            if os.path.lexists(path) and (record is None or self._unchanged(rel, record)):
+                os.unlink(path)
+                self._prune(rel)
+            manifest.files.pop(rel, None)
+        for rel, write in pending.writes.items():
+            source = staging / rel
+            if os.path.lexists(source):
+                self._place(rel, source, FileMode(write.mode))
+            try:
+                info = os.lstat(self.root / rel)
+            except FileNotFoundError:  # removed by hand since: a local deletion
+                manifest.files[rel] = FileRecord(write.record_sha, write.mode, -1, 0)
+                continue
+            size = info.st_size if write.content_sha == write.record_sha else -1
+            manifest.files[rel] = FileRecord(write.record_sha, write.mode, size, info.st_mtime_ns)
+        manifest.branch, manifest.base_sha, manifest.pending = pending.branch, pending.sha, None
+        manifest.save(self.root)
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def _place(self, rel: str, source: Path, mode: FileMode) -> None:
+        """Rename a staged file into place, never through a symlinked folder."""
+        folder = posixpath.dirname(rel)
+        if folder not in self._folders:
+            parts = folder.split("/")
+            for i in range(1, len(parts) + 1):
+                ancestor = os.path.join(self.root, *parts[:i])
+                if os.path.islink(ancestor):
+                    msg = f"{rel} would be written through the symlink {'/'.join(parts[:i])}"
+                    raise UnsafeInput(msg, "Remove the link, or move it out of the way")
+            os.makedirs(os.path.join(self.root, folder), exist_ok=True)
+            self._folders.add(folder)
+        target = os.path.join(self.root, rel)
+        if mode is FileMode.SYMLINK:
+            link = source.read_bytes().decode("utf-8", "surrogateescape")
+            temporary = os.path.join(self.root, folder, f".{posixpath.basename(rel)}.mf-link")
+            if os.path.lexists(temporary):
+                os.unlink(temporary)
+            os.symlink(link, temporary)
+            os.replace(temporary, target)
+            source.unlink()
+            return
+        os.chmod(source, 0o755 if mode is FileMode.EXECUTABLE else 0o644)
+        os.replace(source, target)
+
+    def _prune(self, rel: str) -> None:
+        """Remove folders a deletion left empty (git does the same); never the root."""
+        folder = posixpath.dirname(rel)
+        while folder:
+            try:
+                os.rmdir(self.root / folder)
+            except OSError:
+                return
+            self._folders.discard(folder)
+            folder = posixpath.dirname(folder)
 
 
-def record_committed(
-    root: Path, manifest: Manifest, changes: Iterable[LocalChange], new_base: str
-) -> None:
-    """After a successful commit: the manifest now describes the disk at `new_base`."""
-    for change in changes:
-        if change.kind == "deleted":
-            manifest.files.pop(change.path, None)
-        else:
-            data, mode = read_local(root, change.path)
-            manifest.files[change.path] = _record(root / change.path, data, mode)
-    manifest.base_sha = new_base
-    manifest.save(root)
+def _replace_staged(staged: Staged, rel: str, data: bytes) -> None:
+    staged_file = staged.files[rel]
+    assert staged_file.staged is not None  # noqa: S101
+    path = staged.folder / staged_file.staged
+    path.unlink()
+    path.write_bytes(data)
+
+
+__all__ = [
+    "STATE_DIR",
+    "Local",
+    "LocalChange",
+    "PullConflict",
+    "Status",
+    "Update",
+    "Workspace",
+    "blob_header",
+    "merge_text",
+    "read_local",
+]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import enum
+import getpass
+import os
+import socket
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from providers.contract import Author
 from providers.retry import RetryPolicy
-from providers.tarball import ArchiveLimits
+from providers.safety import Limits
 
 
 class ProviderKind(enum.StrEnum):
@@ -46,7 +50,7 @@ class ForgeConfig:
     """Retry and back-off policy."""
     timeout: float = 30.0
     """Seconds before a request is abandoned."""
-    archive_limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    archive_limits: Limits = field(default_factory=Limits)
     """Caps on archive size."""
     graphql_commits: bool = False
     """GitHub: commit through GraphQL `createCommitOnBranch` when the change set allows."""
@@ -56,5 +60,16 @@ class ForgeConfig:
     handled by honouring Retry-After instead of a fixed 1 s gap per write."""
     user_agent: str = "meltano-forge"
     """Sent with every request so forge admins can tell our traffic apart."""
-    default_author: tuple[str, str] = ("meltano-forge", "meltano-forge@localhost")
-    """Local adapter only: the author when none is given (there is no token owner)."""
+    default_author: Author | None = None
+    """Local adapter only: the author when none is given (there is no token owner). The
+    settings fill it from `GIT_AUTHOR_*` or `EMAIL`; without it, `user@host`."""
+
+
+def system_author() -> Author:
+    """`user@host`, for a local forge where nobody said who commits (there is no token
+    owner, and a made-up address would read badly in the repository's history)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. an arbitrary container uid
+        user = f"uid{os.getuid()}"
+    return Author(user, f"{user}@{socket.gethostname() or 'localhost'}")

@@ -10,7 +10,7 @@ import enum
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 
 class FileMode(enum.IntEnum):
@@ -72,6 +72,8 @@ class Branch:
     """The SHA of the commit the branch points at."""
     protected: bool = False
     """Whether the forge reports the branch as protected."""
+    can_push: bool | None = None
+    """Whether this token may push to the branch, when the forge tells (None: unknown)."""
 
 
 @dataclass(frozen=True)
@@ -90,14 +92,21 @@ class TreeEntry:
 
 @dataclass(frozen=True)
 class ArchiveEntry:
-    """One file streamed out of a snapshot. A symlink's `data` is its target."""
+    """One file streamed out of a snapshot. Read `stream` before advancing the snapshot's
+    iterator: it is a window on the download, never the whole file in memory."""
 
     path: str
     """Repository-relative POSIX path, already checked for safety."""
     mode: FileMode
     """Regular, executable or symlink."""
-    data: bytes
+    size: int
+    """Bytes the stream holds (for a symlink, its target's length)."""
+    stream: BinaryIO
     """The file's bytes, or the symlink's target."""
+
+    def read(self) -> bytes:
+        """All of the (remaining) bytes; for small files and link targets."""
+        return self.stream.read()
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,11 @@ class ChangeRequest:
     """The branch to merge into."""
     created: bool = field(default=False)
     """False when an open one already existed and was returned instead."""
+    merged: bool = False
+    """True where the forge has no change requests (a local repository) and the promotion
+    was applied at once, as a fast-forward or a merge commit."""
+    detail: str = ""
+    """What a direct promotion did, in words."""
 
 
 @runtime_checkable

@@ -52,6 +52,16 @@ class AuthenticationFailed(ProviderError):
     default_instruction = "Set a valid token in MELTANO_FORGE_TOKEN or MELTANO_FORGE_TOKEN_FILE"
 
 
+def token_refused(forge: str, action: str, token_set: bool) -> AuthenticationFailed:
+    """A 401, worded for whether a token was sent at all."""
+    if not token_set:
+        return AuthenticationFailed(
+            f"No token is set, and {forge} answered 401 to {action}",
+            "Set MELTANO_FORGE_TOKEN, or MELTANO_FORGE_TOKEN_FILE to a file holding the token",
+        )
+    return AuthenticationFailed(f"{forge} rejected the token while trying to {action}")
+
+
 class PermissionDenied(ProviderError):
     """The token is valid but lacks the scope or role for this operation."""
 

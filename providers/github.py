@@ -45,13 +45,13 @@ from providers.contract import (
 )
 from providers.errors import (
     AlreadyExists,
-    AuthenticationFailed,
     InvalidRequest,
     NotFound,
     PermissionDenied,
     ProviderError,
     RateLimited,
     Unavailable,
+    token_refused,
 )
 from providers.names import (
     branch_clash,
@@ -105,24 +105,28 @@ def _forge_message(exc: GithubException) -> str:
 
 
 @contextmanager
-def map_github_errors(action: str) -> Iterator[None]:
+def map_github_errors(action: str, token_set: bool = True) -> Iterator[None]:
     """Translate PyGithub, requests and httpx errors into the provider error tree."""
     try:
         yield
     except ProviderError:
         raise
     except GithubException as exc:
-        raise _translate(exc, action) from exc
+        raise _translate(exc, action, token_set) from exc
     except (requests.RequestException, httpx.TransportError) as exc:
         msg = f"GitHub did not answer while trying to {action} ({type(exc).__name__})"
         raise Unavailable(msg) from exc
     except httpx.HTTPStatusError as exc:
         raise _status_error(
-            exc.response.status_code, dict(exc.response.headers), exc.response.reason_phrase, action
+            exc.response.status_code,
+            dict(exc.response.headers),
+            exc.response.reason_phrase,
+            action,
+            token_set,
         ) from exc
 
 
-def _translate(exc: GithubException, action: str) -> ProviderError:
+def _translate(exc: GithubException, action: str, token_set: bool) -> ProviderError:
     message = _forge_message(exc)
     headers = dict(exc.headers or {})
     data = exc.data if isinstance(exc.data, dict) else {}
@@ -137,13 +141,15 @@ def _translate(exc: GithubException, action: str) -> ProviderError:
         return _Refused(400, str(errors[0].get("message", "")), str(errors[0]["type"]))
     if exc.status == 409 and "empty" in message.lower():
         return _EmptyRepository("The repository is empty")
-    return _status_error(exc.status, headers, message, action)
+    return _status_error(exc.status, headers, message, action, token_set)
 
 
-def _status_error(status: int, headers: dict[str, str], message: str, action: str) -> ProviderError:
+def _status_error(
+    status: int, headers: dict[str, str], message: str, action: str, token_set: bool
+) -> ProviderError:
     lowered = message.lower()
     if status == 401:
-        return AuthenticationFailed(f"GitHub rejected the token while trying to {action}")
+        return token_refused("GitHub", action, token_set)
     if status == 429 or (
         status == 403
         and (
@@ -179,6 +185,7 @@ class GitHubForge:
         self.config = config
         token = config.token.get_secret_value() if config.token else None
         protect_logs(token)
+        self._token_set = token is not None
         self._gh = Github(
             base_url=config.location.api_url,
             auth=Auth.Token(token) if token else None,
@@ -210,7 +217,7 @@ class GitHubForge:
     def _call(
         self, action: str, fn: Callable[[], T], verify: Callable[[], T | None] | None = None
     ) -> T:
-        return self._retrier.mapped(lambda: map_github_errors(action), fn, verify)
+        return self._retrier.mapped(lambda: map_github_errors(action, self._token_set), fn, verify)
 
     # ---- reads -----------------------------------------------------------------------
     def repository(self) -> RepositoryInfo:
@@ -276,9 +283,8 @@ class GitHubForge:
             response.raise_for_status()
         return response
 
-    @staticmethod
-    def _body(response: httpx.Response) -> Iterator[bytes]:
-        with map_github_errors("download the archive"):
+    def _body(self, response: httpx.Response) -> Iterator[bytes]:
+        with map_github_errors("download the archive", self._token_set):
             yield from response.iter_raw(64 * 1024)
 
     def read_file(self, sha: str, path: str) -> bytes:

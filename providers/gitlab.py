@@ -40,7 +40,6 @@ from providers.contract import (
 )
 from providers.errors import (
     AlreadyExists,
-    AuthenticationFailed,
     Conflict,
     InvalidRequest,
     NotFound,
@@ -48,6 +47,7 @@ from providers.errors import (
     ProviderError,
     RateLimited,
     Unavailable,
+    token_refused,
 )
 from providers.names import (
     branch_clash,
@@ -61,6 +61,7 @@ from providers.retry import Retrier, retry_at_from_headers
 from providers.tarball import ChunkReader, read_tarball
 
 T = TypeVar("T")
+_GITLAB = "GitLab"
 
 _STALE_MESSAGES = (
     "has changed since you started editing it",
@@ -95,7 +96,7 @@ class _LastHeaders(threading.local):
 
 
 @contextmanager
-def map_gitlab_errors(action: str, last: _LastHeaders) -> Iterator[None]:
+def map_gitlab_errors(action: str, last: _LastHeaders, token_set: bool = True) -> Iterator[None]:
     """Translate python-gitlab and requests errors into the provider error tree.
     python-gitlab drops response headers from its exceptions, so the last response's
     headers (for Retry-After) come from a session hook."""
@@ -104,20 +105,21 @@ def map_gitlab_errors(action: str, last: _LastHeaders) -> Iterator[None]:
     except ProviderError:
         raise
     except GitlabAuthenticationError as exc:
-        msg = f"GitLab rejected the token while trying to {action}"
-        raise AuthenticationFailed(msg) from exc
+        raise token_refused(_GITLAB, action, token_set) from exc
     except GitlabError as exc:
-        raise _translate(exc, action, last.headers) from exc
+        raise _translate(exc, action, last.headers, token_set) from exc
     except requests.RequestException as exc:
         msg = f"GitLab did not answer while trying to {action} ({type(exc).__name__})"
         raise Unavailable(msg) from exc
 
 
-def _translate(exc: GitlabError, action: str, headers: dict[str, str]) -> ProviderError:
+def _translate(
+    exc: GitlabError, action: str, headers: dict[str, str], token_set: bool
+) -> ProviderError:
     status = exc.response_code or 0
     message = str(exc.error_message)
     if status == 401:
-        return AuthenticationFailed(f"GitLab rejected the token while trying to {action}")
+        return token_refused(_GITLAB, action, token_set)
     if status == 429:
         return RateLimited(
             f"GitLab's rate limit was hit while trying to {action}",
@@ -146,6 +148,7 @@ class GitLabForge:
         self.config = config
         token = config.token.get_secret_value() if config.token else None
         protect_logs(token)
+        self._token_set = token is not None
         base = config.location.api_url.removesuffix("/api/v4")
         self._gl = _Gitlab(
             base,
@@ -166,7 +169,9 @@ class GitLabForge:
     def _call(
         self, action: str, fn: Callable[[], T], verify: Callable[[], T | None] | None = None
     ) -> T:
-        return self._retrier.mapped(lambda: map_gitlab_errors(action, self._last), fn, verify)
+        return self._retrier.mapped(
+            lambda: map_gitlab_errors(action, self._last, self._token_set), fn, verify
+        )
 
     # ---- reads -----------------------------------------------------------------------
     def repository(self) -> RepositoryInfo:
@@ -251,7 +256,7 @@ class GitLabForge:
                 close()
 
     def _body(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        with map_gitlab_errors("download the archive", self._last):
+        with map_gitlab_errors("download the archive", self._last, self._token_set):
             yield from chunks
 
     def read_file(self, sha: str, path: str) -> bytes:

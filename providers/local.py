@@ -6,6 +6,7 @@ threads) committing to one branch never lose a commit or move a branch backwards
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -14,12 +15,14 @@ from pathlib import Path
 
 from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
+from dulwich.graph import find_merge_base
+from dulwich.merge import three_way_merge
 from dulwich.objects import Blob, Commit, ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from providers import changeset, gitobjects
-from providers.config import ForgeConfig
+from providers.config import ForgeConfig, system_author
 from providers.contract import (
     ArchiveEntry,
     Author,
@@ -33,7 +36,7 @@ from providers.contract import (
     Snapshot,
     TreeEntry,
 )
-from providers.errors import AlreadyExists, InvalidRequest, NotFound, Unavailable
+from providers.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, Unavailable
 from providers.names import (
     branch_clash,
     branch_clash_error,
@@ -46,7 +49,9 @@ _LOCK_ATTEMPTS = 200
 
 
 class LocalForge:
-    """A bare git repository in a folder. Change requests are not supported."""
+    """A bare git repository in a folder. It has no pull requests (promotions are applied
+    at once) and no branch protection of its own: read-only branches come from the
+    settings' protected globs."""
 
     capabilities = Capabilities(
         symlinks=True, executable_bit=True, verified_commits=False, change_requests=False
@@ -55,7 +60,7 @@ class LocalForge:
     def __init__(self, config: ForgeConfig) -> None:
         self.path = Path(config.location.api_url)
         self.web_url = config.location.web_url
-        self.default_author = config.default_author
+        self.default_author = config.default_author or system_author()
 
     @classmethod
     def create(cls, config: ForgeConfig, default_branch: str = "main") -> LocalForge:
@@ -144,7 +149,8 @@ class LocalForge:
                 continue
             blob = store[sha]
             assert isinstance(blob, Blob)  # noqa: S101
-            yield ArchiveEntry(path, FileMode.parse(mode), blob.as_raw_string())
+            data = blob.as_raw_string()
+            yield ArchiveEntry(path, FileMode.parse(mode), len(data), io.BytesIO(data))
 
     def read_file(self, sha: str, path: str) -> bytes:
         """One file's bytes at a commit."""
@@ -211,7 +217,7 @@ class LocalForge:
         check_branch_name(branch)
         changeset.validate(changes)
         ref = gitobjects.branch_ref(branch)
-        who = (author.name, author.email) if author else self.default_author
+        who = author or self.default_author
         with self._repo() as repo:
             store = repo.object_store
             blobs = [
@@ -231,7 +237,7 @@ class LocalForge:
                 base_tree = self._commit_object(repo, head).tree if head else None
                 tree = gitobjects.apply_edits(store, base_tree, blobs)
                 parents = [gitobjects.oid(head)] if head else []
-                new = gitobjects.make_commit(store, tree, parents, message, who)
+                new = gitobjects.make_commit(store, tree, parents, message, (who.name, who.email))
                 if self._swap(repo, ref, head, new):
                     return CommitResult(new.decode(), head, rebased=head != expected_head)
         msg = f"The branch '{branch}' is being updated too often to commit"
@@ -256,12 +262,64 @@ class LocalForge:
             return False
 
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
-        """A local repository has no pull requests."""
-        msg = "A local repository cannot hold pull requests"
-        raise InvalidRequest(
-            msg,
-            f"Merge '{source}' into '{target}' with your git tooling, or use GitHub or GitLab",
+        """A bare repository has no pull requests, so the promotion is applied at once: a
+        fast-forward when `target` has no commits of its own, else a merge commit of a
+        clean three-way merge. Files changed on both sides refuse with `Conflict`."""
+        check_branch_name(source)
+        check_branch_name(target)
+        with self._repo() as repo:
+            for _ in range(_LOCK_ATTEMPTS):
+                src = self._current(repo, gitobjects.branch_ref(source))
+                dst = self._current(repo, gitobjects.branch_ref(target))
+                if src is None or dst is None:
+                    missing = source if src is None else target
+                    msg = f"The branch '{missing}' does not exist"
+                    raise NotFound(msg)
+                outcome = self._promotion(repo, source, target, src, dst, f"{title}\n\n{body}")
+                if outcome is None:
+                    continue  # the target moved while we merged: try again on its new head
+                return ChangeRequest(0, self.web_url, source, target, True, True, outcome)
+        msg = f"The branch '{target}' is being updated too often to promote into"
+        raise Unavailable(msg, "Try again in a moment")
+
+    def _promotion(
+        self, repo: Repo, source: str, target: str, src: str, dst: str, message: str
+    ) -> str | None:
+        """Move `target` to hold `source`; the detail, or None when `target` moved."""
+        bases = find_merge_base(repo, [gitobjects.oid(dst), gitobjects.oid(src)])
+        base = bases[0].decode() if bases else None
+        if base == src:
+            return f"'{target}' already holds every commit of '{source}'"
+        ref = gitobjects.branch_ref(target)
+        if base == dst:
+            if not self._swap(repo, ref, dst, gitobjects.oid(src)):
+                return None
+            return f"fast-forwarded '{target}' from {dst[:12]} to {src[:12]}"
+        tree, conflicts = three_way_merge(
+            repo.object_store,
+            self._commit_object(repo, base) if base else None,
+            self._commit_object(repo, dst),
+            self._commit_object(repo, src),
         )
+        if conflicts:
+            raise Conflict(
+                (c.decode("utf-8", "surrogateescape") for c in conflicts),
+                f"'{source}' and '{target}' both changed the same lines",
+                f"Bring '{target}' into '{source}' first, settle the differences there, "
+                "and promote again",
+            )
+        repo.object_store.add_object(tree)
+        who = self.default_author
+        new = gitobjects.make_commit(
+            repo.object_store,
+            tree.id,
+            [gitobjects.oid(dst), gitobjects.oid(src)],
+            message,
+            (who.name, who.email),
+        )
+        if not self._swap(repo, ref, dst, new):
+            return None
+        return f"merged into '{target}' as {new.decode()[:12]}"
 
     def close(self) -> None:
         """Nothing is held open between calls."""

@@ -23,6 +23,9 @@ _PUBLIC_APIS = {
     "gitlab.com": (ProviderKind.GITLAB, "https://gitlab.com/api/v4"),
 }
 
+_SCHEMES = ("https", "http", "file", "")
+"""`""` is a plain path to a bare repository."""
+
 
 def locate(repo: str, provider: str | None = None, api_url: str | None = None) -> RepoLocation:
     """Resolve a repository URL into a `RepoLocation`; `InvalidRequest` says what to set."""
@@ -30,6 +33,18 @@ def locate(repo: str, provider: str | None = None, api_url: str | None = None) -
         msg = "No repository is configured"
         raise InvalidRequest(msg, "Set MELTANO_FORGE_REPO")
     parsed = urllib.parse.urlsplit(repo)
+    if parsed.scheme not in _SCHEMES:
+        msg = f"MELTANO_FORGE_REPO uses the unsupported scheme '{parsed.scheme}://': {_safe(repo)}"
+        raise InvalidRequest(
+            msg,
+            "Use https:// (or http://) for GitHub, GitLab and the service, or file:// "
+            "for a local bare repository",
+        )
+    if parsed.scheme == "file" and _host(parsed) not in ("", "localhost"):
+        msg = f"MELTANO_FORGE_REPO names a file on another host ({_host(parsed)}): {_safe(repo)}"
+        raise InvalidRequest(
+            msg, "A local repository must be on this machine: use file:///path/to/bare.git"
+        )
     kind = _kind(parsed, provider)
     if kind is ProviderKind.LOCAL:
         path = urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else repo

@@ -37,6 +37,7 @@ from providers.errors import (
     RateLimited,
     Unavailable,
     UnsafeInput,
+    token_refused,
 )
 from providers.gitobjects import blob_sha
 from providers.names import check_branch_name, check_repo_path, is_sha
@@ -47,7 +48,7 @@ from providers.tarball import ChunkReader, read_tarball
 T = TypeVar("T")
 
 
-def _problem(response: httpx.Response) -> ProviderError:
+def _problem(response: httpx.Response, token_set: bool = True) -> ProviderError:
     """The provider error for a problem+json answer from the service."""
     try:
         body: dict[str, Any] = response.json()
@@ -56,6 +57,8 @@ def _problem(response: httpx.Response) -> ProviderError:
     detail = str(body.get("detail") or body.get("title") or response.reason_phrase)
     status = response.status_code
     if status == 401:
+        if not token_set:
+            return token_refused("the meltano-forge service", "answer", False)
         return AuthenticationFailed(
             f"The service rejected the token: {detail}",
             "Set a valid service token in MELTANO_FORGE_TOKEN",
@@ -93,6 +96,7 @@ class ServiceForge:
         self.config = config
         token = config.token.get_secret_value() if config.token else None
         protect_logs(token)
+        self._token_set = token is not None
         headers = {"User-Agent": config.user_agent}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -107,7 +111,7 @@ class ServiceForge:
             msg = f"The meltano-forge service did not answer ({type(exc).__name__})"
             raise Unavailable(msg) from exc
         if response.status_code >= 300:
-            raise _problem(response)
+            raise _problem(response, self._token_set)
         return response
 
     def _call(self, fn: Callable[[], T], verify: Callable[[], T | None] | None = None) -> T:
@@ -154,7 +158,7 @@ class ServiceForge:
             if response.status_code >= 400:
                 response.read()
                 response.close()
-                raise _problem(response)
+                raise _problem(response, self._token_set)
             return response
 
         try:

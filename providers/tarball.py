@@ -2,9 +2,13 @@
 
 GitHub's tarball and GitLab's archive are both `git archive` output: a pax global header
 whose `comment` is the commit SHA, then one top folder holding the tree. We read it in
-stream mode (never seeking, never holding the whole archive) and refuse anything `git
-archive` would never produce: absolute or `..` paths, links leaving the tree, hard links,
-devices, or more bytes than the caps allow.
+stream mode (never seeking, never holding the whole archive, nor any whole file: each
+entry's bytes are a window on the download) and refuse anything `git archive` would never
+produce: absolute or `..` paths, hard links, devices, or more bytes than the caps allow.
+Sizes are checked from each member's header before a byte of it is read, so a gzip bomb
+is refused after its first header, not after it filled the disk. Whether links stay inside
+the tree is a property of the whole tree (`providers.safety.check_links`), checked by the
+consumer once it has seen every entry.
 """
 
 from __future__ import annotations
@@ -12,24 +16,14 @@ from __future__ import annotations
 import io
 import posixpath
 import tarfile
+import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import IO
 
 from providers.contract import ArchiveEntry, FileMode
 from providers.errors import UnsafeInput
 from providers.names import check_repo_path, is_sha
-
-
-@dataclass(frozen=True)
-class ArchiveLimits:
-    """Caps that stop a hostile or runaway archive."""
-
-    max_total_bytes: int = 2 * 1024**3
-    """Uncompressed bytes across all files."""
-    max_file_bytes: int = 512 * 1024**2
-    """Uncompressed bytes of any one file."""
-    max_entries: int = 500_000
-    """Number of files and folders."""
+from providers.safety import Limits
 
 
 class ChunkReader(io.RawIOBase):
@@ -60,14 +54,14 @@ def read_tarball(
     stream: io.RawIOBase | io.BufferedIOBase,
     *,
     expected_sha: str | None = None,
-    limits: ArchiveLimits | None = None,
+    limits: Limits | None = None,
     folder: str = "",
 ) -> tuple[str, Iterator[ArchiveEntry]]:
     """Open a tar.gz stream; return the commit SHA and an iterator of its files.
 
     The SHA comes from the pax global header; `expected_sha` is used when the header has
     none, and must agree with it when both exist. Entries have the top folder stripped."""
-    limits = limits or ArchiveLimits()
+    limits = limits or Limits()
     try:
         tar = tarfile.open(fileobj=stream, mode="r|gz")  # noqa: SIM115 - closed by _entries
         first = tar.next()
@@ -90,7 +84,7 @@ def read_tarball(
 
 
 def _entries(
-    tar: tarfile.TarFile, first: tarfile.TarInfo | None, limits: ArchiveLimits
+    tar: tarfile.TarFile, first: tarfile.TarInfo | None, limits: Limits
 ) -> Iterator[ArchiveEntry]:
     total = 0
     count = 0
@@ -113,9 +107,9 @@ def _entries(
                 raise UnsafeInput(msg)
             if rest and not member.isdir():
                 entry = _entry(tar, member, rest, limits)
-                total += len(entry.data)
+                total += entry.size
                 if total > limits.max_total_bytes:
-                    msg = f"The archive unpacks to more than {limits.max_total_bytes} bytes"
+                    msg = f"The archive unpacks to more than {limits.max_total_bytes:,} bytes"
                     raise UnsafeInput(msg)
                 yield entry
             elif rest:
@@ -132,16 +126,19 @@ def _next(tar: tarfile.TarFile) -> tarfile.TarInfo | None:
 
 
 def _entry(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, limits: ArchiveLimits
+    tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, limits: Limits
 ) -> ArchiveEntry:
     check_repo_path(path)
     if member.issym():
+        # Whether a link stays inside the tree depends on the tree's other links too
+        # (providers.safety.check_links); one link's own text is checked here, early.
         target = member.linkname
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
         if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
             msg = f"The symlink {path} points outside the project: {target!r}"
             raise UnsafeInput(msg)
-        return ArchiveEntry(path, FileMode.SYMLINK, target.encode())
+        data = target.encode("utf-8", "surrogateescape")
+        return ArchiveEntry(path, FileMode.SYMLINK, len(data), io.BytesIO(data))
     if member.islnk():
         msg = f"The archive holds a hard link ({path}); git archives never do"
         raise UnsafeInput(msg)
@@ -149,19 +146,42 @@ def _entry(
         msg = f"The archive holds a device, FIFO or other special file: {path}"
         raise UnsafeInput(msg)
     if member.size > limits.max_file_bytes:
-        msg = f"{path} is larger than {limits.max_file_bytes} bytes"
+        msg = f"{path} is {member.size:,} bytes, over the limit of {limits.max_file_bytes:,}"
         raise UnsafeInput(msg)
     handle = tar.extractfile(member)
     if handle is None:  # pragma: no cover - regular files always have a handle
         msg = f"{path} has no data"
         raise UnsafeInput(msg)
-    try:
-        data = handle.read()
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        msg = f"The archive is truncated inside {path}"
-        raise UnsafeInput(msg) from exc
-    if len(data) != member.size:
-        msg = f"The archive is truncated inside {path}"
-        raise UnsafeInput(msg)
     mode = FileMode.EXECUTABLE if member.mode & 0o111 else FileMode.REGULAR
-    return ArchiveEntry(path, mode, data)
+    return ArchiveEntry(
+        path, mode, member.size, io.BufferedReader(_Member(handle, path, member.size), 1 << 16)
+    )
+
+
+class _Member(io.RawIOBase):
+    """One member's bytes, read straight from the decompressing stream; a short read (a
+    truncated download) is an `UnsafeInput`, never a silently short file."""
+
+    def __init__(self, handle: IO[bytes], path: str, size: int) -> None:
+        self._handle, self._path, self._left = handle, path, size
+
+    def readable(self) -> bool:
+        """This stream can be read."""
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        """Fill `b` with the member's next bytes."""
+        if self._left <= 0:
+            return 0
+        want = min(len(b), self._left)
+        try:
+            data = self._handle.read(want)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            msg = f"The archive is truncated inside {self._path}"
+            raise UnsafeInput(msg) from exc
+        if not data:
+            msg = f"The archive is truncated inside {self._path}"
+            raise UnsafeInput(msg)
+        b[: len(data)] = data
+        self._left -= len(data)
+        return len(data)

@@ -7,7 +7,6 @@ forge request (single-flight); the SHA is the ETag.
 
 from __future__ import annotations
 
-import io
 import os
 import tarfile
 import tempfile
@@ -73,18 +72,14 @@ class ArchiveCache:
                     for entry in snapshot.entries:
                         info = tarfile.TarInfo(top + entry.path)
                         if entry.mode is FileMode.SYMLINK:
-                            info.type, info.linkname, info.mode = (
-                                tarfile.SYMTYPE,
-                                entry.data.decode("utf-8", "surrogateescape"),
-                                0o777,
-                            )
+                            info.type = tarfile.SYMTYPE
+                            info.linkname = entry.read().decode("utf-8", "surrogateescape")
+                            info.mode = 0o777
                             tar.addfile(info)
                         else:
-                            info.size, info.mode = (
-                                len(entry.data),
-                                0o755 if entry.mode is FileMode.EXECUTABLE else 0o644,
-                            )
-                            tar.addfile(info, io.BytesIO(entry.data))
+                            info.size = entry.size
+                            info.mode = 0o755 if entry.mode is FileMode.EXECUTABLE else 0o644
+                            tar.addfile(info, entry.stream)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

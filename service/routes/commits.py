@@ -8,7 +8,6 @@ import binascii
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from client.policy import ReadOnlyBranch
 from providers.contract import Author, FileChange, FileMode
 from service.deps import Writer
 from service.problems import Problem
@@ -59,8 +58,7 @@ def _change(change: ChangeIn) -> FileChange:
 @router.post("/commits", status_code=201)
 def commit(ctx: Writer, body: CommitIn) -> CommitOut:
     """Commit atomically: 403 on a read-only branch, 409 with paths on a conflict."""
-    if ctx.policy.is_read_only(body.branch):
-        raise ReadOnlyBranch(body.branch, ctx.policy.working)
+    ctx.policy.check_writable(body.branch)
     author = (
         Author(body.author_name, body.author_email)
         if body.author_name and body.author_email

@@ -61,7 +61,7 @@ REASONS = {
     "escaping-symlink": "points outside",
     "escaping-hardlink": "hard link",
     "device": "device",
-    "oversized": "more than 10000 bytes",
+    "oversized": "more than 10,000 bytes",
     "truncated": "truncated",
 }
 

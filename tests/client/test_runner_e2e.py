@@ -123,7 +123,7 @@ def test_workspace_commands(env: ForgeEnv, tmp_path: Path, no_git: Path) -> None
 
 
 def manifest_project() -> Files:
-    """shared/fixtures/meltano/meltano-manifest as a repository tree (its docs left out)."""
+    """tests/fixtures/meltano/meltano-manifest as a repository tree (its docs left out)."""
     root = FIXTURES / "meltano-manifest"
     return {
         str(p.relative_to(root)): p.read_bytes()

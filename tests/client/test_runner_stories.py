@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -154,6 +155,14 @@ def test_init_on_an_empty_repository(env: ForgeEnv, tmp_path: Path, no_git: Path
     assert {"meltano.yml", ".gitignore", "requirements.txt"} <= names
     assert not any(n.startswith(".meltano/") for n in names)
     assert env.head("development") == env.head("main")
+    report = json.loads(result.stdout)
+    workspace = Path(report["workspace"])
+    assert (workspace / "meltano.yml").exists(), "init leaves a workspace behind"
+    status = run("status", MELTANO_FORGE_PROJECT_DIR=str(workspace))
+    assert status.returncode == 0, status.stderr
+    assert "On development" in status.stdout
+    assert "nothing to commit" in status.stdout
     again = run("init")
     assert again.returncode == 2
-    assert "already has branches" in again.stderr
+    assert "already has commits" in again.stderr
+    assert "use `pull` instead" in again.stderr

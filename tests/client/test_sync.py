@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from client import sync, workspace
 from client.manifest import Manifest
+from client.workspace import PullConflict, Workspace
 from providers.contract import FileMode
 from tests.conftest import ForgeEnv
 
@@ -18,14 +18,16 @@ BASE = b"a: 1\nb: 2\nc: 3\nd: 4\ne: 5\nf: 6\n"
 def test_pull_merges_and_keeps_local_edits(env: ForgeEnv, tmp_path: Path) -> None:
     base = env.seed({"meltano.yml": BASE, "other.txt": b"x\n"})
     root = tmp_path / "ws"
-    manifest = workspace.materialize(env.forge, root, "repo", "main", base)
+    ws = Workspace.open(root, env.forge)
+    ws.update("main", base, repo="repo")
     (root / "meltano.yml").write_bytes(BASE.replace(b"a: 1", b"a: local"))
     (root / "mine.txt").write_text("untracked and kept\n")
     head = env.seed(
         {"meltano.yml": BASE.replace(b"f: 6", b"f: upstream"), "other.txt": b"y\n"}, parent=base
     )
-    updated = sync.pull(env.forge, root, manifest)
-    assert sorted(updated) == ["meltano.yml", "other.txt"]
+    updated = ws.update("main", head)
+    assert sorted(updated.written) == ["meltano.yml", "other.txt"]
+    assert updated.merged == ["meltano.yml"]
     assert (root / "meltano.yml").read_bytes() == BASE.replace(b"a: 1", b"a: local").replace(
         b"f: 6", b"f: upstream"
     )
@@ -34,19 +36,23 @@ def test_pull_merges_and_keeps_local_edits(env: ForgeEnv, tmp_path: Path) -> Non
     reloaded = Manifest.load(root)
     assert reloaded is not None
     assert reloaded.base_sha == head
-    assert [c.path for c in workspace.status(root, reloaded).changes] == ["meltano.yml", "mine.txt"]
+    again = Workspace.open(root, env.forge)
+    assert [c.path for c in again.status().changes] == ["meltano.yml", "mine.txt"]
 
 
 @pytest.mark.parametrize("env", ["local"], indirect=True)
 def test_pull_refuses_conflicting_edits_and_changes_nothing(env: ForgeEnv, tmp_path: Path) -> None:
     base = env.seed({"meltano.yml": BASE, "other.txt": b"x\n"})
     root = tmp_path / "ws"
-    manifest = workspace.materialize(env.forge, root, "repo", "main", base)
+    ws = Workspace.open(root, env.forge)
+    ws.update("main", base, repo="repo")
     mine = BASE.replace(b"c: 3", b"c: mine")
     (root / "meltano.yml").write_bytes(mine)
     env.seed({"meltano.yml": BASE.replace(b"c: 3", b"c: theirs"), "other.txt": b"y\n"}, parent=base)
-    with pytest.raises(sync.PullConflict) as caught:
-        sync.pull(env.forge, root, manifest)
+    head = env.head()
+    assert head is not None
+    with pytest.raises(PullConflict) as caught:
+        ws.update("main", head)
     assert caught.value.paths == ("meltano.yml",)
     assert (root / "meltano.yml").read_bytes() == mine
     assert (root / "other.txt").read_text() == "x\n"
@@ -66,7 +72,8 @@ def test_status_ignores_meltano_rewrites_and_follows_gitignore(
         }
     )
     root = tmp_path / "ws"
-    manifest = workspace.materialize(env.forge, root, "repo", "main", base)
+    ws = Workspace.open(root, env.forge)
+    ws.update("main", base, repo="repo")
     (root / "meltano.yml").chmod(0o600)
     (root / "meltano.yml").write_bytes(BASE)  # Meltano rewrites identical content with 0600
     for name in (
@@ -81,7 +88,7 @@ def test_status_ignores_meltano_rewrites_and_follows_gitignore(
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("x")
     (root / "run.sh").chmod(0o644)
-    status = workspace.status(root, manifest)
+    status = ws.status()
     assert [(c.path, c.kind) for c in status.changes] == [
         ("keep.log", "added"),
         ("run.sh", "modified"),

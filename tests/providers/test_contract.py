@@ -40,7 +40,7 @@ def test_archive_round_trip_is_byte_and_mode_exact(env: ForgeEnv) -> None:
     files = sample_tree()
     sha = env.seed(files)
     with env.forge.archive("main") as snapshot:
-        got = {e.path: (e.data, e.mode) for e in snapshot.entries}
+        got = {e.path: (e.read(), e.mode) for e in snapshot.entries}
     assert snapshot.sha == sha
     assert got == as_modes(files)
     with env.forge.archive(sha, "transform") as narrowed:
@@ -205,8 +205,13 @@ def test_change_requests_are_idempotent(env: ForgeEnv) -> None:
         "change",
     )
     if not env.forge.capabilities.change_requests:
-        with pytest.raises(InvalidRequest, match="pull requests"):
-            env.forge.open_change_request("development", "main", "Promote", "body")
+        first = env.forge.open_change_request("development", "main", "Promote", "body")
+        assert first.merged
+        assert "fast-forwarded 'main'" in first.detail
+        assert env.head("main") == env.head("development")
+        again = env.forge.open_change_request("development", "main", "Promote", "body")
+        assert again.merged
+        assert "already holds every commit" in again.detail
         return
     first = env.forge.open_change_request("development", "main", "Promote development", "body")
     second = env.forge.open_change_request("development", "main", "Promote development", "body")
@@ -254,3 +259,37 @@ def test_unknown_commits_are_not_found(env: ForgeEnv) -> None:
         env.forge.list_tree(missing)
     with pytest.raises(NotFound):
         env.forge.read_file(missing, "a.txt")
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_local_promotion_merges_disjoint_changes_and_refuses_overlaps(env: ForgeEnv) -> None:
+    base = env.seed({"meltano.yml": b"v: 1\n", "README.md": b"readme\n"})
+    env.forge.create_branch("development", base)
+    dev = env.forge.commit(
+        "development",
+        base,
+        [FileChange.put("meltano.yml", b"v: 2\n", base_mode=FileMode.REGULAR)],
+        "dev",
+    ).sha
+    hotfix = env.forge.commit(
+        "main", base, [FileChange.put("README.md", b"fixed\n", base_mode=FileMode.REGULAR)], "fix"
+    ).sha
+    merged = env.forge.open_change_request("development", "main", "Promote", "body")
+    assert merged.merged
+    assert "merged into 'main'" in merged.detail
+    parents = env.git("log", "-1", "--format=%P", "main").split()
+    assert parents == [hotfix, dev]
+    assert env.git("show", "main:meltano.yml") == "v: 2\n"
+    assert env.git("show", "main:README.md") == "fixed\n"
+    env.forge.commit(
+        "development",
+        dev,
+        [FileChange.put("README.md", b"dev readme\n", base_mode=FileMode.REGULAR)],
+        "dev readme",
+    )
+    before = env.head("main")
+    with pytest.raises(Conflict) as refused:
+        env.forge.open_change_request("development", "main", "Promote", "body")
+    assert refused.value.paths == ("README.md",)
+    assert "both changed the same lines" in str(refused.value)
+    assert env.head("main") == before

@@ -9,7 +9,8 @@ import pytest
 
 from providers.contract import FileMode
 from providers.errors import UnsafeInput
-from providers.tarball import ArchiveLimits, read_tarball
+from providers.safety import Limits
+from providers.tarball import read_tarball
 
 SHA = "a" * 40
 
@@ -36,10 +37,10 @@ def special(name: str, kind: bytes, link: str = "") -> tuple[tarfile.TarInfo, No
     return info, None
 
 
-def read(data: bytes, limits: ArchiveLimits | None = None) -> list[tuple[str, FileMode, bytes]]:
+def read(data: bytes, limits: Limits | None = None) -> list[tuple[str, FileMode, bytes]]:
     sha, entries = read_tarball(io.BytesIO(data), limits=limits)
     assert sha == SHA
-    return [(e.path, e.mode, e.data) for e in entries]
+    return [(e.path, e.mode, e.read()) for e in entries]
 
 
 def test_reads_files_modes_and_links() -> None:
@@ -87,15 +88,15 @@ def test_hostile_entries_are_refused(member: tuple[tarfile.TarInfo, bytes | None
 
 
 def test_size_caps() -> None:
-    with pytest.raises(UnsafeInput, match="larger than"):
-        read(build([file("top/big", b"x" * 2000)]), ArchiveLimits(max_file_bytes=1000))
-    with pytest.raises(UnsafeInput, match="more than 2500 bytes"):
+    with pytest.raises(UnsafeInput, match="over the limit of 1,000"):
+        read(build([file("top/big", b"x" * 2000)]), Limits(max_file_bytes=1000))
+    with pytest.raises(UnsafeInput, match="more than 2,500 bytes"):
         read(
             build([file(f"top/f{i}", b"x" * 900) for i in range(4)]),
-            ArchiveLimits(max_total_bytes=2500),
+            Limits(max_total_bytes=2500),
         )
     with pytest.raises(UnsafeInput, match="entries"):
-        read(build([file(f"top/f{i}") for i in range(20)]), ArchiveLimits(max_entries=10))
+        read(build([file(f"top/f{i}") for i in range(20)]), Limits(max_entries=10))
 
 
 def test_truncated_and_garbage_archives() -> None:

@@ -1,0 +1,87 @@
+"""The runner and the first commit: run, init."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import click
+
+from client import exits, messages, runner
+from client.cli.context import Context, handled, output_options, pass_ctx
+from client.cli.workspace_commands import conflict_line
+from client.project_init import init_repository
+from providers.config import ProviderKind
+from providers.local import LocalForge
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@output_options
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_ctx
+def run(ctx: Context, cmd: tuple[str, ...]) -> None:
+    """Materialize or pull, run CMD (e.g. `meltano run tap target`), auto-commit changes."""
+    with handled(ctx):
+        report = runner.run(ctx.forge, ctx.settings, cmd, json_output=ctx.as_json)
+        lines = [
+            f"run {report.run_id} on {report.branch} @ {report.base_sha[:12]}"
+            + (" (read-only)" if report.read_only else "")
+        ]
+        code = report.exit_code
+        if report.commit is not None:
+            outcome = report.commit
+            lines += [f"held back {h.path}: {h.reason}" for h in outcome.held]
+            if outcome.side_branch and outcome.conflicts:
+                lines.append(conflict_line(outcome))
+                code = code or exits.CONFLICT
+            elif outcome.side_branch and outcome.sha:
+                lines.append(
+                    f"the command failed; its changes are saved on '{outcome.side_branch}'"
+                )
+            elif outcome.sha:
+                lines.append(
+                    f"auto-committed {', '.join(outcome.paths)} as {outcome.sha[:12]}"
+                    + (" (rebased)" if outcome.rebased else "")
+                )
+        ctx.emit(dataclasses.asdict(report), "\n".join(lines))
+        sys.exit(code)
+
+
+@click.command()
+@click.option("--project-name", default="meltano-project", help="Name given to `meltano init`.")
+@output_options
+@pass_ctx
+def init(ctx: Context, project_name: str) -> None:
+    """`meltano init` pushed as the first commit of an empty repository, plus the working
+    branch, which is then materialized into the project folder."""
+    with handled(ctx):
+        settings = ctx.settings
+        config = settings.forge_config()
+        if config.location.kind is ProviderKind.LOCAL:
+            LocalForge.create(config)
+        done = init_repository(
+            ctx.forge,
+            meltano_bin=settings.meltano_bin,
+            project_name=project_name,
+            working_branch=settings.working_branch,
+            project_path=settings.project_path,
+            repo=settings.repo,
+        )
+        report = runner.RunReport("init", runner.policy_for(settings).target(settings.branch))
+        ws = runner.prepare(ctx.forge, settings, report)
+        data = {
+            "default_branch": done.default_branch,
+            "sha": done.sha,
+            "files": list(done.files),
+            "working_branch": done.working_branch,
+            "workspace": str(ws.root),
+        }
+        human = (
+            f"initialised {done.default_branch} with {messages.plural(len(done.files), 'file')} "
+            f"({done.sha[:12]}), created {done.working_branch}, and materialized "
+            f"{ws.manifest.branch} in {ws.root}"
+        )
+        ctx.emit(data, human)
+
+
+COMMANDS = (run, init)

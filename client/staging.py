@@ -1,0 +1,221 @@
+"""Download a snapshot into a staging folder inside the workspace, checked and hashed.
+
+Each archive member streams to its own staging file while its blob SHA is computed, under
+the size caps, so memory stays flat whatever the archive holds. Files the workspace
+already has at the same blob are not written at all. Nothing here touches the project's
+files: the whole tree (its links included) is checked before anything is published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from client.manifest import STAGING_DIR, STATE_DIR
+from client.progress import Progress
+from providers.contract import ArchiveEntry, FileMode
+from providers.errors import UnsafeInput
+from providers.safety import Limits, check_links, check_path, check_size
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """One file of the snapshot."""
+
+    sha: str
+    """Its blob SHA."""
+    mode: FileMode
+    """Its mode."""
+    size: int
+    """Its size (a link's target length)."""
+    staged: str | None
+    """Path of its staged copy (relative to the staging folder), or None when the
+    workspace did not need it."""
+
+
+@dataclass
+class Staged:
+    """A snapshot in staging: every file's SHA and mode, and the copies that were needed."""
+
+    sha: str
+    folder: Path
+    files: dict[str, StagedFile] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        """Remove the staging folder, and the state folders it needed if now empty."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        for parent in (self.folder.parent, self.folder.parent.parent):
+            try:
+                parent.rmdir()
+            except OSError:
+                return
+
+
+def staging_folder(root: Path) -> Path:
+    """A new, empty staging folder inside the workspace (same filesystem: renames work)."""
+    parent = root / STATE_DIR / STAGING_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=parent, prefix="update-"))
+
+
+def clear_stale(root: Path, keep: str | None = None) -> None:
+    """Remove staging folders a killed process left behind (except `keep`)."""
+    parent = root / STATE_DIR / STAGING_DIR
+    if not parent.is_dir():
+        return
+    for child in parent.iterdir():
+        if keep is None or child != root / keep:
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def blob_header(size: int) -> bytes:
+    """The prefix git hashes before a blob's bytes."""
+    return b"blob %d\x00" % size
+
+
+def stage(
+    root: Path,
+    sha: str,
+    entries: Iterable[ArchiveEntry],
+    *,
+    prefix: str,
+    limits: Limits,
+    wanted: Callable[[str, str, FileMode], bool],
+    progress: Progress | None = None,
+) -> Staged:
+    """Stream `entries` (repository paths under `prefix`) into a staging folder.
+
+    `wanted(rel, sha, mode)` says whether the workspace needs a file's bytes; small files
+    are hashed in memory first and written only if wanted, large ones are streamed to disk
+    and dropped if not. On any error the staging folder is removed."""
+    staged = Staged(sha, staging_folder(root))
+    try:
+        _stage_all(staged, entries, prefix, limits, wanted, progress)
+        _check_tree(staged)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
+
+
+def _stage_all(
+    staged: Staged,
+    entries: Iterable[ArchiveEntry],
+    prefix: str,
+    limits: Limits,
+    wanted: Callable[[str, str, FileMode], bool],
+    progress: Progress | None,
+) -> None:
+    total = 0
+    folders: set[str] = set()
+    for entry in entries:
+        if not entry.path.startswith(prefix):
+            continue
+        rel = check_path(entry.path[len(prefix) :])
+        if rel in staged.files:
+            msg = f"The snapshot holds {entry.path} twice"
+            raise UnsafeInput(msg)
+        check_size(entry.path, entry.size, limits)
+        total += entry.size
+        if total > limits.max_total_bytes:
+            msg = f"The snapshot unpacks to more than {limits.max_total_bytes:,} bytes"
+            raise UnsafeInput(msg)
+        if entry.mode is FileMode.SYMLINK:
+            target = entry.read()
+            staged.links[rel] = target.decode("utf-8", "surrogateescape")
+            sha = hashlib.sha1(blob_header(len(target)) + target, usedforsecurity=False)
+            _keep(staged, rel, sha.hexdigest(), entry.mode, target, wanted, folders)
+        elif entry.size <= CHUNK:
+            data = entry.read()
+            if len(data) != entry.size:
+                msg = f"The snapshot is truncated inside {entry.path}"
+                raise UnsafeInput(msg)
+            sha = hashlib.sha1(blob_header(len(data)) + data, usedforsecurity=False)
+            _keep(staged, rel, sha.hexdigest(), entry.mode, data, wanted, folders)
+        else:
+            _stream(staged, rel, entry, wanted, folders)
+        if progress is not None:
+            progress.advance(entry.size)
+
+
+def _keep(
+    staged: Staged,
+    rel: str,
+    sha: str,
+    mode: FileMode,
+    data: bytes,
+    wanted: Callable[[str, str, FileMode], bool],
+    folders: set[str],
+) -> None:
+    name = None
+    if wanted(rel, sha, mode):
+        name = rel
+        _write(staged.folder, rel, data, folders)
+    staged.files[rel] = StagedFile(sha, mode, len(data), name)
+
+
+def _write(folder: Path, rel: str, data: bytes, folders: set[str]) -> None:
+    parent = posixpath.dirname(rel)
+    if parent not in folders:
+        os.makedirs(folder / parent, exist_ok=True)
+        folders.add(parent)
+    fd = os.open(folder / rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _stream(
+    staged: Staged,
+    rel: str,
+    entry: ArchiveEntry,
+    wanted: Callable[[str, str, FileMode], bool],
+    folders: set[str],
+) -> None:
+    """A large file: straight to disk while hashing, never whole in memory."""
+    parent = posixpath.dirname(rel)
+    if parent not in folders:
+        os.makedirs(staged.folder / parent, exist_ok=True)
+        folders.add(parent)
+    digest = hashlib.sha1(blob_header(entry.size), usedforsecurity=False)
+    written = 0
+    with open(staged.folder / rel, "xb") as handle:
+        while chunk := entry.stream.read(CHUNK):
+            written += len(chunk)
+            if written > entry.size:
+                break
+            digest.update(chunk)
+            handle.write(chunk)
+    if written != entry.size:
+        msg = f"The snapshot is truncated inside {entry.path}"
+        raise UnsafeInput(msg)
+    sha = digest.hexdigest()
+    keep = wanted(rel, sha, entry.mode)
+    if not keep:
+        os.unlink(staged.folder / rel)
+    staged.files[rel] = StagedFile(sha, entry.mode, entry.size, rel if keep else None)
+
+
+def _check_tree(staged: Staged) -> None:
+    """No file under a link, and every link inside the tree after following the others."""
+    if staged.links:
+        for rel in staged.files:
+            parts = rel.split("/")
+            for i in range(1, len(parts)):
+                ancestor = "/".join(parts[:i])
+                if ancestor in staged.links:
+                    msg = f"The snapshot puts {rel} under the symlink {ancestor}"
+                    raise UnsafeInput(msg)
+        check_links(staged.links)
