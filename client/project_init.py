@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,11 @@ def init_repository(
     working_branch: str,
     project_path: str = "",
     repo: str = "",
+    before_push: Callable[[list[str]], object] | None = None,
 ) -> Initialized:
     """Fill an empty repository with a new Meltano project; refuses a repository with
-    commits, changing nothing."""
+    commits, changing nothing. `before_push` sees the project's paths first and may
+    refuse them (e.g. when the folder they will be materialized in holds others)."""
     info = forge.repository()
     if not info.empty:
         msg = f"The repository already has commits (default branch '{info.default_branch}')"
@@ -67,6 +70,8 @@ def init_repository(
         made = Workspace(folder, forge, Manifest(repo, info.default_branch, "", project_path))
         keep, _ = screen(folder, made.status().changes)
         files = made.change_set(keep)
+        if before_push is not None:
+            before_push([c.path for c in keep])
     first = forge.commit(
         info.default_branch,
         None,

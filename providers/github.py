@@ -209,6 +209,7 @@ class GitHubForge:
         self._http = httpx.Client(timeout=config.timeout, headers={"User-Agent": config.user_agent})
         self._retrier = Retrier(config.retry)
         self._commits: dict[str, GitCommit] = {}
+        self._record: Repository | None = None
         if config.graphql_commits:
             self.capabilities = Capabilities(
                 symlinks=True, executable_bit=True, verified_commits=True, change_requests=True
@@ -220,9 +221,17 @@ class GitHubForge:
         return self._retrier.mapped(lambda: map_github_errors(action, self._token_set), fn, verify)
 
     # ---- reads -----------------------------------------------------------------------
+    def _repository(self) -> Repository:
+        """The repository's own record (read once per adapter: one run)."""
+        if self._record is None:
+            self._record = self._call(
+                "read the repository", lambda: self._gh.get_repo(self._full_name)
+            )
+        return self._record
+
     def repository(self) -> RepositoryInfo:
         """Default branch and web URL; protections come from the branch list."""
-        repo = self._call("read the repository", lambda: self._gh.get_repo(self._full_name))
+        repo = self._repository()
         branches = self.branches()
         protected = tuple(b.name for b in branches if b.protected)
         return RepositoryInfo(repo.default_branch, repo.html_url, not branches, protected)
@@ -235,10 +244,12 @@ class GitHubForge:
         )
 
     def branch(self, name: str) -> Branch:
-        """One branch, with its protected flag, in one request."""
+        """One branch with its protected flag; whether the token may push comes from the
+        repository's `permissions.push` (GitHub does not say per protected branch)."""
         check_branch_name(name)
         b = self._call(f"read branch '{name}'", lambda: self._repo.get_branch(name))
-        return Branch(b.name, b.commit.sha, b.protected)
+        can_push = None if b.protected else bool(self._repository().permissions.push)
+        return Branch(b.name, b.commit.sha, b.protected, can_push)
 
     def create_branch(self, name: str, from_sha: str) -> Branch:
         """POST /git/refs; a folder clash becomes an explanation, not GitHub's bare 422."""

@@ -202,10 +202,13 @@ class GitLabForge:
         )
 
     def branch(self, name: str) -> Branch:
-        """One branch, in one request."""
+        """One branch, in one request, with GitLab's own `can_push` for this token."""
         check_branch_name(name)
         b = self._call(f"read branch '{name}'", lambda: self._project.branches.get(name))
-        return Branch(b.name, b.commit["id"], bool(b.protected))
+        can_push = getattr(b, "can_push", None)
+        return Branch(
+            b.name, b.commit["id"], bool(b.protected), None if can_push is None else bool(can_push)
+        )
 
     def create_branch(self, name: str, from_sha: str) -> Branch:
         """POST /repository/branches; explains folder clashes."""

@@ -48,11 +48,29 @@ def blob_sha(data: bytes) -> str:
     return Blob.from_string(data).id.decode()
 
 
+class MissingObject(Exception):
+    """An object a tree refers to is not in the object store: the repository is corrupt."""
+
+    def __init__(self, sha: bytes, path: str) -> None:
+        self.sha, self.path = sha.decode(), path
+        super().__init__(f"object {self.sha} ({path or 'the root folder'}) is missing")
+
+
+def load(store: BaseObjectStore, sha: bytes, path: str) -> Tree | Blob | Commit:
+    """An object, or `MissingObject` naming the path that needed it."""
+    try:
+        obj = store[ObjectID(sha)]
+    except KeyError:
+        raise MissingObject(sha, path) from None
+    assert isinstance(obj, (Tree, Blob, Commit))  # noqa: S101 - trees never point at tags
+    return obj
+
+
 def walk(
     store: BaseObjectStore, tree_id: bytes, prefix: str = ""
 ) -> Iterator[tuple[str, int, ObjectID]]:
     """Every file under a tree, depth first: (path, mode, blob id). Submodules are skipped."""
-    tree = store[ObjectID(tree_id)]
+    tree = load(store, tree_id, prefix.rstrip("/"))
     assert isinstance(tree, Tree)  # noqa: S101 - callers pass tree ids
     for item in tree.iteritems():
         name = item.path.decode("utf-8", "surrogateescape")

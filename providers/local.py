@@ -85,6 +85,11 @@ class LocalForge:
             ) from exc
         try:
             yield repo
+        except gitobjects.MissingObject as exc:
+            msg = f"The repository at {self.path} is corrupt: {exc}"
+            raise Unavailable(
+                msg, "Restore it from a backup (`git fsck` lists every missing object)"
+            ) from exc
         finally:
             repo.close()
 
@@ -112,7 +117,11 @@ class LocalForge:
         if head is None:
             msg = f"The branch '{name}' does not exist"
             raise NotFound(msg)
-        return Branch(name, head)
+        return Branch(name, head, can_push=self._writable())
+
+    def _writable(self) -> bool:
+        """A local repository's permission is the filesystem's."""
+        return all(os.access(self.path / folder, os.W_OK) for folder in ("objects", "refs/heads"))
 
     def _head(self, name: str) -> str | None:
         with self._repo() as repo:
@@ -147,7 +156,7 @@ class LocalForge:
         for path, mode, sha in gitobjects.walk(store, tree):
             if folder and not path.startswith(folder + "/"):
                 continue
-            blob = store[sha]
+            blob = gitobjects.load(store, sha, path)
             assert isinstance(blob, Blob)  # noqa: S101
             data = blob.as_raw_string()
             yield ArchiveEntry(path, FileMode.parse(mode), len(data), io.BytesIO(data))
@@ -160,7 +169,7 @@ class LocalForge:
             if found is None or found[0] == gitobjects.DIR_MODE:
                 msg = f"{path} does not exist at {sha[:12]}"
                 raise NotFound(msg)
-            blob = repo.object_store[found[1]]
+            blob = gitobjects.load(repo.object_store, found[1], path)
             assert isinstance(blob, Blob)  # noqa: S101
             return blob.as_raw_string()
 
@@ -170,7 +179,7 @@ class LocalForge:
             store = repo.object_store
             entries = []
             for path, mode, blob_id in gitobjects.walk(store, self._commit_object(repo, sha).tree):
-                blob = store[blob_id]
+                blob = gitobjects.load(store, blob_id, path)
                 assert isinstance(blob, Blob)  # noqa: S101
                 entries.append(
                     TreeEntry(

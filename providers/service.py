@@ -137,7 +137,12 @@ class ServiceForge:
     def branch(self, name: str) -> Branch:
         """One branch."""
         data = self._json("GET", f"/branches/{quote(check_branch_name(name))}")
-        return Branch(data["name"], data["head"], data["protected"])
+        return Branch(
+            data["name"],
+            data["head"],
+            data["protected"] or data["read_only"],
+            data.get("can_push"),
+        )
 
     def create_branch(self, name: str, from_sha: str) -> Branch:
         """Create a branch at a commit."""

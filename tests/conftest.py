@@ -67,6 +67,8 @@ class ForgeEnv:
     repo_dir: Path
     double: ForgeDouble | None
     make_config: Callable[..., ForgeConfig]
+    double_name: str = ""
+    """The repository's name on the double (`owner/name`, `group/sub/name`)."""
     forge: Forge = field(init=False)
     opened: list[Forge] = field(default_factory=list)
 
@@ -108,6 +110,22 @@ class ForgeEnv:
                 assert gitdata.set_head(repo, branch, parent, sha)
             else:
                 repo.refs[gitobjects.branch_ref(branch)] = sha
+            return sha.decode()
+        finally:
+            repo.close()
+
+    def remove(self, paths: list[str], branch: str, parent: str, message: str = "remove") -> str:
+        """Commit the deletion of `paths` straight into the bare repository."""
+        repo = Repo(str(self.repo_dir))
+        try:
+            store = repo.object_store
+            base = gitobjects.commit_tree(store, parent.encode())
+            edits = [gitobjects.TreeEdit(p, FileMode.REGULAR, None) for p in paths]
+            tree = gitobjects.apply_edits(store, base, edits)
+            sha = gitobjects.make_commit(
+                store, tree, [parent.encode()], message, ("Seeder", "seed@test.invalid")
+            )
+            assert gitdata.set_head(repo, branch, parent, sha)
             return sha.decode()
         finally:
             repo.close()
@@ -167,7 +185,7 @@ def make_env(
         settings.update(overrides)
         return ForgeConfig(location, **settings)
 
-    return ForgeEnv(kind, repo_dir, double, make_config)
+    return ForgeEnv(kind, repo_dir, double, make_config, name)
 
 
 KINDS = ["local", "github", "gitlab"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -11,6 +13,7 @@ from client import exits, messages, runner
 from client.cli.context import Context, handled, output_options, pass_ctx
 from client.cli.workspace_commands import conflict_line
 from client.project_init import init_repository
+from client.workspace import PullConflict
 from providers.config import ProviderKind
 from providers.local import LocalForge
 
@@ -35,14 +38,23 @@ def run(ctx: Context, cmd: tuple[str, ...]) -> None:
                 lines.append(conflict_line(outcome))
                 code = code or exits.CONFLICT
             elif outcome.side_branch and outcome.sha:
+                side = outcome.side_branch
                 lines.append(
-                    f"the command failed; its changes are saved on '{outcome.side_branch}'"
+                    f"the command failed; its changes are saved on '{side}' and the workspace "
+                    f"is back at the head of '{outcome.branch}'. Bring them back with "
+                    f"`meltano-forge checkout {side}`, or open a change request with "
+                    f"`meltano-forge promote --source {side} --target {outcome.branch}`"
                 )
             elif outcome.sha:
                 lines.append(
                     f"auto-committed {', '.join(outcome.paths)} as {outcome.sha[:12]}"
                     + (" (rebased)" if outcome.rebased else "")
                 )
+        if report.bundle:
+            lines.append(
+                f"the changes could not be pushed; they are saved in {report.bundle} "
+                "(its README.txt says how to bring them back)"
+            )
         ctx.emit(dataclasses.asdict(report), "\n".join(lines))
         sys.exit(code)
 
@@ -66,6 +78,7 @@ def init(ctx: Context, project_name: str) -> None:
             working_branch=settings.working_branch,
             project_path=settings.project_path,
             repo=settings.repo,
+            before_push=lambda paths: _room_for(settings.project_dir, paths),
         )
         report = runner.RunReport("init", runner.policy_for(settings).target(settings.branch))
         ws = runner.prepare(ctx.forge, settings, report)
@@ -82,6 +95,13 @@ def init(ctx: Context, project_name: str) -> None:
             f"{ws.manifest.branch} in {ws.root}"
         )
         ctx.emit(data, human)
+
+
+def _room_for(folder: Path, paths: list[str]) -> None:
+    """Refuse before pushing when the folder holds other files where the project's go."""
+    in_the_way = [p for p in paths if os.path.lexists(folder / p)]
+    if in_the_way:
+        raise PullConflict([], in_the_way)
 
 
 COMMANDS = (run, init)

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from providers.contract import Branch, TreeEntry
 from providers.names import check_repo_path, is_sha
 from service.deps import ProjectContext, Reader, Writer
+from service.settings import Role
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["projects"])
 
@@ -27,6 +28,7 @@ class BranchOut(BaseModel):
     head: str
     protected: bool
     read_only: bool
+    can_push: bool | None = None
 
 
 class NewBranch(BaseModel):
@@ -48,8 +50,13 @@ def resolve(ctx: ProjectContext, ref: str | None) -> str:
 
 
 def _branch(ctx: ProjectContext, b: Branch) -> BranchOut:
+    may_write = ctx.token is None or ctx.token.role >= Role.WRITE
     return BranchOut(
-        name=b.name, head=b.head, protected=b.protected, read_only=ctx.policy.is_read_only(b.name)
+        name=b.name,
+        head=b.head,
+        protected=b.protected,
+        read_only=ctx.policy.is_read_only(b.name),
+        can_push=False if not may_write else b.can_push,
     )
 
 

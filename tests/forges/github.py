@@ -92,14 +92,20 @@ class GitHubDouble(ForgeDouble):
         self.route("POST", "/api/graphql", self.graphql.handle)
 
     # ---- forge-wide behaviour --------------------------------------------------------
+    def presented_token(self, request: Request) -> str | None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        return value if scheme.lower() in ("token", "bearer") else None
+
     def authorized(self, request: Request) -> bool:
         if request.path.startswith("/_codeload/"):
             return request.query.get("token") in self._codeload_tokens
-        if self.token is None:
-            return True
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        return scheme.lower() in ("token", "bearer") and value == self.token
+        return super().authorized(request)
+
+    def forbidden(self, request: Request) -> Response | None:
+        """GitHub's 403 for a write with a token that may only read."""
+        if request.role == "read":
+            return error(403, "Resource not accessible by personal access token")
+        return None
 
     def unauthorized(self) -> Response:
         return error(401, "Bad credentials")
@@ -177,17 +183,21 @@ class GitHubDouble(ForgeDouble):
                     "size": 0 if not gitdata.heads(repo) else 1,
                     "owner": {"login": owner, "id": 1, "type": "User"},
                     "permissions": {
-                        "admin": True,
-                        "maintain": True,
-                        "push": True,
-                        "triage": True,
+                        "admin": request.role == "admin",
+                        "maintain": request.role == "admin",
+                        "push": request.role in ("write", "admin"),
+                        "triage": request.role in ("write", "admin"),
                         "pull": True,
                     },
                 },
             )
 
+    def is_protected(self, full_name: str, branch: str) -> bool:
+        """Whether a branch protection rule covers the branch."""
+        return branch in self.protected.get(full_name, set())
+
     def _branch_json(self, request: Request, name: str, sha: str) -> dict[str, Any]:
-        protected = name in self.protected.get(self.full_name(request), set())
+        protected = self.is_protected(self.full_name(request), name)
         return {
             "name": name,
             "commit": {"sha": sha, "url": f"{self.repo_url(request)}/commits/{sha}"},
@@ -328,6 +338,9 @@ class GitHubDouble(ForgeDouble):
         return self.ok(request, 200, items)
 
     def create_ref(self, request: Request) -> Response:
+        refused = self.forbidden(request)
+        if refused:
+            return refused
         body = request.json()
         ref, sha = body.get("ref", ""), body.get("sha", "")
         if not ref.startswith("refs/") or ref.count("/") < 2:
@@ -354,8 +367,13 @@ class GitHubDouble(ForgeDouble):
             return self.ok(request, 201, self._ref_json(request, name, sha))
 
     def update_ref(self, request: Request) -> Response:
+        refused = self.forbidden(request)
+        if refused:
+            return refused
         body = request.json()
         name = request.params["ref"].removeprefix("heads/")
+        if self.is_protected(self.full_name(request), name) and request.role != "admin":
+            return error(422, f"Protected branch update failed for refs/heads/{name}.")
         sha, force = body.get("sha", ""), bool(body.get("force", False))
         with (
             self.write_lock(self.full_name(request)),
@@ -374,6 +392,9 @@ class GitHubDouble(ForgeDouble):
             return self.ok(request, 200, self._ref_json(request, name, sha))
 
     def delete_ref(self, request: Request) -> Response:
+        refused = self.forbidden(request)
+        if refused:
+            return refused
         name = request.params["ref"].removeprefix("heads/")
         with (
             self.write_lock(self.full_name(request)),
@@ -387,6 +408,9 @@ class GitHubDouble(ForgeDouble):
     # ---- git data --------------------------------------------------------------------
     def _writable(self, request: Request) -> tuple[Response | None, str]:
         name = self.full_name(request)
+        refused = self.forbidden(request)
+        if refused:
+            return refused, name
         with self.open_repo(name) as repo:
             if repo is None:
                 return self.not_found(), name
@@ -667,6 +691,9 @@ class GitHubDouble(ForgeDouble):
 
     def put_contents(self, request: Request) -> Response:
         """Create or update one file; on an empty repository this makes the first commit."""
+        refused = self.forbidden(request)
+        if refused:
+            return refused
         body = request.json()
         path = request.params["path"]
         name = self.full_name(request)
@@ -748,6 +775,9 @@ class GitHubDouble(ForgeDouble):
         return self.ok(request, 200, page, link)
 
     def create_pull(self, request: Request) -> Response:
+        refused = self.forbidden(request)
+        if refused:
+            return refused
         body = request.json()
         name = self.full_name(request)
         head_ref = body.get("head", "").rpartition(":")[2]

@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from dulwich.repo import Repo
 
@@ -77,13 +77,25 @@ class GitLabDouble(ForgeDouble):
             self.route(method, API + pattern, self._in_project(handler))
 
     # ---- forge-wide behaviour --------------------------------------------------------
-    def authorized(self, request: Request) -> bool:
-        if self.token is None:
-            return True
+    LEVELS: ClassVar[dict[str, int]] = {"read": 20, "write": 30, "admin": 40}
+    """GitLab access levels: Reporter, Developer, Maintainer."""
+
+    def presented_token(self, request: Request) -> str | None:
         bearer = request.headers.get("authorization", "")
-        return (
-            request.headers.get("private-token") == self.token or bearer == f"Bearer {self.token}"
-        )
+        return request.headers.get("private-token") or bearer.removeprefix("Bearer ") or None
+
+    def forbidden(self, request: Request, path: str, branch: str | None = None) -> Response | None:
+        """GitLab's 403 for a Reporter's write, or a Developer's push to a protected branch."""
+        if not self.can_push(request, path, branch):
+            return error(403, "403 Forbidden")
+        return None
+
+    def can_push(self, request: Request, path: str, branch: str | None) -> bool:
+        """What the branches API reports as `can_push` for this token."""
+        level = self.LEVELS[request.role]
+        if branch is not None and branch in self.protected.get(path, set()):
+            return level >= self.LEVELS["admin"]
+        return level >= self.LEVELS["write"]
 
     def unauthorized(self) -> Response:
         return error(401, "401 Unauthorized")
@@ -159,6 +171,13 @@ class GitLabDouble(ForgeDouble):
                     "web_url": f"{self.url}/{path}",
                     "empty_repo": not gitdata.heads(repo),
                     "visibility": "private",
+                    "permissions": {
+                        "project_access": {
+                            "access_level": self.LEVELS[request.role],
+                            "notification_level": 3,
+                        },
+                        "group_access": None,
+                    },
                 },
             )
 
@@ -182,7 +201,9 @@ class GitLabDouble(ForgeDouble):
             "web_url": f"{self.url}/{path}/-/commit/{sha}",
         }
 
-    def _branch_json(self, repo: Repo, path: str, name: str, sha: str) -> dict[str, Any]:
+    def _branch_json(
+        self, request: Request, repo: Repo, path: str, name: str, sha: str
+    ) -> dict[str, Any]:
         return {
             "name": name,
             "commit": self._commit_json(repo, sha, path),
@@ -191,7 +212,7 @@ class GitLabDouble(ForgeDouble):
             "default": name == gitdata.default_branch(repo),
             "developers_can_push": False,
             "developers_can_merge": False,
-            "can_push": True,
+            "can_push": self.can_push(request, path, name),
             "web_url": f"{self.url}/{path}/-/tree/{name}",
         }
 
@@ -199,7 +220,8 @@ class GitLabDouble(ForgeDouble):
         with self.open_repo(path) as repo:
             assert repo is not None
             items = [
-                self._branch_json(repo, path, n, s) for n, s in sorted(gitdata.heads(repo).items())
+                self._branch_json(request, repo, path, n, s)
+                for n, s in sorted(gitdata.heads(repo).items())
             ]
         return self._paged(request, items)
 
@@ -209,7 +231,9 @@ class GitLabDouble(ForgeDouble):
             sha = gitdata.heads(repo).get(request.params["branch"])
             if sha is None:
                 return error(404, "404 Branch Not Found")
-            return Response.json(200, self._branch_json(repo, path, request.params["branch"], sha))
+            return Response.json(
+                200, self._branch_json(request, repo, path, request.params["branch"], sha)
+            )
 
     def _form(self, request: Request) -> dict[str, Any]:
         data: dict[str, Any] = dict(request.query)
@@ -222,6 +246,9 @@ class GitLabDouble(ForgeDouble):
         return data
 
     def create_branch(self, request: Request, path: str) -> Response:
+        refused = self.forbidden(request, path)
+        if refused:
+            return refused
         form = self._form(request)
         name, ref = form.get("branch", ""), form.get("ref", "")
         with self.write_lock(path), self.open_repo(path) as repo:
@@ -243,7 +270,7 @@ class GitLabDouble(ForgeDouble):
                     f"Failed to create branch '{name}': 'refs/heads/{clash}' exists; cannot create 'refs/heads/{name}'",  # noqa: E501 - the forge's own words
                 )
             gitdata.set_head(repo, name, None, sha)
-            return Response.json(201, self._branch_json(repo, path, name, sha))
+            return Response.json(201, self._branch_json(request, repo, path, name, sha))
 
     def list_protected(self, request: Request, path: str) -> Response:
         items = [
@@ -428,6 +455,9 @@ class GitLabDouble(ForgeDouble):
         )
         if not branch or not message or not isinstance(actions, list) or not actions:
             return error(400, "branch, commit_message, actions are missing")
+        refused = self.forbidden(request, path, str(branch))
+        if refused:
+            return refused
         with self.write_lock(path), self.open_repo(path) as repo:
             assert repo is not None
             self.commit_calls += 1
@@ -553,6 +583,9 @@ class GitLabDouble(ForgeDouble):
         return self._paged(request, items)
 
     def create_mr(self, request: Request, path: str) -> Response:
+        refused = self.forbidden(request, path)
+        if refused:
+            return refused
         body = self._form(request)
         source, target = body.get("source_branch", ""), body.get("target_branch", "")
         with self.write_lock(path), self.open_repo(path) as repo:

@@ -65,12 +65,16 @@ class GraphQLEndpoint:
                 200,
                 {"errors": [{"message": "this double expects the input as the $input variable"}]},
             )
-        return self._commit(value)
+        return self._commit(value, request.role)
 
-    def _commit(self, value: dict[str, Any]) -> Response:
+    def _commit(self, value: dict[str, Any], role: str) -> Response:
         branch = value["branch"]
         full_name = branch.get("repositoryNameWithOwner", "")
         name = (branch.get("branchName") or "").removeprefix("refs/heads/")
+        if role == "read":
+            return _error("FORBIDDEN", "Resource not accessible by personal access token")
+        if self.double.is_protected(full_name, name) and role != "admin":
+            return _error("FORBIDDEN", f"Protected branch update failed for refs/heads/{name}.")
         with self.double.write_lock(full_name), self.double.open_repo(full_name) as repo:
             if repo is None:
                 return _error(

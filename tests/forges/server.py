@@ -31,6 +31,8 @@ class Request:
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    role: str = "write"
+    """What the presented token may do: 'read', 'write' or 'admin' (see `ForgeDouble.roles`)."""
 
     def json(self) -> Any:
         """The body as JSON (forms and queries are merged in by GitLab routes)."""
@@ -107,6 +109,12 @@ class ForgeDouble:
     ):
         self.repos_dir = Path(repos_dir)
         self.token = token
+        self.roles: dict[str, str] = {token: "write"} if token else {}
+        """Accepted tokens and what each may do: 'read' (pull only, GitHub's read
+        collaborator or GitLab's Reporter), 'write' (push; GitLab's Developer), 'admin'."""
+        self.echo_token = False
+        """When set, error bodies echo the request's Authorization header, as a careless
+        proxy might: the client must never print it."""
         self.routes: list[Route] = []
         self.faults: list[Fault] = []
         self.log: list[LogEntry] = []
@@ -211,8 +219,22 @@ class ForgeDouble:
         """Add a route; `pattern` is a regex with named groups, matched on the full path."""
         self.routes.append((method, re.compile(f"^{pattern}$"), handler))
 
+    def add_token(self, token: str, role: str) -> None:
+        """Accept another token with a role ('read', 'write' or 'admin')."""
+        self.roles[token] = role
+
+    def presented_token(self, request: Request) -> str | None:
+        """The token a request carries, in this forge's header."""
+        return None
+
     def authorized(self, request: Request) -> bool:
-        """Whether the request carries an accepted token."""
+        """Whether the request carries an accepted token; sets `request.role`."""
+        if not self.roles:
+            return True
+        role = self.roles.get(self.presented_token(request) or "")
+        if role is None:
+            return False
+        request.role = role
         return True
 
     def unauthorized(self) -> Response:
@@ -249,6 +271,13 @@ class ForgeDouble:
         if not self.authorized(request):
             return self.unauthorized(), False
         response = self._route(request)
+        if self.echo_token and response.status >= 400:
+            echoed = request.headers.get("authorization") or request.headers.get(
+                "private-token", ""
+            )
+            response.body = response.body.rstrip(b"}") + (
+                b', "request_headers": "Authorization: ' + echoed.encode() + b'"}'
+            )
         if fault and fault.drop_after_apply:
             return response, True
         return response, False

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.conftest import FIXTURES, PLUGIN, Runner
+from tests.client.conftest import FIXTURES, PLUGIN, Runner, seed_project
+from tests.client.test_container_workspace import assert_bundled, read_only_runner
 from tests.conftest import TOKEN, ForgeEnv
 from tests.service.conftest import READ, WRITE, Service
 
@@ -45,3 +46,27 @@ def test_runner_story_through_the_service(
     reported = service.get("/workspaces", token=READ).json()
     assert [(w["id"], w["branch"], w["dirty"]) for w in reported] == [("runner-7", "main", [])]
     assert env.requests("GET", r"/tarball/") <= 3, "archives came from the service's cache"
+
+
+@on_github
+def test_a_read_service_token_runs_read_only_and_bundles_the_change(
+    service: Service, env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    base = seed_project(env)
+    run = read_only_runner(env, tmp_path, no_git, READ)
+    run.base.update(
+        MELTANO_FORGE_REPO=str(service.client.base_url).rstrip("/") + "/v1/projects/warehouse",
+        MELTANO_FORGE_PROVIDER="",
+        MELTANO_FORGE_API_URL="",
+    )
+    folder = tmp_path / "ws"
+    result = run(
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo '# made anyway' >> meltano.yml",
+        MELTANO_FORGE_PROJECT_DIR=str(folder),
+    )
+    assert_bundled(result, folder, base)
+    assert env.head("development") == base
