@@ -54,6 +54,7 @@ def commit(
     keep, outcome.held = screen(ws.root, local, secret_globs, allowed)
     if not keep:
         return outcome
+    ws.check_links_after(keep)
     changes = ws.change_set(keep)
     outcome.paths = [c.path for c in changes]
     try:

@@ -47,7 +47,7 @@ from providers.errors import (
     UnsafeInput,
 )
 from providers.gitobjects import blob_sha
-from providers.safety import Limits
+from providers.safety import Limits, check_links
 
 
 class PullConflict(Exception):
@@ -346,6 +346,20 @@ class Workspace:
             new = None if change.kind == "deleted" else Side.of(*self.read(change.path))
             out.append(FileDiff(change.path, old, new))
         return out
+
+    def check_links_after(self, changes: Iterable[LocalChange]) -> None:
+        """Refuse a commit that would leave a link pointing out of the project, through
+        any chain of the workspace's links (the rule a pull applies to the same tree)."""
+        manifest = self.manifest
+        changed = {c.path: c for c in changes}
+        links: dict[str, str] = {}
+        for rel, record in manifest.files.items():
+            if record.file_mode is FileMode.SYMLINK and rel not in changed:
+                links[rel] = os.readlink(self.root / rel) if self._present(rel) else ""
+        for rel, change in changed.items():
+            if change.kind != "deleted" and change.mode is FileMode.SYMLINK:
+                links[rel] = os.readlink(self.root / rel)
+        check_links({rel: target for rel, target in links.items() if target})
 
     def record_committed(self, changes: Iterable[LocalChange], new_base: str) -> None:
         """After a commit that holds exactly `changes` on top of the workspace's base."""

@@ -344,18 +344,16 @@ class GitHubForge:
         message: str,
         author: Author | None = None,
     ) -> CommitResult:
-        """Atomic commit; rebases over disjoint upstream changes, else `Conflict`."""
+        """Atomic commit; rebases over disjoint upstream changes, else `Conflict`. A
+        missing branch starts at `expected_head`, else at the default branch's head."""
         check_branch_name(branch)
-        changeset.validate(changes)
-        head = expected_head
-        if head is None:
+        changeset.validate(changes, self.config.archive_limits)
+        if expected_head is None:
             try:
-                head = self.branch(branch).head
+                expected_head = self.branch(branch).head  # a plain commit on the head
             except NotFound:
-                return self._root_commit(branch, changes, message, author)
-            changeset.rebase_or_conflict(
-                changes, None, head, lambda a, b: changeset.changed_since(self, a, b)
-            )
+                return self._new_branch(branch, None, changes, message, author)
+        head = expected_head
         use_graphql = self.config.graphql_commits and author is None and self._graphql_can(changes)
         for attempt in range(RACE_ATTEMPTS):
             if attempt:
@@ -367,7 +365,10 @@ class GitHubForge:
                     sha = self._rest_commit(branch, head, changes, message, author)
                 return CommitResult(sha, head, rebased=head != expected_head)
             except _Refused as exc:
-                if not (exc.kind == "STALE_DATA" or "not a fast forward" in exc.message.lower()):
+                lowered = exc.message.lower()
+                if exc.kind == "NOT_FOUND" or "reference does not exist" in lowered:
+                    return self._new_branch(branch, expected_head, changes, message, author)
+                if not (exc.kind == "STALE_DATA" or "not a fast forward" in lowered):
                     raise
             current = self.branch(branch).head
             changeset.rebase_or_conflict(
@@ -376,6 +377,35 @@ class GitHubForge:
             head = current
         msg = f"The branch '{branch}' kept moving while committing"
         raise Unavailable(msg, "Try again in a moment")
+
+    def _new_branch(
+        self,
+        branch: str,
+        start: str | None,
+        changes: Sequence[FileChange],
+        message: str,
+        author: Author | None,
+    ) -> CommitResult:
+        """The branch is missing: commit on `start` (else the default branch's head) and
+        create the ref at the new commit, so the branch appears with its commit or not at
+        all. Only an empty repository gets a first commit without a parent."""
+        parent = start or self._default_head(branch)
+        if parent is None:
+            return self._root_commit(branch, changes, message, author)
+        sha = self._rest_commit(branch, parent, changes, message, author, create=True)
+        return CommitResult(sha, parent)
+
+    def _default_head(self, branch: str) -> str | None:
+        default = self._repository().default_branch
+        try:
+            return self.branch(default).head
+        except NotFound:
+            if not self.branches():
+                return None
+            msg = (
+                f"The branch '{branch}' does not exist and there is no '{default}' to start it from"
+            )
+            raise NotFound(msg, "Give the commit to start it from (a base SHA)") from None
 
     @staticmethod
     def _graphql_can(changes: Sequence[FileChange]) -> bool:
@@ -418,6 +448,8 @@ class GitHubForge:
         changes: Sequence[FileChange],
         message: str,
         author: Author | None,
+        *,
+        create: bool = False,
     ) -> str:
         elements = self._tree_elements(changes)
         parents = [self._git_commit(parent)] if parent else []
@@ -434,7 +466,7 @@ class GitHubForge:
             lambda: self._repo.create_git_commit(message, tree, parents, author=who),
         )
         self._commits[new.sha] = new
-        if parent is None:
+        if parent is None or create:
             self._call(
                 f"create branch '{branch}'",
                 lambda: self._repo.create_git_ref(f"refs/heads/{branch}", new.sha),
@@ -496,13 +528,8 @@ class GitHubForge:
     def _root_commit(
         self, branch: str, changes: Sequence[FileChange], message: str, author: Author | None
     ) -> CommitResult:
-        """First commit of a branch that does not exist; on an empty repository the
-        contents API must make the very first commit, the rest follows on top of it."""
-        try:
-            sha = self._rest_commit(branch, None, changes, message, author)
-            return CommitResult(sha, None)
-        except _EmptyRepository:
-            pass
+        """The first commit of an empty repository: GitHub refuses the Git Data API there
+        (409), so the contents API makes it with one file and the rest follows on top."""
         first = next(
             (c for c in changes if c.content is not None and c.mode is FileMode.REGULAR), None
         )

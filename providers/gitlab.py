@@ -297,9 +297,11 @@ class GitLabForge:
         message: str,
         author: Author | None = None,
     ) -> CommitResult:
-        """One commits-API request; GitLab itself checks each file against `expected_head`."""
+        """One commits-API request; GitLab itself checks each file against `expected_head`.
+        A missing branch starts at `expected_head`, else at the default branch's head
+        (GitLab's `start_sha`), in the same request that makes the commit."""
         check_branch_name(branch)
-        changeset.validate(changes)
+        changeset.validate(changes, self.config.archive_limits)
         payload: dict[str, Any] = {
             "branch": branch,
             "commit_message": message,
@@ -308,13 +310,18 @@ class GitLabForge:
         if author:
             payload.update(author_name=author.name, author_email=author.email)
         try:
-            created = self._call(
-                f"commit to '{branch}'",
-                lambda: self._project.commits.create(payload),
-                verify=lambda: self._find_landed(branch, message, changes),
-            )
+            created = self._post_commit(branch, payload, message, changes)
         except _Refused as exc:
-            if not any(m in exc.message.lower() for m in _STALE_MESSAGES):
+            lowered = exc.message.lower()
+            if "only create or edit files when you are on a branch" in lowered:
+                start = expected_head or self._default_head(branch)
+                payload["actions"] = self._actions(changes, None)
+                if start is not None:
+                    payload["start_sha"] = start
+                created = self._post_commit(branch, payload, message, changes)
+                parents = list(created.parent_ids or [])
+                return CommitResult(created.id, parents[0] if parents else None)
+            if not any(m in lowered for m in _STALE_MESSAGES):
                 raise
             current = self.branch(branch).head
             overlap = changeset.paths(changes) & changeset.changed_since(
@@ -323,7 +330,29 @@ class GitLabForge:
             raise Conflict(overlap or changeset.paths(changes)) from exc
         parents = list(created.parent_ids or [])
         parent = parents[0] if parents else None
-        return CommitResult(created.id, parent, rebased=parent != expected_head)
+        rebased = expected_head is not None and parent != expected_head
+        return CommitResult(created.id, parent, rebased=rebased)
+
+    def _post_commit(
+        self, branch: str, payload: dict[str, Any], message: str, changes: Sequence[FileChange]
+    ) -> Any:
+        return self._call(
+            f"commit to '{branch}'",
+            lambda: self._project.commits.create(payload),
+            verify=lambda: self._find_landed(branch, message, changes),
+        )
+
+    def _default_head(self, branch: str) -> str | None:
+        default = self.repository().default_branch
+        try:
+            return self.branch(default).head
+        except NotFound:
+            if not self.branches():
+                return None
+            msg = (
+                f"The branch '{branch}' does not exist and there is no '{default}' to start it from"
+            )
+            raise NotFound(msg, "Give the commit to start it from (a base SHA)") from None
 
     def _actions(
         self, changes: Sequence[FileChange], expected_head: str | None

@@ -61,6 +61,7 @@ class LocalForge:
         self.path = Path(config.location.api_url)
         self.web_url = config.location.web_url
         self.default_author = config.default_author or system_author()
+        self.limits = config.archive_limits
 
     @classmethod
     def create(cls, config: ForgeConfig, default_branch: str = "main") -> LocalForge:
@@ -222,9 +223,11 @@ class LocalForge:
         message: str,
         author: Author | None = None,
     ) -> CommitResult:
-        """Build the commit on the current head and move the ref with compare-and-swap."""
+        """Build the commit on the current head and move the ref with compare-and-swap. A
+        missing branch starts at `expected_head`, else at the default branch's head (the
+        first commit only in an empty repository)."""
         check_branch_name(branch)
-        changeset.validate(changes)
+        changeset.validate(changes, self.limits)
         ref = gitobjects.branch_ref(branch)
         who = author or self.default_author
         with self._repo() as repo:
@@ -239,21 +242,42 @@ class LocalForge:
             ]
             for _ in range(_LOCK_ATTEMPTS):
                 head = self._current(repo, ref)
-                if head != expected_head and head is not None:
-                    changeset.rebase_or_conflict(
-                        changes, expected_head, head, lambda a, b: self._changed(repo, a, b)
-                    )
-                base_tree = self._commit_object(repo, head).tree if head else None
+                if head is None:
+                    base = parent = expected_head or self._default_head(repo, branch)
+                    if parent is not None:
+                        self._commit_object(repo, parent)
+                else:
+                    base, parent = expected_head or head, head
+                    if head != base:
+                        changeset.rebase_or_conflict(
+                            changes, base, head, lambda a, b: self._changed(repo, a, b)
+                        )
+                base_tree = self._commit_object(repo, parent).tree if parent else None
                 tree = gitobjects.apply_edits(store, base_tree, blobs)
-                parents = [gitobjects.oid(head)] if head else []
+                parents = [gitobjects.oid(parent)] if parent else []
                 new = gitobjects.make_commit(store, tree, parents, message, (who.name, who.email))
                 if self._swap(repo, ref, head, new):
-                    return CommitResult(new.decode(), head, rebased=head != expected_head)
+                    return CommitResult(new.decode(), parent, rebased=parent != base)
         msg = f"The branch '{branch}' is being updated too often to commit"
         raise Unavailable(
             msg,
             "Try again in a moment",
         )
+
+    def _default_head(self, repo: Repo, branch: str) -> str | None:
+        """Where a new branch starts when no base is given: the default branch's head, or
+        nothing in an empty repository. Refuses rather than make an orphan branch."""
+        heads = repo.refs.as_dict(gitobjects.HEADS)
+        if not heads:
+            return None
+        default = self.repository().default_branch
+        sha = heads.get(Ref(default.encode()))
+        if sha is None:
+            msg = (
+                f"The branch '{branch}' does not exist and there is no '{default}' to start it from"
+            )
+            raise NotFound(msg, "Give the commit to start it from (a base SHA)")
+        return sha.decode()
 
     @staticmethod
     def _current(repo: Repo, ref: Ref) -> str | None:

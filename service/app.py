@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from client.policy import ReadOnlyBranch
+from providers.config import ProviderKind
 from providers.errors import ProviderError
 from service import problems, redeploys
 from service.archive_cache import ArchiveCache
+from service.auth import BearerGate
 from service.deps import ServiceState
 from service.events import EventBroker
 from service.outbox import OutboxPolicy, OutboxWorker
@@ -31,6 +34,16 @@ def build_state(settings: ServiceSettings) -> ServiceState:
         ArchiveCache(settings.cache_dir, settings.cache_max_bytes),
         EventBroker(),
     )
+
+
+def hidden_paths(state: ServiceState) -> tuple[str, ...]:
+    """Server paths that must never reach an API caller: local repositories, the cache."""
+    paths = [str(state.settings.cache_dir.resolve())]
+    for project in state.projects.projects:
+        location = project.forge_config().location
+        if location.kind is ProviderKind.LOCAL:
+            paths.append(location.api_url)
+    return tuple(sorted(paths, key=len, reverse=True))
 
 
 def outbox_worker(state: ServiceState) -> OutboxWorker:
@@ -83,6 +96,9 @@ def create_app(
         description="Git-aware Meltano projects over the GitHub and GitLab APIs.",
     )
     app.state.service = service_state
+    app.state.hidden = hidden_paths(service_state)
+    app.add_middleware(BearerGate, projects=service_state.projects)
+    app.add_exception_handler(StarletteHTTPException, problems.handle_http)
     app.add_exception_handler(problems.Problem, problems.handle_problem)
     app.add_exception_handler(ProviderError, problems.handle_domain)
     app.add_exception_handler(ReadOnlyBranch, problems.handle_domain)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hmac
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service import problems
 from service.problems import Problem
 from service.settings import ApiToken, ProjectsFile, Role
 
@@ -33,3 +36,26 @@ def authorize(
             f"This token has the {found.role.name.lower()} role; {role.name.lower()} is needed",
         )
     return found
+
+
+class BearerGate:
+    """Refuse `/v1` requests that carry no known API token before anything else happens:
+    a bad body from an unknown caller gets a 401, never a 422 that describes our schema.
+    Webhooks are verified by their signatures instead; scopes are checked per route."""
+
+    def __init__(self, app: ASGIApp, projects: ProjectsFile) -> None:
+        self.app = app
+        self.projects = projects
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Let the request through, or answer 401 at once."""
+        path = str(scope.get("path", ""))
+        if scope["type"] == "http" and path.startswith("/v1/") and not path.endswith("/webhooks"):
+            headers = dict(scope.get("headers") or [])
+            header = headers.get(b"authorization", b"").decode("latin-1") or None
+            try:
+                authorize(self.projects, header, None, Role.READ)
+            except Problem as refused:
+                await problems.response(refused, path)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from client.policy import BranchPolicy
 from providers.contract import Forge
@@ -15,6 +16,7 @@ from providers.registry import open_forge
 from service.archive_cache import ArchiveCache
 from service.auth import authorize
 from service.events import EventBroker
+from service.heads import BranchHeads
 from service.problems import Problem
 from service.settings import ApiToken, ProjectConfig, ProjectsFile, Role, ServiceSettings
 
@@ -28,14 +30,23 @@ class ServiceState:
     engine: sa.Engine
     cache: ArchiveCache
     events: EventBroker
+    heads: BranchHeads = field(default_factory=BranchHeads)
     _forges: dict[str, Forge] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _commit_locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
+
+    def commit_lock(self, project: str, branch: str) -> threading.Lock:
+        """One commit at a time per branch in this process: concurrent commits to one
+        branch would only race for its ref and retry against each other."""
+        with self._lock:
+            return self._commit_locks.setdefault((project, branch), threading.Lock())
 
     def forge(self, project: ProjectConfig) -> Forge:
         """The project's adapter (one per project, shared by requests)."""
         with self._lock:
             if project.name not in self._forges:
-                self._forges[project.name] = open_forge(project.forge_config())
+                config = project.forge_config(self.settings.limits)
+                self._forges[project.name] = open_forge(config)
             return self._forges[project.name]
 
     def close(self) -> None:
@@ -47,12 +58,13 @@ class ServiceState:
 
 @dataclass(frozen=True)
 class ProjectContext:
-    """A route's project: its configuration, adapter and branch policy."""
+    """A route's project: its configuration, adapter, branch policy and the service."""
 
     config: ProjectConfig
     forge: Forge
     policy: BranchPolicy
     token: ApiToken | None
+    state: ServiceState
 
 
 def get_state(request: Request) -> ServiceState:
@@ -64,19 +76,35 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def _project(role: Role):  # type: ignore[no-untyped-def]
-    def dependency(
-        project: str, state: StateDep, authorization: Annotated[str | None, Header()] = None
+class ProjectAccess:
+    """The dependency behind `Reader`, `Writer` and `Admin`: the route's project, for a
+    token that may act on it with `role` (401 without a known token, 403 below it)."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    def __call__(
+        self,
+        project: str,
+        state: StateDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> ProjectContext:
-        token = authorize(state.projects, authorization, project, role)
+        """Authorize, then find the project."""
+        header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+        token = authorize(state.projects, header, project, self.role)
         config = state.projects.project(project)
         if config is None:
             raise Problem(404, "Not found", f"No project named '{project}'")
         policy = BranchPolicy(config.working_branch, config.protected_branches)
-        return ProjectContext(config, state.forge(config), policy, token)
-
-    return dependency
+        return ProjectContext(config, state.forge(config), policy, token, state)
 
 
-Reader = Annotated[ProjectContext, Depends(_project(Role.READ))]
-Writer = Annotated[ProjectContext, Depends(_project(Role.WRITE))]
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An API token from the projects file; its role (read, write, admin) and "
+    "projects decide what it may do. Each operation names the role it needs as a scope.",
+)
+Reader = Annotated[ProjectContext, Security(ProjectAccess(Role.READ), scopes=["read"])]
+Writer = Annotated[ProjectContext, Security(ProjectAccess(Role.WRITE), scopes=["write"])]
+Admin = Annotated[ProjectContext, Security(ProjectAccess(Role.ADMIN), scopes=["admin"])]

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from client.policy import ReadOnlyBranch
+from client.policy import ReadOnly, ReadOnlyBranch
 from providers.errors import (
     AuthenticationFailed,
     Conflict,
@@ -32,23 +32,35 @@ class Problem(Exception):
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
 
 
-_STATUS: list[tuple[type[BaseException], int, str]] = [
-    (ReadOnlyBranch, 403, "Read-only branch"),
-    (Conflict, 409, "Conflict"),
-    (NotFound, 404, "Not found"),
-    (UnsafeInput, 422, "Unsafe input"),
-    (InvalidRequest, 400, "Invalid request"),
-    (RateLimited, 503, "Forge rate limit"),
-    (Unavailable, 503, "Forge unavailable"),
-    (AuthenticationFailed, 502, "The forge rejected the service's token"),
-    (PermissionDenied, 502, "The service's token may not do this on the forge"),
-    (ProviderError, 502, "Forge error"),
+_STATUS: list[tuple[type[BaseException], int, str, str]] = [
+    (ReadOnlyBranch, 403, "Read-only branch", ""),
+    (Conflict, 409, "Conflict", "Read the branch again, merge, and send the commit again"),
+    (NotFound, 404, "Not found", "Check the branch, commit or path"),
+    (UnsafeInput, 422, "Unsafe input", "Nothing was written; change the input"),
+    (InvalidRequest, 400, "Invalid request", "Change the request"),
+    (RateLimited, 503, "Forge rate limit", "Try again later"),
+    (Unavailable, 503, "Forge unavailable", "Try again later"),
+    (
+        AuthenticationFailed,
+        502,
+        "The forge rejected the service's token",
+        "An administrator must renew the project's forge token",
+    ),
+    (
+        PermissionDenied,
+        502,
+        "The service's token may not do this on the forge",
+        "An administrator must give the project's forge token more access",
+    ),
+    (ProviderError, 502, "Forge error", "Try again later"),
 ]
 
 
-def from_error(error: BaseException) -> Problem:
-    """The problem for a domain error."""
-    for kind, status, title in _STATUS:
+def from_error(error: BaseException, hide: tuple[str, ...] = ()) -> Problem:
+    """The problem for a domain error, in the service's own words: the reason, and what a
+    caller of this API can do (never the CLI's settings or environment variables). `hide`
+    lists strings (a local repository's path) that must not reach a caller."""
+    for kind, status, title, instruction in _STATUS:
         if isinstance(error, kind):
             extra: dict[str, Any] = {}
             if isinstance(error, Conflict):
@@ -56,8 +68,29 @@ def from_error(error: BaseException) -> Problem:
             retry_at = getattr(error, "retry_at", None)
             if retry_at is not None:
                 extra["retry_at"] = retry_at.isoformat()
-            return Problem(status, title, redact(str(error)), **extra)
+            if isinstance(error, ReadOnlyBranch):
+                detail = _read_only(error)
+            else:
+                reason = getattr(error, "reason", str(error))
+                detail = f"{reason}. {instruction}." if instruction else f"{reason}."
+            for secret in hide:
+                detail = detail.replace(secret, "<repository>")
+            return Problem(status, title, redact(detail), **extra)
     return Problem(500, "Internal error", "")
+
+
+def _read_only(error: ReadOnlyBranch) -> str:
+    branch, working = error.branch, error.working
+    if error.why is ReadOnly.FORGE:
+        return f"The forge protects the branch '{branch}'. Commit to '{working}' and promote it."
+    if error.why is ReadOnly.NO_PUSH:
+        return f"The project's forge token may not push to '{branch}'."
+    if branch == working:
+        return f"The branch '{branch}' is protected in this project's configuration."
+    return (
+        f"The branch '{branch}' is protected in this project's configuration. Commit to "
+        f"'{working}' and open a promotion."
+    )
 
 
 def response(problem: Problem, instance: str = "") -> JSONResponse:
@@ -84,7 +117,18 @@ async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def handle_domain(request: Request, exc: Exception) -> JSONResponse:
     """Exception handler for provider and policy errors."""
-    return response(from_error(exc), request.url.path)
+    hide = tuple(getattr(request.app.state, "hidden", ()))
+    return response(from_error(exc, hide), request.url.path)
+
+
+async def handle_http(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (unknown routes, wrong methods) as problem documents too."""
+    status = int(getattr(exc, "status_code", 500))
+    titles = {404: "Not found", 405: "Method not allowed"}
+    detail = str(getattr(exc, "detail", "")) or titles.get(status, "")
+    if status == 404:
+        detail = f"No route {request.method} {request.url.path}"
+    return response(Problem(status, titles.get(status, "Error"), detail), request.url.path)
 
 
 async def handle_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -24,6 +24,9 @@ from service.settings import DeployTarget, ProjectConfig, ProjectsFile
 from service.storage import webhook_events
 from service.webhooks import ZERO, Push
 
+REPLAY_WINDOW = 30 * 24 * 3600.0
+"""How long a signed body is remembered: GitHub's signature has no timestamp, so a
+captured push could otherwise be replayed at any time."""
 RECOVERY_DELAY = 5.0
 """Seconds before the worker takes over a push nobody finished processing."""
 
@@ -94,20 +97,36 @@ def _decode(text: str) -> Push:
     return Push(**data)
 
 
-def accept(engine: sa.Engine, project: ProjectConfig, push: Push) -> bool:
-    """Store the push once; False when this delivery id was seen before."""
+def accept(
+    engine: sa.Engine, project: ProjectConfig, push: Push, replay_window: float = REPLAY_WINDOW
+) -> bool:
+    """Store the push once; False when this delivery id was seen before, or the same signed
+    body arrived for this project within `replay_window` seconds (a replay under a new,
+    unsigned delivery id)."""
+    now = time.time()
     with engine.begin() as connection:
-        if connection.execute(
-            sa.select(webhook_events.c.id).where(webhook_events.c.id == push.delivery_id)
-        ).first():
+        seen = connection.execute(
+            sa.select(webhook_events.c.id).where(
+                sa.or_(
+                    webhook_events.c.id == push.delivery_id,
+                    sa.and_(
+                        webhook_events.c.project == project.name,
+                        webhook_events.c.body_digest == push.digest,
+                        webhook_events.c.received_at > now - replay_window,
+                    ),
+                )
+            )
+        ).first()
+        if seen:
             return False
         connection.execute(
             webhook_events.insert().values(
                 id=push.delivery_id,
                 project=project.name,
                 event=push.event,
-                received_at=time.time(),
+                received_at=now,
                 push=_encode(push),
+                body_digest=push.digest,
             )
         )
     return True

@@ -14,6 +14,7 @@ from client.settings import Settings, SettingsError
 from providers.config import ForgeConfig
 from providers.errors import InvalidRequest
 from providers.registry import locate
+from providers.safety import Limits
 
 
 class Role(enum.IntEnum):
@@ -84,14 +85,14 @@ class ProjectConfig(BaseModel):
     def _files(cls, data: Any) -> Any:
         return _secret_from_file(_secret_from_file(data, "token"), "webhook_secret")
 
-    def forge_config(self) -> ForgeConfig:
+    def forge_config(self, limits: Limits | None = None) -> ForgeConfig:
         """The adapter configuration for this project's repository."""
         try:
             location = locate(self.repo, self.provider, self.api_url)
         except InvalidRequest as exc:
             msg = f"project {self.name}: {exc}"
             raise SettingsError(msg) from None
-        return ForgeConfig(location, token=self.token)
+        return ForgeConfig(location, token=self.token, archive_limits=limits or Limits())
 
 
 class ApiToken(BaseModel):

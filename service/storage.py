@@ -23,6 +23,8 @@ webhook_events = sa.Table(
     sa.Column("received_at", sa.Float, nullable=False),
     sa.Column("push", sa.Text, doc="the normalized push, JSON, until processed"),
     sa.Column("processed_at", sa.Float, doc="when its redeploys were enqueued"),
+    sa.Column("body_digest", sa.String(64), doc="sha256 of the signed body, against replays"),
+    sa.Index("ix_webhook_events_digest", "project", "body_digest"),
 )
 
 deliveries = sa.Table(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
+import time
 from dataclasses import dataclass
-from typing import Any
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 ZERO = "0" * 40
+TIMESTAMP_TOLERANCE = 300
+"""Seconds a signed GitLab delivery's timestamp may be from our clock (Standard Webhooks)."""
 GITHUB_COMMIT_CAP = 2048
 GITLAB_COMMIT_CAP = 20
 
@@ -35,6 +36,8 @@ class Push:
     forced: bool
     paths: frozenset[str] | None
     """Changed paths, or None when the payload cannot tell (truncated, forced, new branch)."""
+    digest: str = ""
+    """sha256 of the signed body: the same body twice is a replay, whatever its delivery id."""
 
 
 def _equal(a: str, b: str) -> bool:
@@ -59,11 +62,25 @@ def verify_github(headers: dict[str, str], body: bytes, secret: SecretStr | None
 
 
 def verify_gitlab(
-    headers: dict[str, str], body: bytes, secret: SecretStr | None, signing: SecretStr | None
+    headers: dict[str, str],
+    body: bytes,
+    secret: SecretStr | None,
+    signing: SecretStr | None,
+    now: float | None = None,
 ) -> None:
     """X-Gitlab-Token (constant time), or the signing-token form (`webhook-signature`
-    HMAC-SHA256 over `id.timestamp.body`, base64) when a signing token is configured."""
+    HMAC-SHA256 over `id.timestamp.body`, base64) when a signing token is configured. A
+    signed delivery whose timestamp is more than `TIMESTAMP_TOLERANCE` away is refused, as
+    the Standard Webhooks specification asks, so a captured delivery cannot be replayed."""
     if signing is not None and headers.get("webhook-signature"):
+        stamp = headers.get("webhook-timestamp", "")
+        current = time.time() if now is None else now
+        if not stamp.isdigit() or abs(current - int(stamp)) > TIMESTAMP_TOLERANCE:
+            msg = (
+                "webhook-timestamp is missing or more than "
+                f"{TIMESTAMP_TOLERANCE // 60} minutes from the service's clock"
+            )
+            raise BadSignature(msg)
         signed = (
             f"{headers.get('webhook-id', '')}.{headers.get('webhook-timestamp', '')}.".encode()
             + body
@@ -105,26 +122,59 @@ def delivery_id(forge: str, headers: dict[str, str], body: bytes) -> str:
     return f"{forge}:{key or hashlib.sha256(body).hexdigest()}"
 
 
+class _Commit(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    added: list[str] = Field(default_factory=list)
+    modified: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+
+
+class _Push(BaseModel):
+    """The fields of a GitHub or GitLab push payload we read; the rest is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    ref: str = ""
+    before: str | None = None
+    after: str | None = None
+    commits: list[_Commit] = Field(default_factory=list)
+    deleted: bool = False
+    forced: bool = False
+    total_commits_count: int = 0
+
+
+class BadPayload(ValueError):
+    """The body is not JSON, or not shaped like a push."""
+
+
 def parse(forge: str, headers: dict[str, str], body: bytes) -> Push | None:
-    """The push in a delivery, or None for events we ignore."""
+    """The push in a delivery, or None for events we ignore; `BadPayload` when the body is
+    not JSON or not shaped like a push (a list, `commits` of the wrong type, ...)."""
     event = headers.get("x-github-event") or headers.get("x-gitlab-event") or ""
     if (forge == "github" and event != "push") or (
         forge == "gitlab" and event not in ("Push Hook", "Tag Push Hook")
     ):
         return None
-    data: dict[str, Any] = json.loads(body)
-    ref = str(data.get("ref", ""))
+    try:
+        data = _Push.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "the body"
+        msg = f"{where}: {error['msg']}"
+        raise BadPayload(msg) from None
+    ref = data.ref
     branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
-    before, after = str(data.get("before") or ZERO), str(data.get("after") or ZERO)
-    commits = data.get("commits") or []
+    before, after = data.before or ZERO, data.after or ZERO
+    commits = data.commits
     if forge == "github":
-        deleted, forced = bool(data.get("deleted")), bool(data.get("forced"))
+        deleted, forced = data.deleted, data.forced
         truncated = len(commits) >= GITHUB_COMMIT_CAP
     else:
         deleted, forced = after == ZERO, False
-        truncated = int(data.get("total_commits_count") or 0) > len(commits)
+        truncated = data.total_commits_count > len(commits)
     paths: frozenset[str] | None = frozenset(
-        p for c in commits for key in ("added", "modified", "removed") for p in c.get(key) or []
+        p for c in commits for p in (*c.added, *c.modified, *c.removed)
     )
     if truncated or forced or before == ZERO:
         paths = None
@@ -138,4 +188,5 @@ def parse(forge: str, headers: dict[str, str], body: bytes) -> Push | None:
         deleted,
         forced,
         paths,
+        hashlib.sha256(body).hexdigest(),
     )

@@ -8,9 +8,13 @@ import binascii
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from providers import changeset
 from providers.contract import Author, FileChange, FileMode
+from providers.errors import NotFound
+from providers.safety import check_links
 from service.deps import Writer
 from service.problems import Problem
+from service.routes.projects import resolve
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["commits"])
 
@@ -57,14 +61,29 @@ def _change(change: ChangeIn) -> FileChange:
 
 @router.post("/commits", status_code=201)
 def commit(ctx: Writer, body: CommitIn) -> CommitOut:
-    """Commit atomically: 403 on a read-only branch, 409 with paths on a conflict."""
+    """Commit atomically: 403 on a read-only branch, 409 with paths on a conflict, 422 for
+    what a pull would refuse. A missing branch starts at `base_sha` (a SHA or a branch),
+    else at the default branch."""
     ctx.policy.check_writable(body.branch)
     author = (
         Author(body.author_name, body.author_email)
         if body.author_name and body.author_email
         else None
     )
-    result = ctx.forge.commit(
-        body.branch, body.base_sha, [_change(c) for c in body.changes], body.message, author
-    )
+    base = resolve(ctx, body.base_sha) if body.base_sha else None
+    changes = [_change(c) for c in body.changes]
+    changeset.validate(changes, ctx.state.settings.limits)
+    if any(c.mode is FileMode.SYMLINK for c in changes if c.content is not None):
+        start = base or _head(ctx, body.branch)
+        check_links(changeset.links_after(ctx.forge, start, changes))
+    with ctx.state.commit_lock(ctx.config.name, body.branch):
+        result = ctx.forge.commit(body.branch, base, changes, body.message, author)
+    ctx.state.heads.moved(ctx.config.name, body.branch, result.sha)
     return CommitOut(sha=result.sha, parent=result.parent, rebased=result.rebased)
+
+
+def _head(ctx: Writer, branch: str) -> str | None:
+    try:
+        return ctx.forge.branch(branch).head
+    except NotFound:
+        return None

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from providers.contract import Branch, TreeEntry
+from providers.errors import NotFound
 from providers.names import check_repo_path, is_sha
 from service.deps import ProjectContext, Reader, Writer
 from service.settings import Role
@@ -44,18 +45,29 @@ class TreeEntryOut(BaseModel):
 
 
 def resolve(ctx: ProjectContext, ref: str | None) -> str:
-    """A SHA for `ref` (a SHA, a branch, or the working branch when omitted)."""
+    """A SHA for `ref` (a SHA, a branch, or the working branch when omitted, else the
+    default branch while the working branch does not exist yet). Branch names go through
+    the service's short-lived head cache."""
+    if ref and is_sha(ref):
+        return ref
     name = ref or ctx.policy.working
-    return name if is_sha(name) else ctx.forge.branch(name).head
+    try:
+        return ctx.state.heads.head(ctx.config.name, ctx.forge, name)
+    except NotFound:
+        if ref:
+            raise
+    default = ctx.forge.repository().default_branch
+    return ctx.state.heads.head(ctx.config.name, ctx.forge, default)
 
 
 def _branch(ctx: ProjectContext, b: Branch) -> BranchOut:
     may_write = ctx.token is None or ctx.token.role >= Role.WRITE
+    read_only = ctx.policy.is_read_only(b.name)
     return BranchOut(
         name=b.name,
         head=b.head,
-        protected=b.protected,
-        read_only=ctx.policy.is_read_only(b.name),
+        protected=b.protected or read_only,
+        read_only=read_only or b.protected,
         can_push=False if not may_write else b.can_push,
     )
 

@@ -14,7 +14,48 @@ from service.settings import ProjectConfig
 router = APIRouter(prefix="/v1/projects/{project}", tags=["webhooks"])
 
 
-@router.post("/webhooks", status_code=202)
+PAYLOAD = {
+    "requestBody": {
+        "required": True,
+        "description": "A GitHub `push` or GitLab `Push Hook` payload, signed "
+        "(X-Hub-Signature-256, X-Gitlab-Token or webhook-signature); the fields read are "
+        "listed, the rest is ignored.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "ref": {"type": "string"},
+                        "before": {"type": "string"},
+                        "after": {"type": "string"},
+                        "deleted": {"type": "boolean"},
+                        "forced": {"type": "boolean"},
+                        "total_commits_count": {"type": "integer"},
+                        "commits": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    name: {"type": "array", "items": {"type": "string"}}
+                                    for name in ("added", "modified", "removed")
+                                },
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "400": {"description": "Not a webhook, or not a push payload (problem+json)"},
+        "401": {"description": "The signature or token does not match (problem+json)"},
+        "404": {"description": "No such project (problem+json)"},
+        "413": {"description": "The body is over the size limit (problem+json)"},
+    },
+}
+
+
+@router.post("/webhooks", status_code=202, openapi_extra=PAYLOAD)
 async def receive(
     project: str, request: Request, state: StateDep, tasks: BackgroundTasks
 ) -> JSONResponse:
@@ -52,8 +93,9 @@ async def receive(
         raise Problem(401, "Bad signature", str(exc)) from exc
     try:
         push = webhooks.parse(forge, headers, body)
-    except ValueError as exc:
-        raise Problem(400, "Invalid payload", "The body is not valid JSON") from exc
+    except webhooks.BadPayload as exc:
+        WEBHOOKS.labels(forge, "bad_payload").inc()
+        raise Problem(400, "Invalid payload", f"Not a push payload: {exc}") from exc
     if push is None:
         WEBHOOKS.labels(forge, "ignored").inc()
         return JSONResponse({"status": "ignored"}, status_code=202)
@@ -61,6 +103,7 @@ async def receive(
         WEBHOOKS.labels(forge, "duplicate").inc()
         return JSONResponse({"status": "duplicate", "deliveries": 0}, status_code=202)
     if push.branch:
+        state.heads.moved(project, push.branch, None if push.deleted else push.after)
         state.events.publish(
             {"type": "branch_moved", "project": project, "branch": push.branch, "sha": push.after}
         )

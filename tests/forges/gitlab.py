@@ -462,6 +462,13 @@ class GitLabDouble(ForgeDouble):
             assert repo is not None
             self.commit_calls += 1
             all_heads = gitdata.heads(repo)
+            starts = body.get("start_branch") or body.get("start_sha")
+            if starts and branch in all_heads and body.get("start_branch") != branch:
+                return error(
+                    400,
+                    f"A branch called '{branch}' already exists. Switch to that branch in order "
+                    "to make changes",
+                )
             start = (
                 body.get("start_sha")
                 or (all_heads.get(body["start_branch"]) if body.get("start_branch") else None)

@@ -272,15 +272,23 @@ class ForgeDouble:
             return self.unauthorized(), False
         response = self._route(request)
         if self.echo_token and response.status >= 400:
-            echoed = request.headers.get("authorization") or request.headers.get(
-                "private-token", ""
-            )
-            response.body = response.body.rstrip(b"}") + (
-                b', "request_headers": "Authorization: ' + echoed.encode() + b'"}'
-            )
+            response.body = self._echoed(request, response.body)
         if fault and fault.drop_after_apply:
             return response, True
         return response, False
+
+    @staticmethod
+    def _echoed(request: Request, body: bytes) -> bytes:
+        """The error body with the request's credentials in its message, as a careless
+        proxy or a debugging forge might answer."""
+        echoed = request.headers.get("authorization") or request.headers.get("private-token", "")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return body + f" (request had Authorization: {echoed})".encode()
+        if isinstance(data, dict):
+            data["message"] = f"{data.get('message', '')} (request had Authorization: {echoed})"
+        return json.dumps(data).encode()
 
     def _route(self, request: Request) -> Response:
         for method, pattern, handler in self.routes:

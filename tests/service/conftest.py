@@ -27,6 +27,8 @@ READ, WRITE, ADMIN, OTHER = (
     "other-token-0004",
 )
 WEBHOOK_SECRET = "It's a Secret to Everybody"
+MAX_BYTES = 512 * 1024
+"""The tests' service refuses files (and snapshots) over this, so caps are cheap to test."""
 
 
 @dataclass
@@ -133,6 +135,7 @@ class Service:
     client: httpx.Client
     state: ServiceState
     settings: ServiceSettings
+    app: FastAPI
 
     def get(self, path: str, token: str | None = READ, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -153,9 +156,10 @@ def service(env: ForgeEnv, tmp_path: Path, receiver: Receiver) -> Iterator[Servi
         cache_dir=tmp_path / "cache",
         outbox_base_delay=0.01,
         outbox_max_attempts=3,
+        max_archive_bytes=MAX_BYTES,
     )
     state = build_state(settings)
     app = create_app(settings, state=state, deliver=False)
     with LiveServer(app) as url, httpx.Client(base_url=url, timeout=30) as client:
-        yield Service(client, state, settings)
+        yield Service(client, state, settings, app)
     state.close()

@@ -27,10 +27,12 @@ def test_upgrade_in_place_from_the_first_schema(tmp_path: Path) -> None:
     migrate(engine)
     migrate(engine)  # idempotent
     with engine.connect() as connection:
-        row = connection.execute(sa.text("SELECT id, processed_at, push FROM webhook_events")).one()
+        row = connection.execute(
+            sa.text("SELECT id, processed_at, push, body_digest FROM webhook_events")
+        ).one()
         version = connection.execute(
             sa.text("SELECT version_num FROM alembic_version")
         ).scalar_one()
-    assert tuple(row) == ("github:1", 42.0, None), "old pushes count as processed"
-    assert version == "0002"
+    assert tuple(row) == ("github:1", 42.0, None, None), "old pushes count as processed"
+    assert version == "0003"
     engine.dispose()

@@ -249,8 +249,14 @@ def test_gitlab_signing_token_form() -> None:
     signed = b"msg_1.1700000000." + body
     good = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     headers = {"webhook-id": "msg_1", "webhook-timestamp": "1700000000", "webhook-signature": good}
-    verify_gitlab(headers, body, None, token)
+    now = 1700000000.0
+    verify_gitlab(headers, body, None, token, now=now)
+    verify_gitlab(headers, body, None, token, now=now + 299)
+    with pytest.raises(BadSignature, match="webhook-signature does not match"):
+        verify_gitlab({**headers, "webhook-signature": "v1,AAAA"}, body, None, token, now=now)
     with pytest.raises(BadSignature):
-        verify_gitlab({**headers, "webhook-signature": "v1,AAAA"}, body, None, token)
-    with pytest.raises(BadSignature):
-        verify_gitlab({**headers, "webhook-timestamp": "1700000001"}, body, None, token)
+        verify_gitlab({**headers, "webhook-timestamp": "1700000001"}, body, None, token, now=now)
+    with pytest.raises(BadSignature, match="more than 5 minutes"):
+        verify_gitlab(headers, body, None, token, now=now + 301)
+    with pytest.raises(BadSignature, match="more than 5 minutes"):
+        verify_gitlab(headers, body, None, token)  # a captured delivery, replayed today
