@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from client.meltano_yml import MeltanoYmlError, MeltanoYmlSource
 from providers.config import ForgeConfig, system_author
 from providers.contract import Author
 from providers.errors import InvalidRequest
@@ -122,6 +123,24 @@ class Settings(BaseSettings):
     workspace_id: str | None = Field(
         None, description="service mode: the name this workspace reports (default: host-folder)"
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the workspace's `meltano.yml`."""
+        given = getattr(init_settings, "init_kwargs", {}).get("project_dir")
+        folder = Path(given or os.environ.get(f"{ENV_PREFIX}PROJECT_DIR") or Path.cwd())
+        try:
+            from_yml = MeltanoYmlSource(settings_cls, folder)
+        except MeltanoYmlError as exc:
+            raise SettingsError(str(exc)) from None
+        return (init_settings, env_settings, from_yml, file_secret_settings)
 
     @field_validator("project_path")
     @classmethod

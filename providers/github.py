@@ -62,7 +62,7 @@ from providers.names import (
 )
 from providers.redaction import protect_logs
 from providers.retry import Retrier, retry_at_from_headers
-from providers.tarball import ChunkReader, read_tarball
+from providers.tarball import ChunkReader, open_tarball
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -276,13 +276,13 @@ class GitHubForge:
         cannot narrow a tarball to a folder, so `path` filters while streaming."""
         response = self._call(f"download the archive of {ref}", lambda: self._open_tarball(ref))
         try:
-            sha, entries = read_tarball(
+            with open_tarball(
                 ChunkReader(self._body(response)),
                 expected_sha=ref if is_sha(ref) else None,
                 limits=self.config.archive_limits,
                 folder=path,
-            )
-            yield Snapshot(sha, entries)
+            ) as (sha, entries):
+                yield Snapshot(sha, entries)
         finally:
             response.close()
 

@@ -58,7 +58,7 @@ from providers.names import (
 )
 from providers.redaction import protect_logs
 from providers.retry import Retrier, retry_at_from_headers
-from providers.tarball import ChunkReader, read_tarball
+from providers.tarball import ChunkReader, open_tarball
 
 T = TypeVar("T")
 _GITLAB = "GitLab"
@@ -246,13 +246,13 @@ class GitLabForge:
             ),
         )
         try:
-            sha, entries = read_tarball(
+            with open_tarball(
                 ChunkReader(self._body(chunks)),
                 expected_sha=ref if is_sha(ref) else None,
                 limits=self.config.archive_limits,
                 folder=folder,
-            )
-            yield Snapshot(sha, entries)
+            ) as (sha, entries):
+                yield Snapshot(sha, entries)
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:

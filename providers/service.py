@@ -43,7 +43,7 @@ from providers.gitobjects import blob_sha
 from providers.names import check_branch_name, check_repo_path, is_sha
 from providers.redaction import protect_logs
 from providers.retry import Retrier, retry_at_from_headers
-from providers.tarball import ChunkReader, read_tarball
+from providers.tarball import ChunkReader, open_tarball
 
 T = TypeVar("T")
 
@@ -172,13 +172,13 @@ class ServiceForge:
             msg = "The meltano-forge service did not answer"
             raise Unavailable(msg) from exc
         try:
-            sha, entries = read_tarball(
+            with open_tarball(
                 ChunkReader(response.iter_raw(64 * 1024)),
                 expected_sha=ref if is_sha(ref) else None,
                 limits=self.config.archive_limits,
                 folder=path,
-            )
-            yield Snapshot(sha, entries)
+            ) as (sha, entries):
+                yield Snapshot(sha, entries)
         finally:
             response.close()
 

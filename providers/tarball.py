@@ -18,6 +18,7 @@ import posixpath
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import IO
 
 from providers.contract import ArchiveEntry, FileMode
@@ -50,37 +51,40 @@ class ChunkReader(io.RawIOBase):
         return n
 
 
-def read_tarball(
+@contextmanager
+def open_tarball(
     stream: io.RawIOBase | io.BufferedIOBase,
     *,
     expected_sha: str | None = None,
     limits: Limits | None = None,
     folder: str = "",
-) -> tuple[str, Iterator[ArchiveEntry]]:
-    """Open a tar.gz stream; return the commit SHA and an iterator of its files.
+) -> Iterator[tuple[str, Iterator[ArchiveEntry]]]:
+    """Open a tar.gz stream; give the commit SHA and an iterator of its files, and close
+    the archive on leaving, whether or not every entry was read.
 
     The SHA comes from the pax global header; `expected_sha` is used when the header has
     none, and must agree with it when both exist. Entries have the top folder stripped."""
     limits = limits or Limits()
     try:
-        tar = tarfile.open(fileobj=stream, mode="r|gz")  # noqa: SIM115 - closed by _entries
-        first = tar.next()
+        tar = tarfile.open(fileobj=stream, mode="r|gz")  # noqa: SIM115 - closed just below
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         msg = "The archive could not be read (it is truncated or not a tar.gz)"
         raise UnsafeInput(msg) from exc
-    sha = tar.pax_headers.get("comment", "") or ""
-    if expected_sha and sha and sha != expected_sha:
-        msg = f"The archive is of commit {sha}, not the requested {expected_sha}"
-        raise UnsafeInput(msg)
-    sha = sha or expected_sha or ""
-    if not is_sha(sha):
-        msg = "The archive does not say which commit it holds"
-        raise UnsafeInput(msg)
-    entries = _entries(tar, first, limits)
-    prefix = folder.strip("/") + "/" if folder.strip("/") else ""
-    if prefix:
-        entries = (e for e in entries if e.path.startswith(prefix))
-    return sha, entries
+    with tar:
+        first = _next(tar)
+        sha = tar.pax_headers.get("comment", "") or ""
+        if expected_sha and sha and sha != expected_sha:
+            msg = f"The archive is of commit {sha}, not the requested {expected_sha}"
+            raise UnsafeInput(msg)
+        sha = sha or expected_sha or ""
+        if not is_sha(sha):
+            msg = "The archive does not say which commit it holds"
+            raise UnsafeInput(msg)
+        entries = _entries(tar, first, limits)
+        prefix = folder.strip("/") + "/" if folder.strip("/") else ""
+        if prefix:
+            entries = (e for e in entries if e.path.startswith(prefix))
+        yield sha, entries
 
 
 def _entries(
@@ -90,31 +94,30 @@ def _entries(
     count = 0
     top: str | None = None
     member = first
-    with tar:
-        while member is not None:
-            count += 1
-            if count > limits.max_entries:
-                msg = f"The archive has more than {limits.max_entries} entries"
+    while member is not None:
+        count += 1
+        if count > limits.max_entries:
+            msg = f"The archive has more than {limits.max_entries} entries"
+            raise UnsafeInput(msg)
+        name = member.name
+        if name.startswith("/") or "\\" in name:
+            msg = f"The archive holds an absolute or odd path: {name!r}"
+            raise UnsafeInput(msg)
+        head, _, rest = name.rstrip("/").partition("/")
+        top = top or head
+        if head != top:
+            msg = f"The archive has more than one top folder: {name!r}"
+            raise UnsafeInput(msg)
+        if rest and not member.isdir():
+            entry = _entry(tar, member, rest, limits)
+            total += entry.size
+            if total > limits.max_total_bytes:
+                msg = f"The archive unpacks to more than {limits.max_total_bytes:,} bytes"
                 raise UnsafeInput(msg)
-            name = member.name
-            if name.startswith("/") or "\\" in name:
-                msg = f"The archive holds an absolute or odd path: {name!r}"
-                raise UnsafeInput(msg)
-            head, _, rest = name.rstrip("/").partition("/")
-            top = top or head
-            if head != top:
-                msg = f"The archive has more than one top folder: {name!r}"
-                raise UnsafeInput(msg)
-            if rest and not member.isdir():
-                entry = _entry(tar, member, rest, limits)
-                total += entry.size
-                if total > limits.max_total_bytes:
-                    msg = f"The archive unpacks to more than {limits.max_total_bytes:,} bytes"
-                    raise UnsafeInput(msg)
-                yield entry
-            elif rest:
-                check_repo_path(rest)
-            member = _next(tar)
+            yield entry
+        elif rest:
+            check_repo_path(rest)
+        member = _next(tar)
 
 
 def _next(tar: tarfile.TarFile) -> tarfile.TarInfo | None:

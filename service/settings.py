@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from client.settings import Settings, SettingsError
 from providers.config import ForgeConfig
@@ -140,6 +141,18 @@ class ServiceSettings(Settings):
     outbox_max_attempts: int = 8
     outbox_base_delay: float = 2.0
     outbox_lease_seconds: float = 60.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The service reads no workspace's `meltano.yml`: arguments and environment only."""
+        return (init_settings, env_settings, file_secret_settings)
 
     def load_projects(self) -> ProjectsFile:
         """Parse and validate the projects file; errors name the variable to fix."""

@@ -10,7 +10,7 @@ import pytest
 from providers.contract import FileMode
 from providers.errors import UnsafeInput
 from providers.safety import Limits
-from providers.tarball import read_tarball
+from providers.tarball import open_tarball
 
 SHA = "a" * 40
 
@@ -38,9 +38,9 @@ def special(name: str, kind: bytes, link: str = "") -> tuple[tarfile.TarInfo, No
 
 
 def read(data: bytes, limits: Limits | None = None) -> list[tuple[str, FileMode, bytes]]:
-    sha, entries = read_tarball(io.BytesIO(data), limits=limits)
-    assert sha == SHA
-    return [(e.path, e.mode, e.read()) for e in entries]
+    with open_tarball(io.BytesIO(data), limits=limits) as (sha, entries):
+        assert sha == SHA
+        return [(e.path, e.mode, e.read()) for e in entries]
 
 
 def test_reads_files_modes_and_links() -> None:
@@ -108,7 +108,12 @@ def test_truncated_and_garbage_archives() -> None:
 
 
 def test_archives_must_say_which_commit() -> None:
-    with pytest.raises(UnsafeInput, match="commit"):
-        read_tarball(io.BytesIO(build([file("top/a")], comment="")))
-    with pytest.raises(UnsafeInput, match="not the requested"):
-        read_tarball(io.BytesIO(build([file("top/a")])), expected_sha="b" * 40)
+    unsaid = io.BytesIO(build([file("top/a")], comment=""))
+    with pytest.raises(UnsafeInput, match="commit"), open_tarball(unsaid):
+        pass
+    other = io.BytesIO(build([file("top/a")]))
+    with (
+        pytest.raises(UnsafeInput, match="not the requested"),
+        open_tarball(other, expected_sha="b" * 40),
+    ):
+        pass
