@@ -14,26 +14,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import signal
 import socket
-import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import yaml
 
 from client import exits, messages, sync
 from client.guard import screen
-from client.install import needs_install, remember_install
+from client.install import install, needs_install, remember_install
 from client.manifest import STATE_DIR
 from client.policy import BranchPolicy, ReadOnly, ReadOnlyBranch
 from client.progress import Progress
 from client.rescue import write_bundle
 from client.settings import ENV_PREFIX, CommitOnFailure, Settings
+from client.subprocesses import run_child
 from client.workspace import LocalChange, Workspace
 from providers.contract import Branch, Forge, WorkspaceReporter
 from providers.errors import (
@@ -98,32 +95,6 @@ def child_environment(environ: dict[str, str], read_only: bool) -> dict[str, str
     if read_only:
         env["MELTANO_PROJECT_READONLY"] = "true"
     return env
-
-
-def run_child(
-    cmd: Sequence[str], cwd: Path, env: dict[str, str], *, quiet_stdout: bool = False
-) -> int:
-    """Run CMD streaming its output (to stderr when stdout is reserved for `--json`),
-    forwarding SIGTERM and SIGINT; return its exit code."""
-    try:
-        child = subprocess.Popen(  # noqa: S603 - the user's own command
-            list(cmd), cwd=cwd, env=env, stdout=sys.stderr if quiet_stdout else None
-        )
-    except FileNotFoundError:
-        log.error("command not found: %s", cmd[0])  # noqa: TRY400 - one clear line, no traceback
-        return 127
-    previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        child.send_signal(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, forward)
-    try:
-        return child.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def read_only_reason(policy: BranchPolicy, branch: Branch) -> ReadOnlyBranch | None:
@@ -242,9 +213,7 @@ def _execute(
     root = ws.root
     if needs_install(root, settings.install):
         log.info("installing plugins: the plugin set changed since the last install")
-        code = run_child(
-            [settings.meltano_bin, "install"], root, child_env, quiet_stdout=json_output
-        )
+        code = install(root, settings, child_env, quiet_stdout=json_output)
         if code != 0:
             report.exit_code = code
             return

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 from pydantic import SecretStr
 
@@ -59,6 +60,42 @@ def read_only_git(git_dir: Path, *args: str) -> str:
     return result.stdout
 
 
+def seed_repo(
+    repo_dir: Path,
+    files: Files,
+    branch: str = "main",
+    message: str = "seed",
+    parent: str | None = None,
+    tag: str | None = None,
+) -> str:
+    """Commit `files` straight into a bare repository, optionally tagging the commit."""
+    repo = Repo(str(repo_dir))
+    try:
+        store = repo.object_store
+        base = gitobjects.commit_tree(store, parent.encode()) if parent else None
+        edits = []
+        for path, value in files.items():
+            data, mode = value if isinstance(value, tuple) else (value, FileMode.REGULAR)
+            edits.append(gitobjects.TreeEdit(path, mode, gitobjects.add_blob(store, data)))
+        tree = gitobjects.apply_edits(store, base, edits)
+        sha = gitobjects.make_commit(
+            store,
+            tree,
+            [parent.encode()] if parent else [],
+            message,
+            ("Seeder", "seed@test.invalid"),
+        )
+        if parent:
+            assert gitdata.set_head(repo, branch, parent, sha)
+        else:
+            repo.refs[gitobjects.branch_ref(branch)] = sha
+        if tag:
+            repo.refs[Ref(f"refs/tags/{tag}".encode())] = sha
+        return sha.decode()
+    finally:
+        repo.close()
+
+
 @dataclass
 class ForgeEnv:
     """One repository on one kind of forge, with the adapter pointed at it."""
@@ -90,29 +127,7 @@ class ForgeEnv:
         self, files: Files, branch: str = "main", message: str = "seed", parent: str | None = None
     ) -> str:
         """Commit `files` straight into the bare repository (not through the adapter)."""
-        repo = Repo(str(self.repo_dir))
-        try:
-            store = repo.object_store
-            base = gitobjects.commit_tree(store, parent.encode()) if parent else None
-            edits = []
-            for path, value in files.items():
-                data, mode = value if isinstance(value, tuple) else (value, FileMode.REGULAR)
-                edits.append(gitobjects.TreeEdit(path, mode, gitobjects.add_blob(store, data)))
-            tree = gitobjects.apply_edits(store, base, edits)
-            sha = gitobjects.make_commit(
-                store,
-                tree,
-                [parent.encode()] if parent else [],
-                message,
-                ("Seeder", "seed@test.invalid"),
-            )
-            if parent:
-                assert gitdata.set_head(repo, branch, parent, sha)
-            else:
-                repo.refs[gitobjects.branch_ref(branch)] = sha
-            return sha.decode()
-        finally:
-            repo.close()
+        return seed_repo(self.repo_dir, files, branch, message, parent)
 
     def remove(self, paths: list[str], branch: str, parent: str, message: str = "remove") -> str:
         """Commit the deletion of `paths` straight into the bare repository."""

@@ -59,11 +59,16 @@ def commit(repo: Repo, sha: str) -> Commit | None:
 
 
 def resolve(repo: Repo, ref: str) -> str | None:
-    """A branch name, `heads/x`, `refs/heads/x` or a SHA -> commit SHA."""
+    """A branch (`x`, `heads/x`, `refs/heads/x`), a tag (`v1`, `tags/v1`, `refs/tags/v1`,
+    annotated tags peeled) or a SHA -> commit SHA, in git's order: branches, then tags."""
     name = ref.removeprefix("refs/").removeprefix("heads/")
     found = heads(repo).get(name)
     if found:
         return found
+    tag = ref.removeprefix("refs/").removeprefix("tags/")
+    tags = repo.refs.as_dict(Ref(b"refs/tags/"))
+    if tag.encode() in tags:
+        return repo.get_peeled(Ref(b"refs/tags/" + tag.encode())).decode()
     if len(ref) == 40 and commit(repo, ref) is not None:
         return ref
     return None
