@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -124,11 +125,30 @@ def _hunks(old: Side | None, new: Side | None) -> list[bytes]:
         if number < 2:  # difflib's own ---/+++ lines; ours are above
             continue
         data = line.encode("latin-1")
-        if line.startswith("@@") or data.endswith(b"\n"):
+        if line.startswith("@@"):
+            out.append(_with_function(data, before))
+        elif data.endswith(b"\n"):
             out.append(data)
         else:
             out += [data + b"\n", NO_NEWLINE]
     return out
+
+
+_HUNK = re.compile(rb"^@@ -(\d+)(?:,(\d+))? ")
+
+
+def _with_function(header: bytes, before: list[str]) -> bytes:
+    """git's default hunk header context: the nearest line above the hunk that starts with
+    a letter, `_` or `$`, trailing space trimmed, at most 80 bytes."""
+    found = _HUNK.match(header)
+    if found is None:
+        return header
+    start = int(found[1]) - (0 if found[2] == b"0" else 1)
+    for line in reversed(before[:start]):
+        if line[:1].isalpha() or line[:1] in ("_", "$"):
+            context = line.rstrip().encode("latin-1")[:80]
+            return header.rstrip(b"\n") + b" " + context + b"\n"
+    return header
 
 
 def _binary(new: Side | None, old: Side | None) -> list[bytes]:

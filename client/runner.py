@@ -114,7 +114,7 @@ def prepare(forge: Forge, settings: Settings, report: RunReport) -> Workspace:
     A missing branch is created from its source only after the source's snapshot is
     staged and checked, so a corrupt or hostile snapshot creates nothing."""
     policy = policy_for(settings)
-    ws = Workspace.open(settings.project_dir, forge, settings.limits)
+    ws = Workspace.open(settings.project_dir, forge, settings.limits, settings.git_remote)
     if ws.materialized and ws.manifest.repo != settings.repo:
         msg = f"{ws.root} holds a workspace of another repository ({ws.manifest.repo})"
         raise InvalidRequest(msg, "Use an empty folder (MELTANO_FORGE_PROJECT_DIR) for this one")

@@ -120,6 +120,10 @@ class Settings(BaseSettings):
         description="where changes that cannot be pushed are saved as bundles (default: "
         "`.meltano-forge/rescue` in the project folder)",
     )
+    git_metadata: bool = Field(
+        False,
+        description="also keep a shallow `.git` in the workspace, for people who have git",
+    )
     workspace_id: str | None = Field(
         None, description="service mode: the name this workspace reports (default: host-folder)"
     )
@@ -158,6 +162,21 @@ class Settings(BaseSettings):
                 msg = f"{ENV_PREFIX}TOKEN_FILE cannot be read ({path}): {exc.strerror}"
                 raise ValueError(msg) from None
         return data
+
+    @model_validator(mode="after")
+    def _git_needs_the_whole_repository(self) -> Settings:
+        if self.git_metadata and self.project_path:
+            msg = (
+                f"{ENV_PREFIX}GIT_METADATA needs the whole repository in the workspace; it "
+                f"cannot be used with {ENV_PREFIX}PROJECT_PATH"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def git_remote(self) -> str | None:
+        """The `.git` mirror's origin (no credentials in it), when it is asked for."""
+        return self.forge_config().location.web_url if self.git_metadata else None
 
     @property
     def protected_globs(self) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import merge3
 
+from client.git_mirror import GitMirror
 from client.ignore import IgnoreRules
 from client.manifest import (
     STATE_DIR,
@@ -186,6 +187,8 @@ class Workspace:
         self._manifest = manifest
         self.limits = limits or Limits()
         self._folders: set[str] = {""}
+        self.git_remote: str | None = None
+        """When set, a `.git` (see `git_mirror`) follows every change of the manifest."""
 
     @property
     def forge(self) -> Forge:
@@ -197,13 +200,18 @@ class Workspace:
 
     @classmethod
     def open(
-        cls, root: Path, forge: Forge | Callable[[], Forge], limits: Limits | None = None
+        cls,
+        root: Path,
+        forge: Forge | Callable[[], Forge],
+        limits: Limits | None = None,
+        git_remote: str | None = None,
     ) -> Workspace:
         """The workspace at `root` (materialized or not), with any update a killed process
         left half-published finished first. `forge` may be a factory: a workspace that only
-        reads its own folder opens none."""
+        reads its own folder opens none. `git_remote` turns on the `.git` mirror."""
         root = root.resolve()
         workspace = cls(root, forge, Manifest.load(root), limits)
+        workspace.git_remote = git_remote
         manifest = workspace._manifest
         if manifest is not None and manifest.pending is not None:
             workspace._finish(manifest.pending)
@@ -375,6 +383,16 @@ class Workspace:
                 )
         manifest.base_sha = new_base
         manifest.save(self.root)
+        self._mirror()
+
+    def _mirror(self) -> None:
+        """Bring the `.git` (when asked for) in step with the manifest."""
+        if self.git_remote is None or self._manifest is None:
+            return
+        unchanged = {
+            rel for rel, record in self._manifest.files.items() if self._unchanged(rel, record)
+        }
+        GitMirror(self.root, self.forge, self.git_remote).sync(self._manifest, unchanged)
 
     # ---- updates -----------------------------------------------------------------------
     def update(
@@ -594,6 +612,7 @@ class Workspace:
         manifest.branch, manifest.base_sha, manifest.pending = pending.branch, pending.sha, None
         manifest.save(self.root)
         shutil.rmtree(staging, ignore_errors=True)
+        self._mirror()
 
     def _place(self, rel: str, source: Path, mode: FileMode) -> None:
         """Rename a staged file into place, never through a symlinked folder."""

@@ -183,6 +183,36 @@ class CommitResult:
 
 
 @dataclass(frozen=True)
+class Person:
+    """A commit's author or committer."""
+
+    name: str
+    email: str
+    time: int
+    """Seconds since the epoch."""
+    offset: int | None
+    """The timezone, minutes east of UTC, when the forge says (GitHub gives UTC only)."""
+
+
+@dataclass(frozen=True)
+class CommitMeta:
+    """What a forge tells about one commit: enough to show history, and to rebuild the
+    exact commit object for a local `.git`."""
+
+    sha: str
+    parents: tuple[str, ...]
+    author: Person
+    committer: Person
+    message: str
+    tree: str | None = None
+    """The root tree's id, when the forge gives it."""
+    signature: str | None = None
+    """The `gpgsig` header's value of a signed commit, when the forge gives it."""
+    raw: bytes | None = None
+    """The commit object itself, where the forge has it (a local repository)."""
+
+
+@dataclass(frozen=True)
 class ChangeRequest:
     """A pull request (GitHub) or merge request (GitLab)."""
 
@@ -257,6 +287,10 @@ class Forge(Protocol):
         changed, the commit lands on the current head. Otherwise `Conflict(paths)`. The
         branch is never force-moved. `expected_head=None` makes the first commit of an
         empty repository (or of a missing branch)."""
+        ...
+
+    def commit_meta(self, sha: str) -> CommitMeta:
+        """Author, committer, parents and message of one commit."""
         ...
 
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:

@@ -15,6 +15,7 @@ call, and reads the branch before retrying a write whose response was lost.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
@@ -36,9 +37,11 @@ from providers.contract import (
     Branch,
     Capabilities,
     ChangeRequest,
+    CommitMeta,
     CommitResult,
     FileChange,
     FileMode,
+    Person,
     RepositoryInfo,
     Snapshot,
     TreeEntry,
@@ -172,6 +175,19 @@ def _status_error(
             retry_at=retry_at_from_headers(headers),
         )
     return _Refused(status, message)
+
+
+def _github_person(data: dict[str, Any]) -> Person:
+    when = dt.datetime.fromisoformat(str(data["date"]).replace("Z", "+00:00"))
+    return Person(str(data["name"]), str(data["email"]), int(when.timestamp()), None)
+
+
+def signed_commit(payload: str, signature: str) -> bytes:
+    """The commit object of a signed commit: GitHub's payload (the object without its
+    signature) with the `gpgsig` header put back before the message."""
+    headers, _, message = payload.partition("\n\n")
+    folded = signature.rstrip("\n").replace("\n", "\n ")
+    return f"{headers}\ngpgsig {folded}\n\n{message}".encode()
 
 
 class GitHubForge:
@@ -561,6 +577,23 @@ class GitHubForge:
         """Close PyGithub's and the download client's connection pools."""
         self._gh.close()
         self._http.close()
+
+    def commit_meta(self, sha: str) -> CommitMeta:
+        """From the Git Data API (one request). GitHub gives times in UTC only; a signed
+        commit's verification payload and signature are the object itself."""
+        data = self._git_commit(sha).raw_data
+        verification = data.get("verification") or {}
+        payload, signature = verification.get("payload"), verification.get("signature")
+        return CommitMeta(
+            sha,
+            tuple(str(p["sha"]) for p in data.get("parents") or []),
+            _github_person(data["author"]),
+            _github_person(data["committer"]),
+            str(data.get("message") or ""),
+            str(data["tree"]["sha"]),
+            str(signature) if signature else None,
+            signed_commit(str(payload), str(signature)) if payload and signature else None,
+        )
 
     # ---- change requests -------------------------------------------------------------
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:

@@ -15,6 +15,7 @@ before it is sent again.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,9 +32,11 @@ from providers.contract import (
     Branch,
     Capabilities,
     ChangeRequest,
+    CommitMeta,
     CommitResult,
     FileChange,
     FileMode,
+    Person,
     RepositoryInfo,
     Snapshot,
     TreeEntry,
@@ -135,6 +138,13 @@ def _translate(
             retry_at=retry_at_from_headers(headers),
         )
     return _Refused(status, message)
+
+
+def _gitlab_person(name: str, email: str, date: str) -> Person:
+    when = dt.datetime.fromisoformat(date.replace("Z", "+00:00"))
+    offset = when.utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else None
+    return Person(name, email, int(when.timestamp()), minutes)
 
 
 class GitLabForge:
@@ -409,6 +419,18 @@ class GitLabForge:
     def close(self) -> None:
         """Close python-gitlab's connection pool."""
         self._gl.session.close()
+
+    def commit_meta(self, sha: str) -> CommitMeta:
+        """From the commits API (one request); GitLab gives times with their offsets, but
+        not the tree (a workspace computes it from the files)."""
+        commit = self._call("read a commit", lambda: self._project.commits.get(sha))
+        return CommitMeta(
+            sha,
+            tuple(commit.parent_ids or ()),
+            _gitlab_person(commit.author_name, commit.author_email, commit.authored_date),
+            _gitlab_person(commit.committer_name, commit.committer_email, commit.committed_date),
+            str(commit.message or ""),
+        )
 
     # ---- change requests -------------------------------------------------------------
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:

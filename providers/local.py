@@ -29,9 +29,11 @@ from providers.contract import (
     Branch,
     Capabilities,
     ChangeRequest,
+    CommitMeta,
     CommitResult,
     FileChange,
     FileMode,
+    Person,
     RepositoryInfo,
     Snapshot,
     TreeEntry,
@@ -46,6 +48,11 @@ from providers.names import (
 )
 
 _LOCK_ATTEMPTS = 200
+
+
+def _person(identity: bytes, when: int, offset_seconds: int) -> Person:
+    name, _, email = identity.decode("utf-8", "replace").partition(" <")
+    return Person(name, email.rstrip(">"), when, offset_seconds // 60)
 
 
 class LocalForge:
@@ -293,6 +300,21 @@ class LocalForge:
         except FileLocked:
             time.sleep(0.002 + (os.getpid() % 7) / 1000)
             return False
+
+    def commit_meta(self, sha: str) -> CommitMeta:
+        """The commit object itself, and its fields."""
+        with self._repo() as repo:
+            commit = self._commit_object(repo, sha)
+            return CommitMeta(
+                sha,
+                tuple(p.decode() for p in commit.parents),
+                _person(commit.author, commit.author_time, commit.author_timezone),
+                _person(commit.committer, commit.commit_time, commit.commit_timezone),
+                commit.message.decode("utf-8", "replace"),
+                commit.tree.decode(),
+                commit.gpgsig.decode("utf-8", "replace") if commit.gpgsig else None,
+                commit.as_raw_string(),
+            )
 
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
         """A bare repository has no pull requests, so the promotion is applied at once: a

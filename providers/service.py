@@ -19,9 +19,11 @@ from providers.contract import (
     Branch,
     Capabilities,
     ChangeRequest,
+    CommitMeta,
     CommitResult,
     FileChange,
     FileMode,
+    Person,
     RepositoryInfo,
     Snapshot,
     TreeEntry,
@@ -252,6 +254,24 @@ class ServiceForge:
             ):
                 return None
         return {"sha": head, "parent": None, "rebased": False}
+
+    def commit_meta(self, sha: str) -> CommitMeta:
+        """GET /commits/{sha}."""
+        data = self._json("GET", f"/commits/{quote(sha)}")
+
+        def person(p: dict[str, Any]) -> Person:
+            return Person(p["name"], p["email"], p["time"], p.get("offset"))
+
+        return CommitMeta(
+            data["sha"],
+            tuple(data["parents"]),
+            person(data["author"]),
+            person(data["committer"]),
+            data["message"],
+            data.get("tree"),
+            data.get("signature"),
+            base64.b64decode(data["raw_base64"]) if data.get("raw_base64") else None,
+        )
 
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
         """POST /promotions."""

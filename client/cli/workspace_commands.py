@@ -22,7 +22,9 @@ def open_workspace(ctx: Context) -> Workspace:
     """The materialized workspace (finishing any update a killed process left), or an
     error that says how to make one."""
     settings = ctx.settings
-    ws = Workspace.open(settings.project_dir, lambda: ctx.forge, settings.limits)
+    ws = Workspace.open(
+        settings.project_dir, lambda: ctx.forge, settings.limits, settings.git_remote
+    )
     ws.manifest  # noqa: B018 - refuses a folder that was never materialized
     return ws
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -12,7 +13,7 @@ from providers import changeset
 from providers.contract import Author, FileChange, FileMode
 from providers.errors import NotFound
 from providers.safety import check_links
-from service.deps import Writer
+from service.deps import Reader, Writer
 from service.problems import Problem
 from service.routes.projects import resolve
 
@@ -87,3 +88,37 @@ def _head(ctx: Writer, branch: str) -> str | None:
         return ctx.forge.branch(branch).head
     except NotFound:
         return None
+
+
+class PersonOut(BaseModel):
+    name: str
+    email: str
+    time: int
+    offset: int | None = None
+
+
+class CommitMetaOut(BaseModel):
+    sha: str
+    parents: list[str]
+    author: PersonOut
+    committer: PersonOut
+    message: str
+    tree: str | None = None
+    signature: str | None = None
+    raw_base64: str | None = None
+
+
+@router.get("/commits/{ref}")
+def commit_meta(ctx: Reader, ref: str) -> CommitMetaOut:
+    """One commit: author, committer, parents and message (and its object, where known)."""
+    meta = ctx.forge.commit_meta(resolve(ctx, ref))
+    return CommitMetaOut(
+        sha=meta.sha,
+        parents=list(meta.parents),
+        author=PersonOut(**dataclasses.asdict(meta.author)),
+        committer=PersonOut(**dataclasses.asdict(meta.committer)),
+        message=meta.message,
+        tree=meta.tree,
+        signature=meta.signature,
+        raw_base64=base64.b64encode(meta.raw).decode() if meta.raw else None,
+    )

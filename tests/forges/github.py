@@ -263,12 +263,12 @@ class GitHubDouble(ForgeDouble):
         obj = gitdata.commit(repo, sha)
         assert obj is not None
 
-        def person(raw: bytes) -> dict[str, str]:
+        def person(raw: bytes, when: int) -> dict[str, str]:
             name, _, email = raw.decode().partition(" <")
             return {
                 "name": name,
                 "email": email.rstrip(">"),
-                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(obj.commit_time)),
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)),
             }
 
         return {
@@ -276,8 +276,8 @@ class GitHubDouble(ForgeDouble):
             "url": f"{self.repo_url(request)}/git/commits/{sha}",
             "html_url": f"{self.url}/{self.full_name(request)}/commit/{sha}",
             "message": obj.message.decode(),
-            "author": person(obj.author),
-            "committer": person(obj.committer),
+            "author": person(obj.author, obj.author_time),
+            "committer": person(obj.committer, obj.commit_time),
             "tree": {
                 "sha": obj.tree.decode(),
                 "url": f"{self.repo_url(request)}/git/trees/{obj.tree.decode()}",

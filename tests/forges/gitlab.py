@@ -185,8 +185,15 @@ class GitLabDouble(ForgeDouble):
         obj = gitdata.commit(repo, sha)
         assert obj is not None
         author, _, email = obj.author.decode().partition(" <")
-        when = dt.datetime.fromtimestamp(obj.commit_time, tz=dt.UTC).isoformat()
+        committer, _, committer_email = obj.committer.decode().partition(" <")
+
+        def when(seconds: int, offset: int) -> str:
+            zone = dt.timezone(dt.timedelta(seconds=offset))
+            return dt.datetime.fromtimestamp(seconds, tz=zone).isoformat(timespec="milliseconds")
+
         message = obj.message.decode()
+        authored = when(obj.author_time, obj.author_timezone)
+        committed = when(obj.commit_time, obj.commit_timezone)
         return {
             "id": sha,
             "short_id": sha[:8],
@@ -195,9 +202,11 @@ class GitLabDouble(ForgeDouble):
             "parent_ids": [p.decode() for p in obj.parents],
             "author_name": author,
             "author_email": email.rstrip(">"),
-            "authored_date": when,
-            "committed_date": when,
-            "created_at": when,
+            "authored_date": authored,
+            "committer_name": committer,
+            "committer_email": committer_email.rstrip(">"),
+            "committed_date": committed,
+            "created_at": committed,
             "web_url": f"{self.url}/{path}/-/commit/{sha}",
         }
 
