@@ -109,7 +109,9 @@ class Settings(BaseSettings):
         "", description="comma-separated globs the secret guard lets through"
     )
     graphql_commits: bool = Field(
-        False, description="GitHub: commit through GraphQL (verified commits)"
+        True,
+        description="GitHub: commit through GraphQL (one request, verified); REST when the "
+        "change needs modes, symlinks or an author",
     )
     meltano_bin: str = Field("meltano", description="the `meltano` executable the runner calls")
     max_archive_bytes: int = Field(

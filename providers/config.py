@@ -52,7 +52,7 @@ class ForgeConfig:
     """Seconds before a request is abandoned."""
     archive_limits: Limits = field(default_factory=Limits)
     """Caps on archive size."""
-    graphql_commits: bool = False
+    graphql_commits: bool = True
     """GitHub: commit through GraphQL `createCommitOnBranch` when the change set allows."""
     seconds_between_writes: float = 0.0
     """GitHub: minimum gap between mutating requests. Our commits are 2-4 writes apart,

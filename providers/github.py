@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -77,6 +78,22 @@ RACE_ATTEMPTS = 40
 COMPARE_FILE_CAP = 300
 """GitHub's compare lists at most 300 files; at the cap we diff the trees instead."""
 
+GRAPHQL_MAX_BYTES = 20 * 1024**2
+"""Change sets over this go through the Git Data API (blobs) rather than one mutation."""
+TARBALL_URL_LIFE = 120.0
+"""Seconds a GraphQL `tarballUrl` is trusted (GitHub says private links last five minutes)."""
+_PUSHERS = ("ADMIN", "MAINTAIN", "WRITE")
+_FACTS_QUERY = """
+query($owner: String!, $name: String!, $ref: String!) {
+  repository(owner: $owner, name: $name) {
+    viewerPermission
+    ref(qualifiedName: $ref) {
+      refUpdateRule { viewerCanPush }
+      target { oid ... on Commit { tarballUrl } }
+    }
+  }
+}
+"""
 _COMMIT_MUTATION = """
 mutation($input: CreateCommitOnBranchInput!) {
   createCommitOnBranch(input: $input) { commit { oid url } }
@@ -140,8 +157,16 @@ def _translate(exc: GithubException, action: str, token_set: bool) -> ProviderEr
         and errors
         and isinstance(errors[0], dict)
         and "type" in errors[0]
-    ):
-        return _Refused(400, str(errors[0].get("message", "")), str(errors[0]["type"]))
+    ):  # a GraphQL error: GitHub answers 200 and names the kind in `type`
+        kind, text = str(errors[0]["type"]), str(errors[0].get("message", ""))
+        if kind == "FORBIDDEN":
+            return PermissionDenied(f"GitHub denied permission to {action}: {text}")
+        if kind == "RATE_LIMITED":
+            return RateLimited(
+                f"GitHub's rate limit was hit while trying to {action}",
+                retry_at=retry_at_from_headers(headers),
+            )
+        return _Refused(400, text, kind)
     if exc.status == 409 and "empty" in message.lower():
         return _EmptyRepository("The repository is empty")
     return _status_error(exc.status, headers, message, action, token_set)
@@ -213,7 +238,10 @@ class GitHubForge:
             seconds_between_writes=config.seconds_between_writes or None,
         )
         self._full_name = config.location.path
-        self._owner = self._full_name.split("/")[0]
+        self._owner, self._name = self._full_name.split("/")
+        self._tarballs: dict[str, tuple[str, float]] = {}
+        """Commit SHA -> (tarball URL, when it was handed out): GitHub's links to private
+        archives expire after five minutes, so one is used once, soon, or not at all."""
         # A partially initialised Repository costs no request, but with an eager requester:
         # a lazy one would defer every method's request to attribute access, outside
         # map_github_errors (a 404 would escape as an SDK exception).
@@ -260,12 +288,28 @@ class GitHubForge:
         )
 
     def branch(self, name: str) -> Branch:
-        """One branch with its protected flag; whether the token may push comes from the
-        repository's `permissions.push` (GitHub does not say per protected branch)."""
+        """One branch, its protection and whether this token may push to it, in one GraphQL
+        query that also yields the commit's short-lived tarball URL: a run's download then
+        costs a single request, and permissions are known before anything is written."""
         check_branch_name(name)
-        b = self._call(f"read branch '{name}'", lambda: self._repo.get_branch(name))
-        can_push = None if b.protected else bool(self._repository().permissions.push)
-        return Branch(b.name, b.commit.sha, b.protected, can_push)
+        variables = {"owner": self._owner, "name": self._name, "ref": f"refs/heads/{name}"}
+        _, data = self._call(
+            f"read branch '{name}'",
+            lambda: self._gh.requester.graphql_query(_FACTS_QUERY, variables),
+        )
+        repository = data["data"]["repository"]
+        permission = repository.get("viewerPermission")
+        may_write = None if permission is None else permission in _PUSHERS
+        ref = repository.get("ref")
+        if ref is None:
+            msg = f"GitHub found no branch '{name}'"
+            raise NotFound(msg)
+        sha = str(ref["target"]["oid"])
+        if ref["target"].get("tarballUrl"):
+            self._tarballs[sha] = (str(ref["target"]["tarballUrl"]), time.monotonic())
+        rule = ref.get("refUpdateRule")
+        can_push = bool(rule["viewerCanPush"]) if rule else may_write
+        return Branch(name, sha, rule is not None, can_push)
 
     def create_branch(self, name: str, from_sha: str) -> Branch:
         """POST /git/refs; a folder clash becomes an explanation, not GitHub's bare 422."""
@@ -303,7 +347,9 @@ class GitHubForge:
             response.close()
 
     def _open_tarball(self, ref: str) -> httpx.Response:
-        link = self._repo.get_archive_link("tarball", ref)
+        cached = self._tarballs.pop(ref, None)
+        fresh = cached is not None and time.monotonic() - cached[1] < TARBALL_URL_LIFE
+        link = cached[0] if cached and fresh else self._repo.get_archive_link("tarball", ref)
         response = self._http.send(self._http.build_request("GET", link), stream=True)
         if response.status_code >= 400:
             response.close()
@@ -370,7 +416,7 @@ class GitHubForge:
             except NotFound:
                 return self._new_branch(branch, None, changes, message, author)
         head = expected_head
-        use_graphql = self.config.graphql_commits and author is None and self._graphql_can(changes)
+        use_graphql = self._use_graphql(changes, author)
         for attempt in range(RACE_ATTEMPTS):
             if attempt:
                 self._retrier.pause(attempt)
@@ -380,6 +426,10 @@ class GitHubForge:
                 else:
                     sha = self._rest_commit(branch, head, changes, message, author)
                 return CommitResult(sha, head, rebased=head != expected_head)
+            except NotFound:
+                if not use_graphql:
+                    raise
+                return self._new_branch(branch, expected_head, changes, message, author)
             except _Refused as exc:
                 lowered = exc.message.lower()
                 if exc.kind == "NOT_FOUND" or "reference does not exist" in lowered:
@@ -423,13 +473,30 @@ class GitHubForge:
             )
             raise NotFound(msg, "Give the commit to start it from (a base SHA)") from None
 
-    @staticmethod
-    def _graphql_can(changes: Sequence[FileChange]) -> bool:
-        """createCommitOnBranch writes every file as 100644 and cannot make symlinks."""
-        return all(
-            c.is_delete or (c.mode is FileMode.REGULAR and c.base_mode in (None, FileMode.REGULAR))
-            for c in changes
+    def _use_graphql(self, changes: Sequence[FileChange], author: Author | None) -> bool:
+        """One `createCommitOnBranch` (signed by GitHub) unless the change set needs what
+        only the Git Data API carries: an author other than the token's owner, file modes
+        or symlinks (the mutation writes every file as 100644), or more bytes than one
+        GraphQL request should hold."""
+        if not self.config.graphql_commits:
+            return False
+        size = sum(len(c.content or b"") for c in changes)
+        reason = (
+            "an author is set"
+            if author is not None
+            else "the change set has modes or symlinks"
+            if not all(
+                c.is_delete
+                or (c.mode is FileMode.REGULAR and c.base_mode in (None, FileMode.REGULAR))
+                for c in changes
+            )
+            else f"the change set holds {size:,} bytes"
+            if size > GRAPHQL_MAX_BYTES
+            else ""
         )
+        if reason:
+            log.debug("committing through the Git Data API: %s", reason)
+        return not reason
 
     def _git_commit(self, sha: str) -> GitCommit:
         if sha not in self._commits:

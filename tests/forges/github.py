@@ -842,16 +842,18 @@ class GitHubDouble(ForgeDouble):
             sha = gitdata.resolve(repo, urllib.parse.unquote(request.params["ref"]))
             if sha is None:
                 return self.not_found()
-        token = hashlib.sha256(f"{sha}{time.time()}".encode()).hexdigest()[:20]
+        location = self.codeload_url(request, self.full_name(request), sha)
+        return Response(302, b"", {"Location": location}, content_type="text/html")
+
+    def codeload_url(self, request: Request, full_name: str, sha: str) -> str:
+        """A short-lived codeload download link, as the tarball redirect and GraphQL's
+        `Commit.tarballUrl` give: an absolute URL on the host the client used (so a proxy
+        in front of the double also carries the download), with a one-off token."""
+        token = hashlib.sha256(f"{sha}{time.time()}{id(request)}".encode()).hexdigest()[:20]
         with self._lock:
             self._codeload_tokens.add(token)
-        # Like GitHub's redirect to codeload: an absolute URL, on the host the client used
-        # (so a proxy in front of the double also carries the download).
         host = request.headers.get("host") or f"{self.host}:{self.port}"
-        location = (
-            f"http://{host}/_codeload/{self.full_name(request)}/legacy.tar.gz/{sha}?token={token}"
-        )
-        return Response(302, b"", {"Location": location}, content_type="text/html")
+        return f"http://{host}/_codeload/{full_name}/legacy.tar.gz/{sha}?token={token}"
 
     def codeload(self, request: Request) -> Response:
         owner, name, sha = request.params["owner"], request.params["repo"], request.params["sha"]

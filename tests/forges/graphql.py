@@ -1,9 +1,11 @@
-"""GitHub's GraphQL `createCommitOnBranch`, served from the published schema excerpt.
+"""GitHub's GraphQL, served from the published schema excerpts: `createCommitOnBranch`,
+and the repository query (viewer permission, default branch, a ref with its update rule and
+its commit's `tarballUrl`).
 
-The query is parsed and validated by graphql-core against tests/contracts'
-`createCommitOnBranch` schema (plus the few output types the excerpt leaves out), so a
-mutation the real API would reject is rejected here too. A stale `expectedHeadOid` gets
-GitHub's STALE_DATA error; the commit is authored by the token's owner, as GitHub does.
+Every document is parsed and validated by graphql-core against tests/contracts' excerpts,
+so a query or mutation the real API would reject is rejected here too, and queries are
+executed over the double's repositories. A stale `expectedHeadOid` gets GitHub's STALE_DATA
+error; the commit is authored by the token's owner, as GitHub does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import binascii
 import json
 from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLError, build_schema, parse, validate
+from graphql import DocumentNode, GraphQLError, build_schema, execute_sync, parse, validate
 
 from providers import gitobjects
 from providers.contract import FileMode
@@ -27,12 +29,8 @@ if TYPE_CHECKING:
 _EXTRA_TYPES = """
 scalar GitObjectID
 scalar Base64String
-scalar URI
-type Query { viewer: User! }
-type User { login: String! }
-type Commit { oid: GitObjectID! url: URI! message: String! }
-type Ref { name: String! prefix: String! target: Commit }
 """
+PERMISSIONS = {"read": "READ", "write": "WRITE", "admin": "ADMIN"}
 
 
 class GraphQLEndpoint:
@@ -40,7 +38,9 @@ class GraphQLEndpoint:
 
     def __init__(self, double: GitHubDouble) -> None:
         self.double = double
-        self.schema = build_schema(openapi.GRAPHQL_PATH.read_text() + _EXTRA_TYPES)
+        self.schema = build_schema(
+            openapi.GRAPHQL_PATH.read_text() + openapi.GRAPHQL_QUERY_PATH.read_text() + _EXTRA_TYPES
+        )
         self.mutations = 0
 
     def handle(self, request: Request) -> Response:
@@ -55,10 +55,10 @@ class GraphQLEndpoint:
                 self.double.validation_errors.extend(f"graphql: {p.message}" for p in problems)
             return Response.json(200, {"errors": [{"message": p.message} for p in problems]})
         operation = document.definitions[0]
-        if getattr(operation, "operation", None) is None or operation.operation.value != "mutation":  # type: ignore[attr-defined]
-            return Response.json(200, {"data": {"viewer": {"login": "double-user"}}})
-        self.mutations += 1
         variables = body.get("variables") or {}
+        if getattr(operation, "operation", None) is None or operation.operation.value != "mutation":  # type: ignore[attr-defined]
+            return self._query(request, document, variables)
+        self.mutations += 1
         value = variables.get("input")
         if value is None:
             return Response.json(
@@ -66,6 +66,78 @@ class GraphQLEndpoint:
                 {"errors": [{"message": "this double expects the input as the $input variable"}]},
             )
         return self._commit(value, request.role)
+
+    def _query(
+        self, request: Request, document: DocumentNode, variables: dict[str, Any]
+    ) -> Response:
+        """Run a query over the double's repositories, as GitHub answers it."""
+        double = self.double
+
+        def repository(_info: Any, owner: str, name: str, followRenames: bool = True) -> Any:
+            full_name = f"{owner}/{name}"
+            with double.open_repo(full_name) as repo:
+                if repo is None:
+                    return None
+                heads = gitdata.heads(repo)
+                default = gitdata.default_branch(repo)
+
+            def ref(_info: Any, qualifiedName: str) -> Any:
+                branch = qualifiedName.removeprefix("refs/heads/")
+                sha = heads.get(branch)
+                if sha is None:
+                    return None
+                rule = None
+                if double.is_protected(full_name, branch):
+                    rule = {
+                        "pattern": branch,
+                        "allowsDeletions": False,
+                        "allowsForcePushes": False,
+                        "viewerCanPush": request.role == "admin",
+                    }
+                return {
+                    "id": f"REF_{branch}",
+                    "name": branch,
+                    "prefix": "refs/heads/",
+                    "refUpdateRule": rule,
+                    "target": {
+                        "__typename": "Commit",
+                        "oid": sha,
+                        "tarballUrl": double.codeload_url(request, full_name, sha),
+                        "url": f"{double.url}/{full_name}/commit/{sha}",
+                        "message": "",
+                    },
+                }
+
+            default_sha = heads.get(default)
+            return {
+                "nameWithOwner": full_name,
+                "url": f"{double.url}/{full_name}",
+                "isEmpty": not heads,
+                "viewerPermission": PERMISSIONS[request.role],
+                "defaultBranchRef": ref(None, default) if default_sha else None,
+                "ref": ref,
+            }
+
+        result = execute_sync(
+            self.schema, document, root_value={"repository": repository}, variable_values=variables
+        )
+        answer: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            answer["errors"] = [{"message": e.message} for e in result.errors]
+        elif (
+            result.data is not None
+            and "repository" in result.data
+            and not result.data["repository"]
+        ):
+            owner, name = variables.get("owner", "?"), variables.get("name", "?")
+            answer["errors"] = [
+                {
+                    "type": "NOT_FOUND",
+                    "path": ["repository"],
+                    "message": f"Could not resolve to a Repository with the name '{owner}/{name}'.",
+                }
+            ]
+        return Response.json(200, answer)
 
     def _commit(self, value: dict[str, Any], role: str) -> Response:
         branch = value["branch"]

@@ -15,6 +15,7 @@ from openapi_schema_validator import OAS30Validator
 CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
 SPEC_PATH = CONTRACTS / "github-rest-subset.json"
 GRAPHQL_PATH = CONTRACTS / "github-graphql-createCommitOnBranch.graphql"
+GRAPHQL_QUERY_PATH = CONTRACTS / "github-graphql-repository.graphql"
 
 # Operations GitHub serves that the published subset does not include; listed, not ignored.
 OUTSIDE_SUBSET = {

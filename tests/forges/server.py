@@ -271,7 +271,7 @@ class ForgeDouble:
         if not self.authorized(request):
             return self.unauthorized(), False
         response = self._route(request)
-        if self.echo_token and response.status >= 400:
+        if self.echo_token and (response.status >= 400 or b'"errors"' in response.body):
             response.body = self._echoed(request, response.body)
         if fault and fault.drop_after_apply:
             return response, True
@@ -286,8 +286,13 @@ class ForgeDouble:
             data = json.loads(body)
         except ValueError:
             return body + f" (request had Authorization: {echoed})".encode()
-        if isinstance(data, dict):
-            data["message"] = f"{data.get('message', '')} (request had Authorization: {echoed})"
+        note = f" (request had Authorization: {echoed})"
+        if isinstance(data, dict) and isinstance(data.get("errors"), list):  # GraphQL's 200
+            for error in data["errors"]:
+                if isinstance(error, dict):
+                    error["message"] = f"{error.get('message', '')}{note}"
+        elif isinstance(data, dict):
+            data["message"] = f"{data.get('message', '')}{note}"
         return json.dumps(data).encode()
 
     def _route(self, request: Request) -> Response:

@@ -13,7 +13,13 @@ from tests.service.conftest import ADMIN, OTHER, READ, WRITE, Service
 
 TOKENS = {Role.READ: READ, Role.WRITE: WRITE, Role.ADMIN: ADMIN}
 BELOW = {Role.WRITE: READ, Role.ADMIN: WRITE}
-FILL = {"project": "warehouse", "name": "main", "path": "meltano.yml", "workspace_id": "w-1"}
+FILL = {
+    "project": "warehouse",
+    "name": "main",
+    "ref": "main",
+    "path": "meltano.yml",
+    "workspace_id": "w-1",
+}
 
 
 def routes(service: Service) -> list[tuple[str, str, Role | None]]:
