@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from client import exits, messages, sync
+from client import exits, messages, patch, sync
 from client.guard import screen
 from client.install import install, needs_install, remember_install
 from client.manifest import STATE_DIR
@@ -46,6 +46,8 @@ from providers.errors import (
 
 log = logging.getLogger(__name__)
 
+REPORTED_DIFF = 200_000
+"""Characters of a dirty workspace's patch the service is told (its limit is 256 KiB)."""
 UNPUSHABLE = (PermissionDenied, AuthenticationFailed, Unavailable, RateLimited)
 """Commit failures after which only a local rescue bundle can keep the change."""
 
@@ -171,11 +173,18 @@ def report_workspace(forge: Forge, settings: Settings, ws: Workspace) -> None:
     if not isinstance(forge, WorkspaceReporter) or not ws.materialized:
         return
     manifest = ws.manifest
-    dirty = [c.path for c in ws.status().changes]
+    changes = ws.status().changes
     default_id = f"{socket.gethostname()}-{hashlib.sha256(str(ws.root).encode()).hexdigest()[:8]}"
     try:
+        diff = patch.render(ws.diffs(changes)).decode("utf-8", "replace") if changes else ""
+        if len(diff) > REPORTED_DIFF:
+            diff = diff[:REPORTED_DIFF] + "\n… (cut; the whole patch is in the workspace)\n"
         forge.report_workspace(
-            settings.workspace_id or default_id, manifest.branch, manifest.base_sha, dirty
+            settings.workspace_id or default_id,
+            manifest.branch,
+            manifest.base_sha,
+            [c.path for c in changes],
+            diff,
         )
     except ProviderError as exc:
         log.warning("could not report the workspace to the service: %s", exc)

@@ -293,6 +293,14 @@ class Forge(Protocol):
         """Author, committer, parents and message of one commit."""
         ...
 
+    def history(self, sha: str, limit: int) -> list[CommitMeta]:
+        """Up to `limit` commits reachable from `sha`, newest first (as `git log` lists)."""
+        ...
+
+    def ahead_behind(self, base: str, head: str) -> tuple[int, int]:
+        """Commits `head` has that `base` lacks, and the other way round."""
+        ...
+
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
         """Open a PR/MR from `source` into `target`, or return the open one."""
         ...
@@ -307,7 +315,7 @@ class WorkspaceReporter(Protocol):
     """A forge that collects runners' workspace states (the meltano-forge service)."""
 
     def report_workspace(
-        self, workspace_id: str, branch: str, base_sha: str, dirty: Sequence[str]
+        self, workspace_id: str, branch: str, base_sha: str, dirty: Sequence[str], diff: str = ""
     ) -> None:
-        """Record a runner's branch, base commit and uncommitted files."""
+        """Record a runner's branch, base commit, uncommitted files and their patch."""
         ...

@@ -662,6 +662,34 @@ class GitHubForge:
             signed_commit(str(payload), str(signature)) if payload and signature else None,
         )
 
+    def history(self, sha: str, limit: int) -> list[CommitMeta]:
+        """GET /commits?sha= in one request (up to 100)."""
+
+        def listed() -> list[Any]:
+            _, data = self._repo._requester.requestJsonAndCheck(
+                "GET",
+                f"{self._repo.url}/commits",
+                parameters={"sha": sha, "per_page": min(max(limit, 1), 100)},
+            )
+            return list(data)
+
+        return [
+            CommitMeta(
+                str(item["sha"]),
+                tuple(str(p["sha"]) for p in item.get("parents") or []),
+                _github_person(item["commit"]["author"]),
+                _github_person(item["commit"]["committer"]),
+                str(item["commit"].get("message") or ""),
+                str(item["commit"]["tree"]["sha"]),
+            )
+            for item in self._call("list commits", listed)[:limit]
+        ]
+
+    def ahead_behind(self, base: str, head: str) -> tuple[int, int]:
+        """One compare request."""
+        comparison = self._call("compare commits", lambda: self._repo.compare(base, head))
+        return int(comparison.ahead_by), int(comparison.behind_by)
+
     # ---- change requests -------------------------------------------------------------
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
         """Reuse the open PR from `source` into `target`, or open one."""

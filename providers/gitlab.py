@@ -432,6 +432,35 @@ class GitLabForge:
             str(commit.message or ""),
         )
 
+    def history(self, sha: str, limit: int) -> list[CommitMeta]:
+        """GET /repository/commits?ref_name= (one page of up to 100)."""
+        items = self._call(
+            "list commits",
+            lambda: self._project.commits.list(
+                ref_name=sha, per_page=min(max(limit, 1), 100), get_all=False
+            ),
+        )
+        return [
+            CommitMeta(
+                c.id,
+                tuple(c.parent_ids or ()),
+                _gitlab_person(c.author_name, c.author_email, c.authored_date),
+                _gitlab_person(c.committer_name, c.committer_email, c.committed_date),
+                str(c.message or ""),
+            )
+            for c in list(items)[:limit]
+        ]
+
+    def ahead_behind(self, base: str, head: str) -> tuple[int, int]:
+        """Two compare requests (GitLab's compare counts one direction)."""
+        ahead: Any = self._call(
+            "compare commits", lambda: self._project.repository_compare(base, head)
+        )
+        behind: Any = self._call(
+            "compare commits", lambda: self._project.repository_compare(head, base)
+        )
+        return len(ahead["commits"]), len(behind["commits"])
+
     # ---- change requests -------------------------------------------------------------
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
         """Reuse the open MR from `source` into `target`, or open one."""

@@ -20,6 +20,7 @@ from dulwich.merge import three_way_merge
 from dulwich.objects import Blob, Commit, ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import Repo
+from dulwich.walk import Walker
 
 from providers import changeset, gitobjects
 from providers.config import ForgeConfig, system_author
@@ -315,6 +316,22 @@ class LocalForge:
                 commit.gpgsig.decode("utf-8", "replace") if commit.gpgsig else None,
                 commit.as_raw_string(),
             )
+
+    def history(self, sha: str, limit: int) -> list[CommitMeta]:
+        """`git log` order from `sha`."""
+        with self._repo() as repo:
+            self._commit_object(repo, sha)
+            walker = Walker(repo.object_store, [gitobjects.oid(sha)], max_entries=limit)
+            shas = [entry.commit.id.decode() for entry in walker]
+        return [self.commit_meta(s) for s in shas]
+
+    def ahead_behind(self, base: str, head: str) -> tuple[int, int]:
+        """Counted by walking both sides past their merge base."""
+        with self._repo() as repo:
+            store = repo.object_store
+            ahead = sum(1 for _ in Walker(store, [gitobjects.oid(head)], [gitobjects.oid(base)]))
+            behind = sum(1 for _ in Walker(store, [gitobjects.oid(base)], [gitobjects.oid(head)]))
+        return ahead, behind
 
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
         """A bare repository has no pull requests, so the promotion is applied at once: a

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -87,6 +88,22 @@ def _problem(response: httpx.Response, token_set: bool = True) -> ProviderError:
     return InvalidRequest(detail)
 
 
+def _meta(data: dict[str, Any]) -> CommitMeta:
+    def person(p: dict[str, Any]) -> Person:
+        return Person(p["name"], p["email"], p["time"], p.get("offset"))
+
+    return CommitMeta(
+        data["sha"],
+        tuple(data["parents"]),
+        person(data["author"]),
+        person(data["committer"]),
+        data["message"],
+        data.get("tree"),
+        data.get("signature"),
+        base64.b64decode(data["raw_base64"]) if data.get("raw_base64") else None,
+    )
+
+
 class ServiceForge:
     """A project behind `https://HOST/v1/projects/NAME`."""
 
@@ -122,6 +139,28 @@ class ServiceForge:
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._call(lambda: self._send(method, path, **kwargs).json())
 
+    def _all(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """Every page of a list, following its `Link: rel="next"` headers."""
+        items: list[Any] = []
+        query = {**(params or {}), "limit": 1000}
+        response = self._call(lambda: self._send("GET", path, params=query))
+        while True:
+            items += response.json()
+            following: str | None = response.links.get("next", {}).get("url")
+            if not following:
+                return items
+            response = self._call(partial(self._absolute, following))
+
+    def _absolute(self, url: str) -> httpx.Response:
+        try:
+            response = self._http.get(url)
+        except httpx.TransportError as exc:
+            msg = f"The meltano-forge service did not answer ({type(exc).__name__})"
+            raise Unavailable(msg) from exc
+        if response.status_code >= 300:
+            raise _problem(response, self._token_set)
+        return response
+
     def repository(self) -> RepositoryInfo:
         """The project summary."""
         data = self._json("GET", "")
@@ -133,7 +172,8 @@ class ServiceForge:
     def branches(self) -> list[Branch]:
         """All branches."""
         return [
-            Branch(b["name"], b["head"], b["protected"]) for b in self._json("GET", "/branches")
+            Branch(b["name"], b["head"], b["protected"], b.get("can_push"))
+            for b in self._all("/branches")
         ]
 
     def branch(self, name: str) -> Branch:
@@ -195,7 +235,7 @@ class ServiceForge:
         """The files at a commit."""
         return [
             TreeEntry(e["path"], FileMode.parse(e["mode"]), e["sha"], e["size"])
-            for e in self._json("GET", "/tree", params={"ref": sha})
+            for e in self._all("/tree", {"ref": sha})
         ]
 
     def changed_paths(self, base_sha: str, head_sha: str) -> frozenset[str]:
@@ -257,21 +297,18 @@ class ServiceForge:
 
     def commit_meta(self, sha: str) -> CommitMeta:
         """GET /commits/{sha}."""
-        data = self._json("GET", f"/commits/{quote(sha)}")
+        return _meta(self._json("GET", f"/commits/{quote(sha)}"))
 
-        def person(p: dict[str, Any]) -> Person:
-            return Person(p["name"], p["email"], p["time"], p.get("offset"))
+    def history(self, sha: str, limit: int) -> list[CommitMeta]:
+        """GET /commits?ref=&limit=."""
+        return [
+            _meta(c) for c in self._json("GET", "/commits", params={"ref": sha, "limit": limit})
+        ]
 
-        return CommitMeta(
-            data["sha"],
-            tuple(data["parents"]),
-            person(data["author"]),
-            person(data["committer"]),
-            data["message"],
-            data.get("tree"),
-            data.get("signature"),
-            base64.b64decode(data["raw_base64"]) if data.get("raw_base64") else None,
-        )
+    def ahead_behind(self, base: str, head: str) -> tuple[int, int]:
+        """GET /ahead-behind."""
+        data = self._json("GET", "/ahead-behind", params={"base": base, "head": head})
+        return int(data["ahead"]), int(data["behind"])
 
     def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
         """POST /promotions."""
@@ -285,15 +322,12 @@ class ServiceForge:
         )
 
     def report_workspace(
-        self, workspace_id: str, branch: str, base_sha: str, dirty: Sequence[str]
+        self, workspace_id: str, branch: str, base_sha: str, dirty: Sequence[str], diff: str = ""
     ) -> None:
         """PUT /workspaces/{id}: what dashboards show as "uncommitted changes"."""
+        body = {"branch": branch, "base_sha": base_sha, "dirty": list(dirty), "diff": diff}
         self._call(
-            lambda: self._send(
-                "PUT",
-                f"/workspaces/{quote(workspace_id, safe='')}",
-                json={"branch": branch, "base_sha": base_sha, "dirty": list(dirty)},
-            )
+            lambda: self._send("PUT", f"/workspaces/{quote(workspace_id, safe='')}", json=body)
         )
 
     def close(self) -> None:

@@ -36,6 +36,24 @@ def build_state(settings: ServiceSettings) -> ServiceState:
     )
 
 
+def startup_lines(state: ServiceState) -> list[str]:
+    """What `serve` says as it starts: one line per project, or how to add one."""
+    projects = state.projects.projects
+    if not projects:
+        return [
+            "meltano-forge: no project is configured yet: open / in a browser to set one up, "
+            "or list projects in MELTANO_FORGE_PROJECTS_FILE"
+        ]
+    lines = []
+    for project in projects:
+        location = project.forge_config().location
+        lines.append(
+            f"meltano-forge: project {project.name}: {location.kind.value} {location.web_url} "
+            f"(working branch {project.working_branch})"
+        )
+    return lines
+
+
 def hidden_paths(state: ServiceState) -> tuple[str, ...]:
     """Server paths that must never reach an API caller: local repositories, the cache."""
     paths = [str(state.settings.cache_dir.resolve())]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from client.policy import BranchPolicy
-from providers.contract import Forge
+from providers.contract import CommitMeta, Forge
 from providers.registry import open_forge
 from service.archive_cache import ArchiveCache
 from service.auth import authorize
@@ -19,6 +20,30 @@ from service.events import EventBroker
 from service.heads import BranchHeads
 from service.problems import Problem
 from service.settings import ApiToken, ProjectConfig, ProjectsFile, Role, ServiceSettings
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Memo(Generic[K, V]):
+    """A bounded map of facts that never change (a commit's metadata, counts between two
+    commits): the oldest entries go first when it is full."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        """The remembered value, if any."""
+        with self._lock:
+            return self._items.get(key)
+
+    def __setitem__(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
 
 
 @dataclass
@@ -31,6 +56,10 @@ class ServiceState:
     cache: ArchiveCache
     events: EventBroker
     heads: BranchHeads = field(default_factory=BranchHeads)
+    metas: Memo[tuple[str, str], CommitMeta] = field(default_factory=lambda: Memo(4096))
+    """(project, sha) -> commit metadata: a commit never changes."""
+    counts: Memo[tuple[str, str, str], tuple[int, int]] = field(default_factory=lambda: Memo(4096))
+    """(project, base, head) -> (ahead, behind)."""
     _forges: dict[str, Forge] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _commit_locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
@@ -99,6 +128,22 @@ class ProjectAccess:
         return ProjectContext(config, state.forge(config), policy, token, state)
 
 
+class TokenAccess:
+    """The dependency behind `Viewer`: a known token with at least `role`, any project."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    def __call__(
+        self,
+        state: StateDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> ApiToken:
+        """The token."""
+        header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+        return authorize(state.projects, header, None, self.role)
+
+
 BEARER = HTTPBearer(
     auto_error=False,
     scheme_name="bearer",
@@ -108,3 +153,4 @@ BEARER = HTTPBearer(
 Reader = Annotated[ProjectContext, Security(ProjectAccess(Role.READ), scopes=["read"])]
 Writer = Annotated[ProjectContext, Security(ProjectAccess(Role.WRITE), scopes=["write"])]
 Admin = Annotated[ProjectContext, Security(ProjectAccess(Role.ADMIN), scopes=["admin"])]
+Viewer = Annotated[ApiToken, Security(TokenAccess(Role.READ), scopes=["read"])]

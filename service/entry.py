@@ -21,7 +21,7 @@ def serve(host: str, port: int, no_deliver: bool) -> None:
     import uvicorn
 
     from client.settings import SettingsError
-    from service.app import create_app
+    from service.app import create_app, startup_lines
     from service.settings import ServiceSettings
 
     try:
@@ -29,6 +29,8 @@ def serve(host: str, port: int, no_deliver: bool) -> None:
     except SettingsError as exc:
         click.echo(f"meltano-forge: {exc}", err=True)
         sys.exit(2)
+    for line in startup_lines(app.state.service):
+        click.echo(line, err=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

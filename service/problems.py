@@ -139,3 +139,43 @@ async def handle_validation(request: Request, exc: Exception) -> JSONResponse:
     return response(
         Problem(422, "Invalid request", f"{where}: {first.get('msg', 'invalid')}"), request.url.path
     )
+
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "paths": {"type": "array", "items": {"type": "string"}},
+        "retry_at": {"type": "string"},
+    },
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error statuses, each a problem+json document."""
+    words = {
+        400: "Invalid request",
+        401: "No known API token",
+        403: "The token's role or projects do not allow this, or the branch is read-only",
+        404: "No such project, branch, commit or path",
+        409: "The branch changed the same files (`paths`)",
+        422: "Invalid or unsafe input",
+        502: "The forge refused the service's own token",
+        503: "The forge is unavailable or rate-limited (`retry_at`)",
+    }
+    return {
+        status: {
+            "description": words[status],
+            "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
+API_ERRORS = documented(400, 401, 403, 404, 422, 502, 503)
+"""What every `/v1` operation may answer besides success."""

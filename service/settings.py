@@ -76,6 +76,7 @@ class ProjectConfig(BaseModel):
     token_file: Path | None = None
     protected_branches: tuple[str, ...] = ("main", "master")
     working_branch: str = "development"
+    project_path: str = Field(default="", description="Monorepos: the folder holding meltano.yml")
     webhook_secret: SecretStr | None = None
     webhook_secret_file: Path | None = None
     gitlab_signing_token: SecretStr | None = None

@@ -6,6 +6,7 @@ so a real installation upgrades without losing its outbox.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -55,6 +56,17 @@ workspaces = sa.Table(
     sa.Column("base_sha", sa.String(40), nullable=False),
     sa.Column("dirty", sa.Text, nullable=False, doc="JSON list of uncommitted paths"),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("diff", sa.Text, doc="the runner's patch of its uncommitted changes (capped)"),
+)
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id_sha256", sa.String(64), primary_key=True, doc="sha256 of the cookie value"),
+    sa.Column("token_name", sa.String(128), nullable=False, doc="the API token signed in"),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -76,7 +88,8 @@ def make_engine(url: str) -> sa.Engine:
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the schema up to date (alembic upgrade head), in place."""
+    """Bring the schema up to date (alembic upgrade head), in place, quietly."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import time
+import dataclasses
 
-import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from providers.names import check_branch_name
+from service import operations
 from service.deps import Reader, StateDep, Writer
-from service.storage import workspaces
+from service.paging import Cursor, Limit, page
+from service.problems import API_ERRORS
 
-router = APIRouter(prefix="/v1/projects/{project}", tags=["collaboration"])
+router = APIRouter(prefix="/v1/projects/{project}", tags=["collaboration"], responses=API_ERRORS)
 
 
 class PromotionIn(BaseModel):
@@ -30,81 +29,67 @@ class PromotionOut(BaseModel):
     source: str
     target: str
     created: bool
+    merged: bool = False
+    detail: str = ""
 
 
 class WorkspaceIn(BaseModel):
     branch: str
     base_sha: str = Field(pattern=r"^[0-9a-f]{40}$")
     dirty: list[str] = Field(default_factory=list, max_length=10000)
+    diff: str = Field(default="", max_length=256 * 1024, description="The runner's patch")
 
 
 class WorkspaceOut(WorkspaceIn):
     id: str
     updated_at: float
+    stale: bool = False
 
 
 @router.post("/promotions", status_code=201)
 def promote(ctx: Writer, body: PromotionIn) -> PromotionOut:
     """Open or reuse a PR/MR (default: working branch into the default branch)."""
-    source = check_branch_name(body.source or ctx.policy.working)
-    target = check_branch_name(body.target or ctx.forge.repository().default_branch)
-    request = ctx.forge.open_change_request(
-        source, target, body.title or f"Promote {source} to {target}", body.body
-    )
-    return PromotionOut(
-        number=request.number,
-        url=request.url,
-        source=source,
-        target=target,
-        created=request.created,
-    )
+    request = operations.promote(ctx, body.source, body.target, body.title, body.body)
+    return PromotionOut(**dataclasses.asdict(request))
 
 
 @router.put("/workspaces/{workspace_id}")
-def report_workspace(
-    ctx: Writer, state: StateDep, workspace_id: str, body: WorkspaceIn
-) -> WorkspaceOut:
-    """A runner reports its branch, base and uncommitted files."""
-    now = time.time()
-    values = {
-        "branch": body.branch,
-        "base_sha": body.base_sha,
-        "dirty": json.dumps(body.dirty),
-        "updated_at": now,
-    }
-    key = sa.and_(workspaces.c.project == ctx.config.name, workspaces.c.id == workspace_id)
-    with state.engine.begin() as connection:
-        if connection.execute(workspaces.update().where(key).values(**values)).rowcount == 0:
-            connection.execute(
-                workspaces.insert().values(project=ctx.config.name, id=workspace_id, **values)
-            )
-    return WorkspaceOut(
-        id=workspace_id,
-        updated_at=now,
-        branch=body.branch,
-        base_sha=body.base_sha,
-        dirty=body.dirty,
+def report_workspace(ctx: Writer, workspace_id: str, body: WorkspaceIn) -> WorkspaceOut:
+    """A runner reports its branch, base, uncommitted files and their patch."""
+    view = operations.report_workspace(
+        ctx, workspace_id, body.branch, body.base_sha, body.dirty, body.diff
     )
+    return _out(view)
 
 
 @router.get("/workspaces")
-def list_workspaces(ctx: Reader, state: StateDep, dirty: bool | None = None) -> list[WorkspaceOut]:
-    """Workspaces, optionally only the dirty ones (the "uncommitted changes" prompt)."""
-    with state.engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(workspaces).where(workspaces.c.project == ctx.config.name)
-        ).all()
-    out = [
-        WorkspaceOut(
-            id=r.id,
-            branch=r.branch,
-            base_sha=r.base_sha,
-            dirty=json.loads(r.dirty),
-            updated_at=r.updated_at,
-        )
-        for r in rows
+def list_workspaces(
+    ctx: Reader,
+    request: Request,
+    response: Response,
+    dirty: bool | None = None,
+    limit: int = Limit,
+    cursor: str | None = Cursor,
+) -> list[WorkspaceOut]:
+    """Workspaces, dirty ones first (the "uncommitted changes" prompt)."""
+    views = [
+        w
+        for w in operations.list_workspaces(ctx.state, ctx.config.name)
+        if dirty is None or bool(w.dirty) == dirty
     ]
-    return [w for w in out if dirty is None or bool(w.dirty) == dirty]
+    return [_out(w) for w in page(views, request, response, limit, cursor)]
+
+
+def _out(view: operations.WorkspaceView) -> WorkspaceOut:
+    return WorkspaceOut(
+        id=view.id,
+        branch=view.branch,
+        base_sha=view.base_sha,
+        dirty=view.dirty,
+        diff=view.diff,
+        updated_at=view.updated_at,
+        stale=view.stale,
+    )
 
 
 @router.get("/events", response_class=StreamingResponse)

@@ -1,15 +1,16 @@
-"""`GET /deliveries`: redeploy deliveries and their state."""
+"""Redeploy deliveries: their state, and another chance for a dead letter."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from service.deps import Reader, StateDep
-from service.storage import deliveries
+from service import operations
+from service.deps import Admin, Reader
+from service.paging import Cursor, Limit, page
+from service.problems import API_ERRORS, Problem
 
-router = APIRouter(prefix="/v1/projects/{project}", tags=["deliveries"])
+router = APIRouter(prefix="/v1/projects/{project}", tags=["deliveries"], responses=API_ERRORS)
 
 
 class DeliveryOut(BaseModel):
@@ -25,16 +26,15 @@ class DeliveryOut(BaseModel):
 
 @router.get("/deliveries")
 def list_deliveries(
-    ctx: Reader, state: StateDep, status: str | None = None, limit: int = 100
+    ctx: Reader,
+    request: Request,
+    response: Response,
+    status: str | None = None,
+    limit: int = Limit,
+    cursor: str | None = Cursor,
 ) -> list[DeliveryOut]:
     """Newest first."""
-    query = sa.select(deliveries).where(deliveries.c.project == ctx.config.name)
-    if status:
-        query = query.where(deliveries.c.status == status)
-    with state.engine.connect() as connection:
-        rows = connection.execute(
-            query.order_by(deliveries.c.id.desc()).limit(max(1, min(limit, 1000)))
-        ).all()
+    rows = operations.list_deliveries(ctx.state, ctx.config.name, status)
     return [
         DeliveryOut(
             id=r.id,
@@ -46,5 +46,13 @@ def list_deliveries(
             created_at=r.created_at,
             delivered_at=r.delivered_at,
         )
-        for r in rows
+        for r in page(rows, request, response, limit, cursor)
     ]
+
+
+@router.post("/deliveries/{delivery_id}/retry", status_code=202)
+def retry(ctx: Admin, delivery_id: int) -> dict[str, str]:
+    """Give a dead letter another round of attempts (admins only)."""
+    if not operations.retry_delivery(ctx.state, ctx.config.name, delivery_id):
+        raise Problem(404, "Not found", f"No dead delivery {delivery_id} in this project")
+    return {"status": "pending"}

@@ -6,14 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from service import operations
 from service.deps import Reader
-from service.meltano_summary import summarize
-from service.routes.projects import resolve
+from service.problems import API_ERRORS
 
-router = APIRouter(prefix="/v1/projects/{project}", tags=["meltano"])
+router = APIRouter(prefix="/v1/projects/{project}", tags=["meltano"], responses=API_ERRORS)
 
 
 @router.get("/meltano")
-def meltano(ctx: Reader, ref: str | None = None, project_path: str = "") -> dict[str, Any]:
-    """Plugins, schedules, jobs and environments from meltano.yml and its include files."""
-    return summarize(ctx.forge, resolve(ctx, ref), project_path)
+def meltano(ctx: Reader, ref: str | None = None, project_path: str | None = None) -> dict[str, Any]:
+    """Plugins, schedules, jobs and environments from meltano.yml and its include files
+    (in the project's folder of a monorepo unless `project_path` says otherwise)."""
+    return operations.meltano(ctx, ref, project_path)

@@ -1,27 +1,39 @@
-"""Project summary, branches, tree and files."""
+"""Projects, their branches, history, tree and files."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from providers.contract import Branch, TreeEntry
-from providers.errors import NotFound
-from providers.names import check_repo_path, is_sha
-from service.deps import ProjectContext, Reader, Writer
-from service.settings import Role
+from providers.names import check_repo_path
+from service import operations
+from service.deps import Reader, StateDep, Viewer, Writer
+from service.operations import resolve
+from service.paging import Cursor, Limit, page
+from service.problems import API_ERRORS
 
-router = APIRouter(prefix="/v1/projects/{project}", tags=["projects"])
+router = APIRouter(prefix="/v1/projects", tags=["projects"], responses=API_ERRORS)
+__all__ = ["resolve", "router"]  # `resolve` is also the archive route's
 
 
 class ProjectSummary(BaseModel):
     name: str
+    provider: str
     default_branch: str
     web_url: str
     working_branch: str
     protected_branches: list[str]
+    project_path: str
+
+
+class ProjectListed(BaseModel):
+    name: str
+    provider: str
+    web_url: str
+    working_branch: str
 
 
 class BranchOut(BaseModel):
@@ -30,6 +42,8 @@ class BranchOut(BaseModel):
     protected: bool
     read_only: bool
     can_push: bool | None = None
+    ahead: int | None = None
+    behind: int | None = None
 
 
 class NewBranch(BaseModel):
@@ -44,93 +58,117 @@ class TreeEntryOut(BaseModel):
     size: int
 
 
-def resolve(ctx: ProjectContext, ref: str | None) -> str:
-    """A SHA for `ref` (a SHA, a branch, or the working branch when omitted, else the
-    default branch while the working branch does not exist yet). Branch names go through
-    the service's short-lived head cache."""
-    if ref and is_sha(ref):
-        return ref
-    name = ref or ctx.policy.working
-    try:
-        return ctx.state.heads.head(ctx.config.name, ctx.forge, name)
-    except NotFound:
-        if ref:
-            raise
-    default = ctx.forge.repository().default_branch
-    return ctx.state.heads.head(ctx.config.name, ctx.forge, default)
-
-
-def _branch(ctx: ProjectContext, b: Branch) -> BranchOut:
-    may_write = ctx.token is None or ctx.token.role >= Role.WRITE
-    read_only = ctx.policy.is_read_only(b.name)
-    return BranchOut(
-        name=b.name,
-        head=b.head,
-        protected=b.protected or read_only,
-        read_only=read_only or b.protected,
-        can_push=False if not may_write else b.can_push,
-    )
+class Counts(BaseModel):
+    ahead: int
+    behind: int
 
 
 @router.get("")
+def list_projects(
+    viewer: Viewer,
+    state: StateDep,
+    request: Request,
+    response: Response,
+    limit: int = Limit,
+    cursor: str | None = Cursor,
+) -> list[ProjectListed]:
+    """The projects this token may see."""
+    listed = [
+        ProjectListed(
+            name=p.name,
+            provider=(location := p.forge_config().location).kind.value,
+            web_url=location.web_url,
+            working_branch=p.working_branch,
+        )
+        for p in operations.visible_projects(state, viewer)
+    ]
+    return page(listed, request, response, limit, cursor)
+
+
+@router.get("/{project}")
 def summary(ctx: Reader) -> ProjectSummary:
     """The project's repository and branch model."""
     info = ctx.forge.repository()
     return ProjectSummary(
         name=ctx.config.name,
+        provider=ctx.config.forge_config().location.kind.value,
         default_branch=info.default_branch,
         web_url=info.web_url,
         working_branch=ctx.policy.working,
         protected_branches=list(ctx.policy.protected),
+        project_path=ctx.config.project_path,
     )
 
 
-@router.get("/branches")
-def list_branches(ctx: Reader) -> list[BranchOut]:
-    """Every branch with head and protection."""
-    return [_branch(ctx, b) for b in ctx.forge.branches()]
-
-
-@router.get("/branches/{name:path}")
-def get_branch(ctx: Reader, name: str) -> BranchOut:
-    """One branch."""
-    return _branch(ctx, ctx.forge.branch(name))
-
-
-@router.get("/compare")
-def compare(ctx: Reader, base: str, head: str) -> list[str]:
-    """Paths that differ between two refs."""
-    return sorted(ctx.forge.changed_paths(resolve(ctx, base), resolve(ctx, head)))
-
-
-@router.post("/branches", status_code=201)
-def create_branch(ctx: Writer, body: NewBranch) -> BranchOut:
-    """Create a branch (from `from_ref`, else by the branch model); names that git cannot
-    hold beside existing branches are refused."""
-    if body.from_ref:
-        branch = ctx.forge.create_branch(body.name, resolve(ctx, body.from_ref))
-    else:
-        branch, _ = ctx.policy.ensure(ctx.forge, body.name)
-    return _branch(ctx, branch)
-
-
-@router.get("/tree")
-def tree(ctx: Reader, ref: str | None = None) -> list[TreeEntryOut]:
-    """Every file at a ref."""
+@router.get("/{project}/branches")
+def list_branches(
+    ctx: Reader,
+    request: Request,
+    response: Response,
+    counts: bool = False,
+    limit: int = Limit,
+    cursor: str | None = Cursor,
+) -> list[BranchOut]:
+    """Branches with head and protection (and, with `counts`, ahead/behind against the
+    default branch)."""
+    views = operations.branches(ctx, counts=counts)
     return [
-        TreeEntryOut(path=e.path, mode=e.mode.git, sha=e.sha, size=e.size) for e in _tree(ctx, ref)
+        BranchOut(**dataclasses.asdict(v)) for v in page(views, request, response, limit, cursor)
     ]
 
 
-def _tree(ctx: ProjectContext, ref: str | None) -> list[TreeEntry]:
-    return ctx.forge.list_tree(resolve(ctx, ref))
+@router.get("/{project}/branches/{name:path}")
+def get_branch(ctx: Reader, name: str) -> BranchOut:
+    """One branch."""
+    return BranchOut(**dataclasses.asdict(operations.branch_view(ctx, ctx.forge.branch(name))))
 
 
-@router.get("/files/{path:path}", response_class=Response)
+@router.post("/{project}/branches", status_code=201)
+def create_branch(ctx: Writer, body: NewBranch) -> BranchOut:
+    """Create a branch (from `from_ref`, else by the branch model); names that git cannot
+    hold beside existing branches are refused."""
+    return BranchOut(**dataclasses.asdict(operations.create_branch(ctx, body.name, body.from_ref)))
+
+
+@router.get("/{project}/compare")
+def compare(ctx: Reader, base: str, head: str) -> list[str]:
+    """Paths that differ between two refs."""
+    return sorted(
+        ctx.forge.changed_paths(operations.resolve(ctx, base), operations.resolve(ctx, head))
+    )
+
+
+@router.get("/{project}/ahead-behind")
+def ahead_behind(ctx: Reader, base: str, head: str) -> Counts:
+    """How many commits `head` has that `base` lacks, and the other way round."""
+    ahead, behind = operations.ahead_behind(
+        ctx, operations.resolve(ctx, base), operations.resolve(ctx, head)
+    )
+    return Counts(ahead=ahead, behind=behind)
+
+
+@router.get("/{project}/tree")
+def tree(
+    ctx: Reader,
+    request: Request,
+    response: Response,
+    ref: str | None = None,
+    limit: int = Limit,
+    cursor: str | None = Cursor,
+) -> list[TreeEntryOut]:
+    """The files at a ref."""
+    entries = ctx.forge.list_tree(operations.resolve(ctx, ref))
+    return [
+        TreeEntryOut(path=e.path, mode=e.mode.git, sha=e.sha, size=e.size)
+        for e in page(entries, request, response, limit, cursor)
+    ]
+
+
+@router.get("/{project}/files/{path:path}", response_class=Response)
 def read_file(ctx: Reader, path: str, ref: str | None = None) -> Response:
     """One file's bytes at a ref (ETag: the commit SHA and path)."""
     check_repo_path(path)
-    sha = resolve(ctx, ref)
+    sha = operations.resolve(ctx, ref)
     data = ctx.forge.read_file(sha, path)
     etag = base64.urlsafe_b64encode(f"{sha}:{path}".encode()).decode().rstrip("=")
     return Response(data, media_type="application/octet-stream", headers={"ETag": f'"{etag}"'})

@@ -77,6 +77,7 @@ class GitHubDouble(ForgeDouble):
             ("POST", R + "/git/commits", self.create_commit),
             ("GET", R + "/git/commits/(?P<sha>[0-9a-f]{40})", self.get_git_commit),
             ("GET", R + r"/compare/(?P<base>.+)\.\.\.(?P<head>.+)", self.compare),
+            ("GET", R + "/commits", self.list_commits),
             ("GET", R + "/contents/(?P<path>.+)", self.get_contents),
             ("PUT", R + "/contents/(?P<path>.+)", self.put_contents),
             ("GET", R + "/pulls", self.list_pulls),
@@ -258,6 +259,22 @@ class GitHubDouble(ForgeDouble):
                 for p in obj.parents
             ],
         }
+
+    def list_commits(self, request: Request) -> Response:
+        """GET /commits?sha=: git log order (newest first), paginated like GitHub."""
+        with self.open_repo(self.full_name(request)) as repo:
+            if repo is None:
+                return self.not_found()
+            ref = request.query.get("sha") or gitdata.default_branch(repo)
+            head = gitdata.resolve(repo, ref)
+            if head is None:
+                return error(404, f"No commit found for SHA: {ref}")
+            ordered = sorted(
+                gitdata.ancestors(repo, head, limit=1000).items(), key=lambda kv: kv[1]
+            )
+            items = [self._commit_json(request, repo, sha) for sha, _ in ordered]
+        page, link, _, _ = paginate(items, request, 30, self.url)
+        return self.ok(request, 200, page, link)
 
     def _git_commit_json(self, request: Request, repo: Repo, sha: str) -> dict[str, Any]:
         obj = gitdata.commit(repo, sha)

@@ -293,3 +293,23 @@ def test_local_promotion_merges_disjoint_changes_and_refuses_overlaps(env: Forge
     assert refused.value.paths == ("README.md",)
     assert "both changed the same lines" in str(refused.value)
     assert env.head("main") == before
+
+
+def test_history_and_ahead_behind(env: ForgeEnv) -> None:
+    base = env.seed({"meltano.yml": b"v: 1\n"}, message="first")
+    env.forge.create_branch("development", base)
+    one = env.forge.commit(
+        "development",
+        base,
+        [FileChange.put("meltano.yml", b"v: 2\n", base_mode=FileMode.REGULAR)],
+        "second\n\nwith a body",
+    ).sha
+    two = env.forge.commit("development", one, [FileChange.put("a.txt", b"a\n")], "third").sha
+    env.forge.commit("main", base, [FileChange.put("b.txt", b"b\n")], "on main")
+    history = env.forge.history(two, 10)
+    assert [c.sha for c in history] == [two, one, base]
+    assert history[1].message.startswith("second")
+    assert history[1].parents == (base,)
+    assert history[0].author.name
+    assert env.forge.history(two, 2)[-1].sha == one
+    assert env.forge.ahead_behind(env.head("main") or "", two) == (2, 1)

@@ -1,0 +1,294 @@
+"""What the service does, once: the JSON API's routes and the web pages both call these,
+so a rule (the branch policy, the checks a commit must pass, the head cache) lives in one
+place and a page never re-implements a route."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from client.workspace import merge_text
+from providers import changeset
+from providers.contract import (
+    Author,
+    Branch,
+    ChangeRequest,
+    CommitMeta,
+    CommitResult,
+    FileChange,
+    FileMode,
+)
+from providers.errors import NotFound
+from providers.names import check_branch_name, is_sha
+from providers.safety import check_links
+from service.deps import ProjectContext, ServiceState
+from service.meltano_summary import summarize
+from service.settings import ApiToken, ProjectConfig, Role
+from service.storage import deliveries, workspaces
+
+STALE_AFTER = 24 * 3600.0
+"""A workspace that has not reported for this long is marked stale."""
+
+
+@dataclass(frozen=True)
+class BranchView:
+    """A branch as the service shows it."""
+
+    name: str
+    head: str
+    protected: bool
+    """Protected on the forge or by the project's configuration."""
+    read_only: bool
+    can_push: bool | None
+    ahead: int | None = None
+    """Commits it has that the default branch lacks (when asked for)."""
+    behind: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkspaceView:
+    """A runner's workspace, as it last reported."""
+
+    id: str
+    branch: str
+    base_sha: str
+    dirty: list[str]
+    diff: str
+    updated_at: float
+
+    @property
+    def stale(self) -> bool:
+        """Not heard from for a day."""
+        return time.time() - self.updated_at > STALE_AFTER
+
+
+def visible_projects(state: ServiceState, token: ApiToken | None) -> list[ProjectConfig]:
+    """The projects a token may read."""
+    return [
+        p
+        for p in state.projects.projects
+        if token is None or "*" in token.projects or p.name in token.projects
+    ]
+
+
+def resolve(ctx: ProjectContext, ref: str | None) -> str:
+    """A SHA for `ref` (a SHA, a branch, or the working branch when omitted, else the
+    default branch while the working branch does not exist yet). Branch names go through
+    the service's short-lived head cache."""
+    if ref and is_sha(ref):
+        return ref
+    name = ref or ctx.policy.working
+    try:
+        return ctx.state.heads.head(ctx.config.name, ctx.forge, name)
+    except NotFound:
+        if ref:
+            raise
+    return ctx.state.heads.head(ctx.config.name, ctx.forge, default_branch(ctx))
+
+
+def default_branch(ctx: ProjectContext) -> str:
+    """The repository's default branch."""
+    return ctx.forge.repository().default_branch
+
+
+def branch_view(
+    ctx: ProjectContext, branch: Branch, *, default_head: str | None = None
+) -> BranchView:
+    """A branch with the project's policy applied (and ahead/behind when `default_head`)."""
+    read_only = ctx.policy.is_read_only(branch.name)
+    may_write = ctx.token is None or ctx.token.role >= Role.WRITE
+    ahead = behind = None
+    if default_head is not None:
+        ahead, behind = ahead_behind(ctx, default_head, branch.head)
+    return BranchView(
+        branch.name,
+        branch.head,
+        branch.protected or read_only,
+        read_only or branch.protected,
+        False if not may_write else branch.can_push,
+        ahead,
+        behind,
+    )
+
+
+def branches(ctx: ProjectContext, *, counts: bool = False) -> list[BranchView]:
+    """Every branch (with ahead/behind against the default branch when `counts`)."""
+    listed = ctx.forge.branches()
+    default_head = None
+    if counts:
+        default = default_branch(ctx)
+        default_head = next((b.head for b in listed if b.name == default), None)
+    return [branch_view(ctx, b, default_head=default_head) for b in listed]
+
+
+def ahead_behind(ctx: ProjectContext, base: str, head: str) -> tuple[int, int]:
+    """Counts between two commits, remembered (commits never change)."""
+    key = (ctx.config.name, base, head)
+    cached = ctx.state.counts.get(key)
+    if cached is None:
+        cached = (0, 0) if base == head else ctx.forge.ahead_behind(base, head)
+        ctx.state.counts[key] = cached
+    return cached
+
+
+def commit_meta(ctx: ProjectContext, sha: str) -> CommitMeta:
+    """One commit's metadata, remembered by SHA."""
+    key = (ctx.config.name, sha)
+    cached = ctx.state.metas.get(key)
+    if cached is None:
+        cached = ctx.forge.commit_meta(sha)
+        ctx.state.metas[key] = cached
+    return cached
+
+
+def history(ctx: ProjectContext, ref: str | None, limit: int) -> list[CommitMeta]:
+    """The newest commits of a branch (or from a SHA)."""
+    metas = ctx.forge.history(resolve(ctx, ref), limit)
+    for meta in metas:
+        ctx.state.metas[(ctx.config.name, meta.sha)] = meta
+    return metas
+
+
+def create_branch(ctx: ProjectContext, name: str, from_ref: str | None) -> BranchView:
+    """A new branch (from `from_ref`, else by the branch model)."""
+    if from_ref:
+        branch = ctx.forge.create_branch(name, resolve(ctx, from_ref))
+    else:
+        branch, _ = ctx.policy.ensure(ctx.forge, name)
+    return branch_view(ctx, branch)
+
+
+def commit(
+    ctx: ProjectContext,
+    branch: str,
+    base_ref: str | None,
+    changes: list[FileChange],
+    message: str,
+    author: Author | None = None,
+) -> CommitResult:
+    """A commit through the service: refused on read-only branches (403), refused when a
+    pull would refuse it (422, the same rules both ways), one at a time per branch, and
+    the head cache moved with it. A missing branch starts at `base_ref`, else at the
+    default branch; no `base_ref` is a plain commit on the head."""
+    check_branch_name(branch)
+    ctx.policy.check_writable(branch)
+    base = resolve(ctx, base_ref) if base_ref else None
+    changeset.validate(changes, ctx.state.settings.limits)
+    if any(c.mode is FileMode.SYMLINK for c in changes if c.content is not None):
+        check_links(changeset.links_after(ctx.forge, base or _head(ctx, branch), changes))
+    with ctx.state.commit_lock(ctx.config.name, branch):
+        result = ctx.forge.commit(branch, base, changes, message, author)
+    ctx.state.heads.moved(ctx.config.name, branch, result.sha)
+    return result
+
+
+def _head(ctx: ProjectContext, branch: str) -> str | None:
+    try:
+        return ctx.forge.branch(branch).head
+    except NotFound:
+        return None
+
+
+def promote(
+    ctx: ProjectContext, source: str | None, target: str | None, title: str | None, body: str
+) -> ChangeRequest:
+    """Open or reuse a PR/MR (default: the working branch into the default branch)."""
+    src = check_branch_name(source or ctx.policy.working)
+    dst = check_branch_name(target or default_branch(ctx))
+    return ctx.forge.open_change_request(src, dst, title or f"Promote {src} to {dst}", body)
+
+
+def merge_draft(
+    ctx: ProjectContext, path: str, base_sha: str, head_sha: str, draft: bytes
+) -> tuple[bytes, bool]:
+    """A draft edited on `base_sha`, brought onto `head_sha`: the client's three-way merge,
+    or, when it conflicts, the text with git's conflict markers (nothing is dropped).
+    Returns (text, clean)."""
+    base = _read(ctx, base_sha, path)
+    theirs = _read(ctx, head_sha, path)
+    merged = merge_text(base, draft, theirs)
+    if merged is not None:
+        return merged, True
+    import merge3
+
+    lines = merge3.Merge3(
+        (base or b"").splitlines(True), draft.splitlines(True), (theirs or b"").splitlines(True)
+    ).merge_lines(name_a=b"your draft", name_b=b"the branch")
+    return b"".join(lines), False
+
+
+def _read(ctx: ProjectContext, sha: str, path: str) -> bytes | None:
+    try:
+        return ctx.forge.read_file(sha, path)
+    except NotFound:
+        return None
+
+
+def meltano(ctx: ProjectContext, ref: str | None, project_path: str | None) -> dict[str, Any]:
+    """The parsed project at a ref."""
+    path = ctx.config.project_path if project_path is None else project_path
+    return summarize(ctx.forge, resolve(ctx, ref), path)
+
+
+def report_workspace(
+    ctx: ProjectContext, workspace_id: str, branch: str, base_sha: str, dirty: list[str], diff: str
+) -> WorkspaceView:
+    """Record what a runner reports."""
+    now = time.time()
+    values = {
+        "branch": branch,
+        "base_sha": base_sha,
+        "dirty": json.dumps(dirty),
+        "diff": diff,
+        "updated_at": now,
+    }
+    key = sa.and_(workspaces.c.project == ctx.config.name, workspaces.c.id == workspace_id)
+    with ctx.state.engine.begin() as connection:
+        if connection.execute(workspaces.update().where(key).values(**values)).rowcount == 0:
+            connection.execute(
+                workspaces.insert().values(project=ctx.config.name, id=workspace_id, **values)
+            )
+    return WorkspaceView(workspace_id, branch, base_sha, dirty, diff, now)
+
+
+def list_workspaces(state: ServiceState, project: str) -> list[WorkspaceView]:
+    """Every reported workspace, dirty ones first, then the freshest."""
+    with state.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(workspaces).where(workspaces.c.project == project)
+        ).all()
+    views = [
+        WorkspaceView(r.id, r.branch, r.base_sha, json.loads(r.dirty), r.diff or "", r.updated_at)
+        for r in rows
+    ]
+    return sorted(views, key=lambda w: (not w.dirty, -w.updated_at))
+
+
+def list_deliveries(
+    state: ServiceState, project: str, status: str | None = None, limit: int = 1000
+) -> list[sa.Row[Any]]:
+    """Redeploy deliveries, newest first."""
+    query = sa.select(deliveries).where(deliveries.c.project == project)
+    if status:
+        query = query.where(deliveries.c.status == status)
+    with state.engine.connect() as connection:
+        return list(connection.execute(query.order_by(deliveries.c.id.desc()).limit(limit)).all())
+
+
+def retry_delivery(state: ServiceState, project: str, delivery_id: int) -> bool:
+    """Give a dead letter another round of attempts; False when there is none to retry."""
+    with state.engine.begin() as connection:
+        done = connection.execute(
+            deliveries.update()
+            .where(
+                deliveries.c.project == project,
+                deliveries.c.id == delivery_id,
+                deliveries.c.status == "dead",
+            )
+            .values(status="pending", attempts=0, next_attempt_at=time.time(), last_error=None)
+        )
+    return bool(done.rowcount)
