@@ -60,6 +60,9 @@ class RepositoryInfo:
     """True when the repository has no commits at all."""
     protected_branches: tuple[str, ...] | None = None
     """Branch names or globs the forge protects, when the token may read them."""
+    can_push: bool | None = None
+    """Whether the token may push to the repository at all (None when the forge does not
+    say); a branch's own `can_push` also weighs its protection."""
 
 
 @dataclass(frozen=True)

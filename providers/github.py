@@ -278,7 +278,15 @@ class GitHubForge:
         repo = self._repository()
         branches = self.branches()
         protected = tuple(b.name for b in branches if b.protected)
-        return RepositoryInfo(repo.default_branch, repo.html_url, not branches, protected)
+        permissions = repo.raw_data.get("permissions") or {}
+        may_push = permissions.get("push") if isinstance(permissions, dict) else None
+        return RepositoryInfo(
+            repo.default_branch,
+            repo.html_url,
+            not branches,
+            protected,
+            may_push if isinstance(may_push, bool) else None,
+        )
 
     def branches(self) -> list[Branch]:
         """Every branch (paginated, 100 a page)."""

@@ -198,7 +198,11 @@ class GitLabForge:
         except (PermissionDenied, NotFound):
             protected = None
         return RepositoryInfo(
-            project.default_branch or "main", project.web_url, bool(project.empty_repo), protected
+            project.default_branch or "main",
+            project.web_url,
+            bool(project.empty_repo),
+            protected,
+            _may_push(getattr(project, "permissions", None)),
         )
 
     def branches(self) -> list[Branch]:
@@ -498,3 +502,20 @@ class GitLabForge:
         if not mrs:
             return None
         return ChangeRequest(mrs[0].iid, mrs[0].web_url, source, target, created=False)
+
+
+DEVELOPER = 30
+"""GitLab's Developer access level: the lowest that may push to unprotected branches."""
+
+
+def _may_push(permissions: object) -> bool | None:
+    """From a project's `permissions`: the token's best project or group access level."""
+    if not isinstance(permissions, dict):
+        return None
+    levels = [
+        access.get("access_level")
+        for access in (permissions.get("project_access"), permissions.get("group_access"))
+        if isinstance(access, dict)
+    ]
+    known = [level for level in levels if isinstance(level, int)]
+    return max(known) >= DEVELOPER if known else None

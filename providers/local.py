@@ -108,7 +108,7 @@ class LocalForge:
             target = repo.refs.get_symrefs().get(Ref(b"HEAD"), gitobjects.branch_ref("main"))
             default = target.decode().removeprefix("refs/heads/")
             empty = not any(True for _ in repo.refs.keys(base=gitobjects.HEADS))
-        return RepositoryInfo(default, self.web_url, empty, None)
+        return RepositoryInfo(default, self.web_url, empty, None, os.access(self.path, os.W_OK))
 
     def branches(self) -> list[Branch]:
         """All `refs/heads/*`, sorted by name."""

@@ -10,9 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from client.policy import ReadOnlyBranch
-from providers.config import ProviderKind
 from providers.errors import ProviderError
-from service import problems, redeploys
+from service import problems, redeploys, web
 from service.archive_cache import ArchiveCache
 from service.auth import BearerGate
 from service.deps import ServiceState
@@ -21,6 +20,7 @@ from service.outbox import OutboxPolicy, OutboxWorker
 from service.routes import archive, collab, commits, deliveries, health, meltano, projects, webhooks
 from service.settings import ServiceSettings
 from service.storage import make_engine, migrate
+from service.web import setup_store
 
 
 def build_state(settings: ServiceSettings) -> ServiceState:
@@ -40,9 +40,13 @@ def startup_lines(state: ServiceState) -> list[str]:
     """What `serve` says as it starts: one line per project, or how to add one."""
     projects = state.projects.projects
     if not projects:
+        token = setup_store.setup_token(state.settings, create=True)
         return [
             "meltano-forge: no project is configured yet: open / in a browser to set one up, "
-            "or list projects in MELTANO_FORGE_PROJECTS_FILE"
+            "or list projects in MELTANO_FORGE_PROJECTS_FILE",
+            f"meltano-forge: the one-time setup token is {token} (also in "
+            f"{state.settings.data_dir / setup_store.SETUP_TOKEN_FILE}; it stops working once "
+            "a project is set up)",
         ]
     lines = []
     for project in projects:
@@ -52,16 +56,6 @@ def startup_lines(state: ServiceState) -> list[str]:
             f"(working branch {project.working_branch})"
         )
     return lines
-
-
-def hidden_paths(state: ServiceState) -> tuple[str, ...]:
-    """Server paths that must never reach an API caller: local repositories, the cache."""
-    paths = [str(state.settings.cache_dir.resolve())]
-    for project in state.projects.projects:
-        location = project.forge_config().location
-        if location.kind is ProviderKind.LOCAL:
-            paths.append(location.api_url)
-    return tuple(sorted(paths, key=len, reverse=True))
 
 
 def outbox_worker(state: ServiceState) -> OutboxWorker:
@@ -114,8 +108,11 @@ def create_app(
         description="Git-aware Meltano projects over the GitHub and GitLab APIs.",
     )
     app.state.service = service_state
-    app.state.hidden = hidden_paths(service_state)
-    app.add_middleware(BearerGate, projects=service_state.projects)
+    app.add_middleware(
+        BearerGate,
+        projects=lambda: service_state.projects,
+        from_cookie=lambda pair: web.bearer_for_cookie(service_state, pair),
+    )
     app.add_exception_handler(StarletteHTTPException, problems.handle_http)
     app.add_exception_handler(problems.Problem, problems.handle_problem)
     app.add_exception_handler(ProviderError, problems.handle_domain)
@@ -123,4 +120,6 @@ def create_app(
     app.add_exception_handler(RequestValidationError, problems.handle_validation)
     for module in (health, projects, archive, commits, meltano, collab, webhooks, deliveries):
         app.include_router(module.router)
+    web.mount(app)
+    app.state.error_page = web.error_page
     return app

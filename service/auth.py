@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from http.cookies import CookieError, SimpleCookie
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,11 +43,21 @@ def authorize(
 class BearerGate:
     """Refuse `/v1` requests that carry no known API token before anything else happens:
     a bad body from an unknown caller gets a 401, never a 422 that describes our schema.
-    Webhooks are verified by their signatures instead; scopes are checked per route."""
+    Webhooks are verified by their signatures instead; scopes are checked per route.
 
-    def __init__(self, app: ASGIApp, projects: ProjectsFile) -> None:
+    A signed-in browser's GET (the pages' live updates) may present its session cookie
+    instead: `from_cookie` turns it into the session token's `Authorization` header, so the
+    API's one auth path decides. Writes always need the header (no cookie, no CSRF risk)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        projects: Callable[[], ProjectsFile],
+        from_cookie: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.app = app
         self.projects = projects
+        self.from_cookie = from_cookie
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Let the request through, or answer 401 at once."""
@@ -53,9 +65,32 @@ class BearerGate:
         if scope["type"] == "http" and path.startswith("/v1/") and not path.endswith("/webhooks"):
             headers = dict(scope.get("headers") or [])
             header = headers.get(b"authorization", b"").decode("latin-1") or None
+            if header is None and scope.get("method") in ("GET", "HEAD") and self.from_cookie:
+                header = self._cookie_header(headers.get(b"cookie", b"").decode("latin-1"))
+                if header is not None:
+                    scope = {
+                        **scope,
+                        "headers": [
+                            *scope.get("headers", []),
+                            (b"authorization", header.encode("latin-1")),
+                        ],
+                    }
             try:
-                authorize(self.projects, header, None, Role.READ)
+                authorize(self.projects(), header, None, Role.READ)
             except Problem as refused:
                 await problems.response(refused, path)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _cookie_header(self, cookies: str) -> str | None:
+        assert self.from_cookie is not None  # noqa: S101
+        jar = SimpleCookie()
+        try:
+            jar.load(cookies)
+        except CookieError:
+            return None
+        for morsel in jar.values():
+            header = self.from_cookie(f"{morsel.key}={morsel.value}")
+            if header is not None:
+                return header
+        return None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from client.policy import BranchPolicy
+from providers.config import ProviderKind
 from providers.contract import CommitMeta, Forge
 from providers.registry import open_forge
 from service.archive_cache import ArchiveCache
@@ -60,6 +61,10 @@ class ServiceState:
     """(project, sha) -> commit metadata: a commit never changes."""
     counts: Memo[tuple[str, str, str], tuple[int, int]] = field(default_factory=lambda: Memo(4096))
     """(project, base, head) -> (ahead, behind)."""
+    setups: dict[str, Any] = field(default_factory=dict)
+    """Checked setups waiting to be saved (the web setup screen), by a random id."""
+    setup_holders: dict[str, float] = field(default_factory=dict)
+    """Browsers that gave the setup token (their cookie's random id -> when)."""
     _forges: dict[str, Forge] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _commit_locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
@@ -69,6 +74,16 @@ class ServiceState:
         branch would only race for its ref and retry against each other."""
         with self._lock:
             return self._commit_locks.setdefault((project, branch), threading.Lock())
+
+    def hidden_paths(self) -> tuple[str, ...]:
+        """Server paths that must never reach an API caller: local repositories, the cache
+        (longest first, so a repository inside the cache folder is hidden whole)."""
+        paths = [str(self.settings.cache_dir.resolve())]
+        for project in self.projects.projects:
+            location = project.forge_config().location
+            if location.kind is ProviderKind.LOCAL:
+                paths.append(location.api_url)
+        return tuple(sorted(paths, key=len, reverse=True))
 
     def forge(self, project: ProjectConfig) -> Forge:
         """The project's adapter (one per project, shared by requests)."""

@@ -90,6 +90,14 @@ def resolve(ctx: ProjectContext, ref: str | None) -> str:
     return ctx.state.heads.head(ctx.config.name, ctx.forge, default_branch(ctx))
 
 
+def fresh_head(ctx: ProjectContext, branch: str) -> str:
+    """The branch's head asked of the forge now (a user's Pull, a commit that found the
+    branch moved), remembered for the next cached read."""
+    sha = ctx.forge.branch(branch).head
+    ctx.state.heads.moved(ctx.config.name, branch, sha)
+    return sha
+
+
 def default_branch(ctx: ProjectContext) -> str:
     """The repository's default branch."""
     return ctx.forge.repository().default_branch

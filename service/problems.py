@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from client.policy import ReadOnly, ReadOnlyBranch
 from providers.errors import (
@@ -109,26 +109,42 @@ def response(problem: Problem, instance: str = "") -> JSONResponse:
     return JSONResponse(body, status_code=problem.status, media_type=PROBLEM, headers=headers)
 
 
-async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
+def _answer(request: Request, problem: Problem) -> Response:
+    """problem+json for the API and for programs; a page for a browser at a page (when the
+    app has pages)."""
+    as_page = getattr(request.app.state, "error_page", None)
+    browser = "text/html" in request.headers.get("accept", "")
+    if (
+        as_page is not None
+        and browser
+        and not request.url.path.startswith(("/v1/", "/healthz", "/readyz", "/metrics"))
+    ):
+        page: Response = as_page(request, problem.status, problem.title, problem.detail)
+        return page
+    return response(problem, request.url.path)
+
+
+async def handle_problem(request: Request, exc: Exception) -> Response:
     """Exception handler for Problem."""
     assert isinstance(exc, Problem)  # noqa: S101
-    return response(exc, request.url.path)
+    return _answer(request, exc)
 
 
-async def handle_domain(request: Request, exc: Exception) -> JSONResponse:
+async def handle_domain(request: Request, exc: Exception) -> Response:
     """Exception handler for provider and policy errors."""
-    hide = tuple(getattr(request.app.state, "hidden", ()))
-    return response(from_error(exc, hide), request.url.path)
+    state = getattr(request.app.state, "service", None)
+    hide = state.hidden_paths() if state is not None else ()
+    return _answer(request, from_error(exc, hide))
 
 
-async def handle_http(request: Request, exc: Exception) -> JSONResponse:
+async def handle_http(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (unknown routes, wrong methods) as problem documents too."""
     status = int(getattr(exc, "status_code", 500))
     titles = {404: "Not found", 405: "Method not allowed"}
     detail = str(getattr(exc, "detail", "")) or titles.get(status, "")
     if status == 404:
         detail = f"No route {request.method} {request.url.path}"
-    return response(Problem(status, titles.get(status, "Error"), detail), request.url.path)
+    return _answer(request, Problem(status, titles.get(status, "Error"), detail))
 
 
 async def handle_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -136,6 +136,9 @@ class ServiceSettings(Settings):
     projects_file: Path | None = None
     database_url: str = "sqlite:///./meltano-forge.db"
     cache_dir: Path = Path(".meltano-forge-cache")
+    data_dir: Path = Path(".meltano-forge-data")
+    """Projects set up in the browser, their forge tokens (mode 0600), the setup token."""
+    session_hours: float = 8.0
     cache_max_bytes: int = 2 * 1024**3
     webhook_max_bytes: int = 1024 * 1024
     outbox_interval: float = 1.0
@@ -155,23 +158,39 @@ class ServiceSettings(Settings):
         """The service reads no workspace's `meltano.yml`: arguments and environment only."""
         return (init_settings, env_settings, file_secret_settings)
 
+    @property
+    def managed_projects_file(self) -> Path:
+        """Where the setup screen keeps the projects it registers."""
+        return self.data_dir / "projects.yml"
+
     def load_projects(self) -> ProjectsFile:
-        """Parse and validate the projects file; errors name the variable to fix."""
-        if self.projects_file is None:
-            return ProjectsFile()
-        try:
-            data = yaml.safe_load(self.projects_file.read_text()) or {}
-            return ProjectsFile.model_validate(data)
-        except OSError as exc:
-            msg = (
-                f"MELTANO_FORGE_PROJECTS_FILE cannot be read ({self.projects_file}): {exc.strerror}"
-            )
-            raise SettingsError(msg) from None
-        except (yaml.YAMLError, ValidationError) as exc:
-            msg = (
-                f"MELTANO_FORGE_PROJECTS_FILE ({self.projects_file}) is invalid: {_first_line(exc)}"
-            )
-            raise SettingsError(msg) from None
+        """The projects file and the projects set up in the browser, validated; errors name
+        the variable to fix. A name in both is the projects file's."""
+        configured = _read_projects(self.projects_file, "MELTANO_FORGE_PROJECTS_FILE")
+        managed = _read_projects(
+            self.managed_projects_file if self.managed_projects_file.exists() else None,
+            f"the setup screen's {self.managed_projects_file}",
+        )
+        names = {p.name for p in configured.projects}
+        token_names = {t.name for t in configured.tokens}
+        return ProjectsFile(
+            projects=(*configured.projects, *(p for p in managed.projects if p.name not in names)),
+            tokens=(*configured.tokens, *(t for t in managed.tokens if t.name not in token_names)),
+        )
+
+
+def _read_projects(path: Path | None, what: str) -> ProjectsFile:
+    if path is None:
+        return ProjectsFile()
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        return ProjectsFile.model_validate(data)
+    except OSError as exc:
+        msg = f"{what} cannot be read ({path}): {exc.strerror}"
+        raise SettingsError(msg) from None
+    except (yaml.YAMLError, ValidationError) as exc:
+        msg = f"{what} ({path}) is invalid: {_first_line(exc)}"
+        raise SettingsError(msg) from None
 
 
 def _first_line(exc: Exception) -> str:

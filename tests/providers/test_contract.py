@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from pydantic import SecretStr
 
 from providers.contract import Branch, FileChange, FileMode
 from providers.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, UnsafeInput
@@ -193,6 +194,16 @@ def test_repository_info_and_empty_repository(env: ForgeEnv) -> None:
     ]
     assert "100755" in env.git("ls-tree", "main", "bin/x")
     assert not env.forge.repository().empty
+
+
+def test_repository_says_whether_the_token_may_push(env: ForgeEnv) -> None:
+    """Known before the first commit (the setup screen asks it of an empty repository)."""
+    assert env.forge.repository().can_push is True
+    if env.double is None:
+        return
+    env.double.add_token("reader-token-0042", "read")
+    reader = env.new_forge(token=SecretStr("reader-token-0042"))
+    assert reader.repository().can_push is False
 
 
 def test_change_requests_are_idempotent(env: ForgeEnv) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ import pytest
 import uvicorn
 import yaml
 from fastapi import FastAPI
+from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from service.app import build_state, create_app
 from service.deps import ServiceState
@@ -163,3 +166,60 @@ def service(env: ForgeEnv, tmp_path: Path, receiver: Receiver) -> Iterator[Servi
     with LiveServer(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield Service(client, state, settings, app)
     state.close()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, driven by Playwright (CI installs it; Playwright's own browser
+    download does not work there). Elsewhere Playwright's own Chromium will do, if present."""
+    with sync_playwright() as playwright:
+        if CHROMIUM.exists():
+            launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        elif os.environ.get("CI"):
+            pytest.fail("CI must run the browser tests: apt-get install chromium")
+        else:
+            try:
+                launched = playwright.chromium.launch(args=BROWSER_ARGS)
+            except PlaywrightError:
+                pytest.skip(
+                    "No Chromium: apt-get install chromium, or python -m playwright install "
+                    "chromium"
+                )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context (no cookies, no local storage) and one page."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def sign_in(page: Page, service: Service, token: str = WRITE) -> str:
+    """Sign in through the sign-in page; the base URL."""
+    url = str(service.client.base_url).rstrip("/")
+    page.goto(f"{url}/")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}/")
+    return url
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Keep the page's picture for the README (docs/screenshots)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

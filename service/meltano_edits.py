@@ -1,0 +1,135 @@
+"""Common Meltano changes made without raw YAML: a plugin's setting value, a schedule's
+interval, a new environment. Each is a minimal change to the file, made with round-trip
+YAML (ruamel.yaml): comments, key order and quoting elsewhere are kept as they were."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from providers.errors import InvalidRequest
+
+SECRET_NAMES = re.compile(
+    r"(password|secret|token|private_key|client_key|api_key|credential)", re.I
+)
+
+
+def _yaml() -> YAML:
+    yaml = YAML()  # round-trip mode: comments and order survive
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=2, offset=0)
+    return yaml
+
+
+def _load(text: bytes) -> CommentedMap:
+    document = _yaml().load(text)
+    if not isinstance(document, CommentedMap):
+        msg = "meltano.yml is not a mapping"
+        raise InvalidRequest(msg, "Fix meltano.yml in the editor first")
+    return document
+
+
+def _dump(document: CommentedMap) -> bytes:
+    out = io.StringIO()
+    _yaml().dump(document, out)
+    return out.getvalue().encode()
+
+
+def _plugin(document: CommentedMap, name: str) -> CommentedMap:
+    for items in (document.get("plugins") or {}).values():
+        for item in items or []:
+            if isinstance(item, CommentedMap) and item.get("name") == name:
+                return item
+    msg = f"meltano.yml has no plugin named '{name}'"
+    raise InvalidRequest(msg, "Pick one of the project's plugins")
+
+
+def _secret(plugin: CommentedMap, setting: str) -> bool:
+    for definition in plugin.get("settings") or []:
+        if isinstance(definition, CommentedMap) and definition.get("name") == setting:
+            return definition.get("kind") in ("password", "oauth") or bool(
+                definition.get("sensitive")
+            )
+    return bool(SECRET_NAMES.search(setting))
+
+
+def _value(text: str) -> Any:
+    """A form's value as YAML reads it (numbers, booleans, lists), a string otherwise."""
+    try:
+        return _yaml().load(text) if text.strip() else ""
+    except Exception:  # noqa: BLE001 - anything YAML cannot read is simply a string
+        return text
+
+
+def set_setting(text: bytes, plugin: str, setting: str, value: str) -> bytes:
+    """`plugins.<type>[name].config.<setting>: value`; secrets are refused."""
+    document = _load(text)
+    item = _plugin(document, plugin)
+    if _secret(item, setting):
+        msg = f"'{setting}' of '{plugin}' is a secret, and secrets are never committed"
+        raise InvalidRequest(msg, "Set it in .env or your secrets store, not in meltano.yml")
+    config = item.get("config")
+    if not isinstance(config, CommentedMap):
+        config = CommentedMap()
+        item["config"] = config
+    config[setting] = _value(value)
+    return _dump(document)
+
+
+def set_schedule_interval(text: bytes, schedule: str, interval: str) -> bytes:
+    """`schedules[name].interval: interval`."""
+    document = _load(text)
+    for item in document.get("schedules") or []:
+        if isinstance(item, CommentedMap) and item.get("name") == schedule:
+            item["interval"] = interval.strip()
+            return _dump(document)
+    msg = f"meltano.yml has no schedule named '{schedule}'"
+    raise InvalidRequest(msg, "Pick one of the project's schedules")
+
+
+def add_environment(text: bytes, name: str) -> bytes:
+    """Append `{name: <name>}` to `environments`."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        msg = f"'{name}' is not an environment name Meltano accepts"
+        raise InvalidRequest(msg, "Use letters, digits, '-', '_' and '.'")
+    document = _load(text)
+    environments = document.get("environments")
+    if not isinstance(environments, CommentedSeq):
+        environments = CommentedSeq()
+        document["environments"] = environments
+    if any(isinstance(e, CommentedMap) and e.get("name") == name for e in environments):
+        msg = f"The environment '{name}' already exists"
+        raise InvalidRequest(msg, "Choose another name")
+    environments.append(CommentedMap(name=name))
+    return _dump(document)
+
+
+def choices(text: bytes) -> dict[str, list[str]]:
+    """The names the forms offer: plugins, schedules, environments."""
+    try:
+        document = _load(text)
+    except InvalidRequest:
+        return {"plugins": [], "schedules": [], "environments": []}
+    return {
+        "plugins": [
+            str(item.get("name"))
+            for items in (document.get("plugins") or {}).values()
+            for item in items or []
+            if isinstance(item, CommentedMap) and item.get("name")
+        ],
+        "schedules": [
+            str(s.get("name"))
+            for s in document.get("schedules") or []
+            if isinstance(s, CommentedMap)
+        ],
+        "environments": [
+            str(e.get("name"))
+            for e in document.get("environments") or []
+            if isinstance(e, CommentedMap)
+        ],
+    }

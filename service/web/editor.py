@@ -1,0 +1,361 @@
+"""Edit a file and commit it (push), pull the branch into a draft, and the forms that make
+common Meltano changes without raw YAML. Every commit goes through `operations.commit`,
+the API's own: a read-only branch is refused with the reason, and a commit whose base
+moved comes back as a merge to review, never a silent overwrite."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import yaml
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from client.messages import summarize
+from client.policy import ReadOnlyBranch
+from providers.contract import FileChange, FileMode, TreeEntry
+from providers.errors import Conflict, InvalidRequest, NotFound, UnsafeInput
+from service import meltano_edits, operations
+from service.deps import ProjectContext, StateDep
+from service.settings import Role
+from service.web.common import Signed, check_csrf, page, project_for
+
+router = APIRouter(include_in_schema=False)
+TEXT = (".yml", ".yaml", ".md", ".sql", ".txt", ".json", ".toml", ".cfg", ".ini", ".py", ".sh")
+
+
+def _branch(ctx: ProjectContext, branch: str | None) -> str:
+    """The branch a page is about: given, else the working branch, else the default one."""
+    if branch:
+        return branch
+    try:
+        ctx.forge.branch(ctx.policy.working)
+    except NotFound:
+        return operations.default_branch(ctx)
+    return ctx.policy.working
+
+
+def _files(ctx: ProjectContext, head: str) -> list[TreeEntry]:
+    return [
+        e
+        for e in ctx.forge.list_tree(head)
+        if e.path.endswith(TEXT) and e.mode is not FileMode.SYMLINK
+    ]
+
+
+def _read_only(ctx: ProjectContext, branch: str, writer: bool) -> str:
+    """Why the page may not commit to `branch` ('' when it may)."""
+    if not writer:
+        return "Your token has the read role: it may look, not commit."
+    why = ctx.policy.read_only_reason(branch)
+    if why is not None:
+        return f"The branch '{branch}' is protected in this project's configuration."
+    try:
+        facts = ctx.forge.branch(branch)
+    except NotFound:
+        return ""
+    if facts.protected and facts.can_push is not True:
+        return f"The forge protects the branch '{branch}'."
+    if facts.can_push is False:
+        return f"The project's forge token may not push to '{branch}'."
+    return ""
+
+
+def _editor(
+    request: Request,
+    ctx: ProjectContext,
+    session: Any,
+    branch: str,
+    path: str,
+    *,
+    content: bytes | None = None,
+    base: str | None = None,
+    message: str = "",
+    notice: str = "",
+    error: str = "",
+    conflicts: bool = False,
+    moved: bool = False,
+) -> Response:
+    head = base or operations.resolve(ctx, branch)
+    try:
+        pristine = ctx.forge.read_file(head, path)
+    except NotFound:
+        pristine = b""
+    posted = content is not None
+    if content is None:
+        content = pristine
+    return page(
+        request,
+        "editor.html",
+        session,
+        project=ctx.config,
+        branch=branch,
+        branches=[b.name for b in ctx.forge.branches()],
+        working=ctx.policy.working,
+        path=path,
+        base=head,
+        content=content.decode("utf-8", "replace"),
+        pristine=pristine.decode("utf-8", "replace"),
+        posted=posted,
+        message=message or f"Update {summarize([path])} from the web UI",
+        files=_files(ctx, head),
+        read_only=_read_only(ctx, branch, session.may(Role.WRITE)),
+        notice=notice,
+        error=error,
+        conflicts=conflicts,
+        moved=moved,
+    )
+
+
+@router.get("/projects/{project}/edit", response_class=HTMLResponse)
+def edit(
+    request: Request,
+    state: StateDep,
+    session: Signed,
+    project: str,
+    branch: str | None = None,
+    path: str | None = None,
+) -> Response:
+    """The editor: a file of a branch, with its commit form."""
+    ctx = project_for(state, session, project, Role.READ)
+    name = _branch(ctx, branch)
+    default_path = (
+        f"{ctx.config.project_path}/meltano.yml" if ctx.config.project_path else "meltano.yml"
+    )
+    return _editor(request, ctx, session, name, path or default_path)
+
+
+def _problem(content: bytes, path: str) -> str:
+    if path.endswith((".yml", ".yaml")):
+        try:
+            yaml.safe_load(content)
+        except yaml.YAMLError as exc:
+            return f"{path} is not valid YAML: {exc}"
+    return ""
+
+
+@router.post("/projects/{project}/edit/validate")
+def validate(
+    state: StateDep,
+    session: Signed,
+    project: str,
+    path: Annotated[str, Form()],
+    content: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+) -> JSONResponse:
+    """The editor's live check (scripts only; the commit checks again)."""
+    check_csrf(session, csrf)
+    project_for(state, session, project, Role.READ)
+    problem = _problem(content.encode(), path)
+    return JSONResponse({"ok": not problem, "problem": problem})
+
+
+@router.post("/projects/{project}/edit/commit", response_class=HTMLResponse)
+def commit(
+    request: Request,
+    state: StateDep,
+    session: Signed,
+    project: str,
+    branch: Annotated[str, Form()],
+    path: Annotated[str, Form()],
+    base: Annotated[str, Form()],
+    content: Annotated[str, Form()],
+    message: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+) -> Response:
+    """Commit the edited file on its base; a moved branch comes back as a merge to review."""
+    check_csrf(session, csrf)
+    ctx = project_for(state, session, project, Role.WRITE)
+    data = content.replace("\r\n", "\n").encode()
+    problem = _problem(data, path)
+    if problem:
+        return _editor(
+            request,
+            ctx,
+            session,
+            branch,
+            path,
+            content=data,
+            base=base,
+            message=message,
+            error=problem,
+        )
+    try:
+        original = ctx.forge.read_file(base, path)
+        mode = next((e.mode for e in ctx.forge.list_tree(base) if e.path == path), FileMode.REGULAR)
+        base_mode: FileMode | None = mode
+    except NotFound:
+        original, mode, base_mode = None, FileMode.REGULAR, None
+    if original == data:
+        return _editor(
+            request,
+            ctx,
+            session,
+            branch,
+            path,
+            content=data,
+            base=base,
+            message=message,
+            notice="Nothing to commit: the file is as the branch has it.",
+        )
+    try:
+        result = operations.commit(
+            ctx, branch, base, [FileChange.put(path, data, mode, base_mode)], message or "Update"
+        )
+    except ReadOnlyBranch as exc:
+        return _editor(
+            request,
+            ctx,
+            session,
+            branch,
+            path,
+            content=data,
+            base=base,
+            message=message,
+            error=f"{exc.reason}. Commit to '{ctx.policy.working}' instead.",
+        )
+    except Conflict:
+        head = operations.fresh_head(ctx, branch)
+        merged, clean = operations.merge_draft(ctx, path, base, head, data)
+        return _editor(
+            request,
+            ctx,
+            session,
+            branch,
+            path,
+            content=merged,
+            base=head,
+            message=message,
+            moved=True,
+            conflicts=not clean,
+        )
+    except (UnsafeInput, InvalidRequest) as exc:
+        return _editor(
+            request,
+            ctx,
+            session,
+            branch,
+            path,
+            content=data,
+            base=base,
+            message=message,
+            error=str(exc),
+        )
+    return RedirectResponse(f"/projects/{project}?committed={result.sha}", status_code=303)
+
+
+@router.post("/projects/{project}/edit/pull", response_class=HTMLResponse)
+def pull(
+    request: Request,
+    state: StateDep,
+    session: Signed,
+    project: str,
+    branch: Annotated[str, Form()],
+    path: Annotated[str, Form()],
+    base: Annotated[str, Form()],
+    content: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+    message: Annotated[str, Form()] = "",
+) -> Response:
+    """Bring the view to the branch head, merging the head into the draft three ways."""
+    check_csrf(session, csrf)
+    ctx = project_for(state, session, project, Role.READ)
+    head = operations.fresh_head(ctx, branch)
+    data = content.replace("\r\n", "\n").encode()
+    if head == base:
+        return _editor(
+            request,
+            ctx,
+            session,
+            branch,
+            path,
+            content=data,
+            base=base,
+            message=message,
+            notice="Already up to date with the branch.",
+        )
+    merged, clean = operations.merge_draft(ctx, path, base, head, data)
+    return _editor(
+        request,
+        ctx,
+        session,
+        branch,
+        path,
+        content=merged,
+        base=head,
+        message=message,
+        notice=f"Pulled {branch} @ {head[:12]} into your draft.",
+        conflicts=not clean,
+    )
+
+
+@router.get("/projects/{project}/settings", response_class=HTMLResponse)
+def forms(
+    request: Request, state: StateDep, session: Signed, project: str, branch: str | None = None
+) -> Response:
+    """Forms for common changes: a setting's value, a schedule's interval, an environment."""
+    ctx = project_for(state, session, project, Role.READ)
+    name = _branch(ctx, branch)
+    path = f"{ctx.config.project_path}/meltano.yml" if ctx.config.project_path else "meltano.yml"
+    head = operations.resolve(ctx, name)
+    try:
+        text = ctx.forge.read_file(head, path)
+    except NotFound:
+        text = b""
+    return page(
+        request,
+        "settings.html",
+        session,
+        project=ctx.config,
+        branch=name,
+        branches=[b.name for b in ctx.forge.branches()],
+        choices=meltano_edits.choices(text),
+        read_only=_read_only(ctx, name, session.may(Role.WRITE)),
+        error=request.query_params.get("error", ""),
+    )
+
+
+@router.post("/projects/{project}/settings/{kind}", response_class=HTMLResponse)
+def change(
+    request: Request,
+    state: StateDep,
+    session: Signed,
+    project: str,
+    kind: str,
+    branch: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+    name: Annotated[str, Form()],
+    field: Annotated[str, Form()] = "",
+    value: Annotated[str, Form()] = "",
+) -> Response:
+    """Make one common change as a minimal YAML edit, and commit it."""
+    check_csrf(session, csrf)
+    ctx = project_for(state, session, project, Role.WRITE)
+    path = f"{ctx.config.project_path}/meltano.yml" if ctx.config.project_path else "meltano.yml"
+    head = operations.resolve(ctx, branch)
+    text = ctx.forge.read_file(head, path)
+    try:
+        if kind == "setting":
+            new = meltano_edits.set_setting(text, name, field, value)
+            message = f"Set {name} {field} in {path} from the web UI"
+        elif kind == "schedule":
+            new = meltano_edits.set_schedule_interval(text, name, value)
+            message = f"Set the interval of schedule {name} in {path} from the web UI"
+        elif kind == "environment":
+            new = meltano_edits.add_environment(text, name)
+            message = f"Add the environment {name} to {path} from the web UI"
+        else:
+            raise InvalidRequest(f"Unknown change '{kind}'")  # noqa: TRY301
+        result = operations.commit(
+            ctx,
+            branch,
+            head,
+            [FileChange.put(path, new, FileMode.REGULAR, FileMode.REGULAR)],
+            message,
+        )
+    except (InvalidRequest, ReadOnlyBranch, Conflict) as exc:
+        reason = getattr(exc, "reason", str(exc))
+        return RedirectResponse(
+            f"/projects/{project}/settings?branch={branch}&error={reason}", status_code=303
+        )
+    return RedirectResponse(f"/projects/{project}?committed={result.sha}", status_code=303)

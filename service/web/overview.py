@@ -1,0 +1,185 @@
+"""Signing in and out, every project at a glance, and one project's page."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from providers.errors import NotFound, ProviderError
+from service import operations
+from service.deps import ProjectContext, StateDep
+from service.problems import Problem
+from service.settings import ProjectConfig, Role
+from service.web import sessions
+from service.web.common import (
+    Redirect,
+    Signed,
+    check_csrf,
+    current_session,
+    page,
+    project_for,
+)
+from service.web.setup_store import setup_token
+
+router = APIRouter(include_in_schema=False)
+PER_PAGE = 20
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_form(request: Request, state: StateDep, next: str = "/") -> Response:
+    """Paste an API token once."""
+    if not state.projects.projects and setup_token(state.settings, create=False):
+        raise Redirect("/setup")
+    return page(request, "signin.html", None, next=_local(next), error="")
+
+
+@router.post("/signin", response_class=HTMLResponse)
+def signin(
+    request: Request,
+    state: StateDep,
+    token: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    """Trade the token for a session cookie (HttpOnly, SameSite=Strict, expiring)."""
+    try:
+        cookie, session = sessions.sign_in(state, token.strip())
+    except Problem:
+        return page(
+            request,
+            "signin.html",
+            None,
+            next=_local(next),
+            error="That token is not known to this service. Paste an API token from the "
+            "projects file (or the one the setup screen gave you).",
+        )
+    response = RedirectResponse(_local(next), status_code=303)
+    set_cookie(response, cookie, session.expires_at, request)
+    return response
+
+
+def set_cookie(response: Response, cookie: str, expires_at: float, request: Request) -> None:
+    """The session cookie: never readable by scripts, never sent cross-site."""
+    response.set_cookie(
+        sessions.COOKIE,
+        cookie,
+        max_age=max(0, int(expires_at - time.time())),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def _local(target: str) -> str:
+    """Only paths on this site (no open redirect)."""
+    local = target.startswith("/") and not target.startswith("//") and "\\" not in target
+    return target if local else "/"
+
+
+@router.post("/signout")
+def signout(
+    request: Request, state: StateDep, session: Signed, csrf: Annotated[str, Form()]
+) -> Response:
+    """End the session (the form carries the CSRF token like every other)."""
+    check_csrf(session, csrf)
+    sessions.sign_out(state, request.cookies.get(sessions.COOKIE))
+    response = RedirectResponse("/signin", status_code=303)
+    response.delete_cookie(sessions.COOKIE, path="/")
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def projects(request: Request, state: StateDep) -> Response:
+    """Every project the token may see, in one view; the setup screen when there is none."""
+    if not state.projects.projects:
+        raise Redirect("/setup")
+    session = current_session(request, state)
+    if session is None:
+        raise Redirect("/signin")
+    rows = [
+        _project_row(state, session, p) for p in operations.visible_projects(state, session.token)
+    ]
+    return page(request, "projects.html", session, projects=rows)
+
+
+def _project_row(state: Any, session: Any, config: ProjectConfig) -> dict[str, Any]:
+    ctx = project_for(state, session, config.name, Role.READ)
+    row: dict[str, Any] = {
+        "name": config.name,
+        "provider": config.forge_config().location.kind.value,
+        "web_url": config.forge_config().location.web_url,
+        "working": config.working_branch,
+        "default": None,
+        "commits": [],
+        "error": "",
+    }
+    try:
+        row["default"] = operations.default_branch(ctx)
+        for name in dict.fromkeys([row["default"], config.working_branch]):
+            try:
+                sha = operations.resolve(ctx, name)
+            except NotFound:
+                continue
+            row["commits"].append((name, operations.commit_meta(ctx, sha)))
+    except ProviderError as exc:
+        row["error"] = exc.reason
+    views = operations.list_workspaces(state, config.name)
+    row["dirty"] = sum(1 for w in views if w.dirty)
+    latest = operations.list_deliveries(state, config.name, limit=1)
+    row["redeploy"] = latest[0] if latest else None
+    return row
+
+
+@router.get("/projects/{project}", response_class=HTMLResponse)
+def project_page(
+    request: Request, state: StateDep, session: Signed, project: str, page_number: int = 1
+) -> Response:
+    """Branches with badges and ahead/behind, the Meltano summary, the recent history."""
+    ctx = project_for(state, session, project, Role.READ)
+    views = operations.branches(ctx, counts=False)
+    start = (max(page_number, 1) - 1) * PER_PAGE
+    shown = views[start : start + PER_PAGE]
+    default = operations.default_branch(ctx)
+    default_head = next((v.head for v in views if v.name == default), None)
+    counted = [
+        (v, operations.ahead_behind(ctx, default_head, v.head) if default_head else None)
+        for v in shown
+    ]
+    summary: dict[str, Any] | None
+    try:
+        summary = operations.meltano(ctx, None, None)
+    except (NotFound, ProviderError):
+        summary = None
+    return page(
+        request,
+        "project.html",
+        session,
+        project=ctx.config,
+        default=default,
+        branches=counted,
+        page_number=max(page_number, 1),
+        more=start + PER_PAGE < len(views),
+        summary=summary,
+        history=_history(ctx, None),
+        dirty=sum(1 for w in operations.list_workspaces(state, project) if w.dirty),
+        committed=request.query_params.get("committed", ""),
+        draft=request.query_params.get("draft", ""),
+        promoted=request.query_params.get("promoted", ""),
+    )
+
+
+def _history(ctx: ProjectContext, branch: str | None) -> list[Any]:
+    try:
+        return operations.history(ctx, branch, 15)
+    except NotFound:
+        return []
+
+
+@router.get("/projects/{project}/fragments/history", response_class=HTMLResponse)
+def history_fragment(request: Request, state: StateDep, session: Signed, project: str) -> Response:
+    """The history list alone, for live updates."""
+    ctx = project_for(state, session, project, Role.READ)
+    return page(request, "_history.html", session, history=_history(ctx, None), project=ctx.config)

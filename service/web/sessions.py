@@ -1,0 +1,97 @@
+"""Signing in to the pages: an API token pasted once becomes a session cookie (HttpOnly,
+SameSite=Strict, with an expiry); each session has a CSRF token that every form carries.
+
+The cookie holds a random id; the database keeps only its sha256, the API token's name and
+the expiry, so signing out (or removing the token from the projects file) ends the session.
+A session acts exactly as its API token would: the same roles, the same projects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from service.auth import authorize
+from service.deps import ServiceState
+from service.settings import ApiToken, Role
+from service.storage import web_sessions
+
+COOKIE = "mf_session"
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in browser."""
+
+    token: ApiToken
+    csrf: str
+    expires_at: float
+
+    def may(self, role: Role) -> bool:
+        """Whether the session's token has `role` (or more)."""
+        return self.token.role >= role
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def sign_in(state: ServiceState, api_token: str) -> tuple[str, Session]:
+    """A new session for a known API token (401 `Problem` otherwise); (cookie, session)."""
+    token = authorize(state.projects, f"Bearer {api_token}", None, Role.READ)
+    return start(state, token)
+
+
+def start(state: ServiceState, token: ApiToken) -> tuple[str, Session]:
+    """A new session for `token`."""
+    cookie = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(24)
+    now = time.time()
+    expires = now + state.settings.session_hours * 3600
+    with state.engine.begin() as connection:
+        connection.execute(
+            web_sessions.insert().values(
+                id_sha256=_digest(cookie),
+                token_name=token.name,
+                csrf=csrf,
+                created_at=now,
+                expires_at=expires,
+            )
+        )
+        connection.execute(web_sessions.delete().where(web_sessions.c.expires_at < now))
+    return cookie, Session(token, csrf, expires)
+
+
+def lookup(state: ServiceState, cookie: str | None) -> Session | None:
+    """The live session behind a cookie, if any (its token must still be configured)."""
+    if not cookie:
+        return None
+    with state.engine.connect() as connection:
+        row = connection.execute(
+            sa.select(web_sessions).where(web_sessions.c.id_sha256 == _digest(cookie))
+        ).first()
+    if row is None or row.expires_at < time.time():
+        return None
+    token = next((t for t in state.projects.tokens if t.name == row.token_name), None)
+    if token is None or token.token is None:
+        return None
+    return Session(token, row.csrf, row.expires_at)
+
+
+def sign_out(state: ServiceState, cookie: str | None) -> None:
+    """End the session behind a cookie."""
+    if cookie:
+        with state.engine.begin() as connection:
+            connection.execute(
+                web_sessions.delete().where(web_sessions.c.id_sha256 == _digest(cookie))
+            )
+
+
+def csrf_ok(session: Session, offered: str | None) -> bool:
+    """The form's CSRF token is the session's (constant-time)."""
+    return bool(offered) and hmac.compare_digest(session.csrf, offered or "")
