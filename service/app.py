@@ -48,6 +48,7 @@ def startup_lines(state: ServiceState) -> list[str]:
             f"{state.settings.data_dir / setup_store.SETUP_TOKEN_FILE}; it stops working once "
             "a project is set up)",
         ]
+    setup_store.consume_setup_token(state.settings)  # projects exist: no setup by token
     lines = []
     for project in projects:
         location = project.forge_config().location

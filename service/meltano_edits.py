@@ -5,17 +5,24 @@ YAML (ruamel.yaml): comments, key order and quoting elsewhere are kept as they w
 from __future__ import annotations
 
 import io
+import json
 import re
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 
 from providers.errors import InvalidRequest
 
 SECRET_NAMES = re.compile(
-    r"(password|secret|token|private_key|client_key|api_key|credential)", re.I
+    r"password|passwd|passphrase|secret|token|credential|private_key|client_key|api_?key"
+    r"|connection_?string|conn_?str|sqlalchemy_url|database_url|(^|_)(pwd|key|dsn|auth)$",
+    re.I,
 )
+"""Setting names treated as secrets when neither meltano.yml nor a lock file says."""
+CREDENTIALS_IN_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]+:[^/@\s]*@", re.I)
+"""`scheme://user:password@host`: a value carrying a password, whatever its setting."""
 
 
 def _yaml() -> YAML:
@@ -27,7 +34,11 @@ def _yaml() -> YAML:
 
 
 def _load(text: bytes) -> CommentedMap:
-    document = _yaml().load(text)
+    try:
+        document = _yaml().load(text)
+    except YAMLError as exc:
+        msg = f"meltano.yml is not YAML these forms can edit: {exc}".splitlines()[0]
+        raise InvalidRequest(msg, "Fix meltano.yml in the editor first") from None
     if not isinstance(document, CommentedMap):
         msg = "meltano.yml is not a mapping"
         raise InvalidRequest(msg, "Fix meltano.yml in the editor first")
@@ -49,13 +60,27 @@ def _plugin(document: CommentedMap, name: str) -> CommentedMap:
     raise InvalidRequest(msg, "Pick one of the project's plugins")
 
 
-def _secret(plugin: CommentedMap, setting: str) -> bool:
-    for definition in plugin.get("settings") or []:
-        if isinstance(definition, CommentedMap) and definition.get("name") == setting:
-            return definition.get("kind") in ("password", "oauth") or bool(
-                definition.get("sensitive")
-            )
+def _secret(plugin: CommentedMap, setting: str, locked: list[Any]) -> bool:
+    """Whether `setting` is a secret: by meltano.yml's own definition, else the plugin's lock
+    file (Meltano's `sensitive` and `kind: password`), else by its name."""
+    for definitions in (plugin.get("settings") or [], locked):
+        for definition in definitions:
+            if isinstance(definition, dict) and definition.get("name") == setting:
+                return definition.get("kind") in ("password", "oauth") or bool(
+                    definition.get("sensitive")
+                )
     return bool(SECRET_NAMES.search(setting))
+
+
+def _carries_secret(value: Any) -> bool:
+    """A mapping or list holding a secret-named key, or a URL with a password in it."""
+    if isinstance(value, dict):
+        return any(
+            SECRET_NAMES.search(str(key)) or _carries_secret(item) for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return any(_carries_secret(item) for item in value)
+    return isinstance(value, str) and bool(CREDENTIALS_IN_URL.match(value.strip()))
 
 
 def _value(text: str) -> Any:
@@ -66,19 +91,36 @@ def _value(text: str) -> Any:
         return text
 
 
-def set_setting(text: bytes, plugin: str, setting: str, value: str) -> bytes:
-    """`plugins.<type>[name].config.<setting>: value`; secrets are refused."""
+def set_setting(
+    text: bytes, plugin: str, setting: str, value: str, locked: list[Any] | None = None
+) -> bytes:
+    """`plugins.<type>[name].config.<setting>: value`; secrets are refused. `locked` is the
+    plugin's setting definitions from its lock file, when the project has one."""
     document = _load(text)
     item = _plugin(document, plugin)
-    if _secret(item, setting):
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", setting):
+        msg = f"'{setting}' is not a setting name"
+        raise InvalidRequest(msg, "Use the setting's name as `meltano config list` shows it")
+    parsed = _value(value)
+    if _secret(item, setting, locked or []) or _carries_secret(parsed):
         msg = f"'{setting}' of '{plugin}' is a secret, and secrets are never committed"
         raise InvalidRequest(msg, "Set it in .env or your secrets store, not in meltano.yml")
     config = item.get("config")
     if not isinstance(config, CommentedMap):
         config = CommentedMap()
         item["config"] = config
-    config[setting] = _value(value)
+    config[setting] = parsed
     return _dump(document)
+
+
+def locked_settings(lock: bytes) -> list[Any]:
+    """The setting definitions in a plugin's lock file (`plugins/<type>/<name>--<variant>.lock`)."""
+    try:
+        data = json.loads(lock)
+    except ValueError:
+        return []
+    settings = data.get("settings") if isinstance(data, dict) else None
+    return settings if isinstance(settings, list) else []
 
 
 def set_schedule_interval(text: bytes, schedule: str, interval: str) -> bytes:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
+from fastapi import Path
 
 from client.workspace import merge_text
 from providers import changeset
+from providers.config import ProviderKind
 from providers.contract import (
     Author,
     Branch,
@@ -88,6 +90,17 @@ def resolve(ctx: ProjectContext, ref: str | None) -> str:
         if ref:
             raise
     return ctx.state.heads.head(ctx.config.name, ctx.forge, default_branch(ctx))
+
+
+DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A redeploy's number")]
+"""A delivery's id as a path parameter: a positive 64-bit integer, as the database keeps it."""
+
+
+def web_url(config: ProjectConfig) -> str:
+    """Where people look at the repository; empty for a local one (a path on this server,
+    which no caller gets to see)."""
+    location = config.forge_config().location
+    return "" if location.kind is ProviderKind.LOCAL else location.web_url
 
 
 def fresh_head(ctx: ProjectContext, branch: str) -> str:

@@ -69,7 +69,7 @@ def from_error(error: BaseException, hide: tuple[str, ...] = ()) -> Problem:
             if retry_at is not None:
                 extra["retry_at"] = retry_at.isoformat()
             if isinstance(error, ReadOnlyBranch):
-                detail = _read_only(error)
+                detail = read_only_words(error)
             else:
                 reason = getattr(error, "reason", str(error))
                 detail = f"{reason}. {instruction}." if instruction else f"{reason}."
@@ -79,7 +79,8 @@ def from_error(error: BaseException, hide: tuple[str, ...] = ()) -> Problem:
     return Problem(500, "Internal error", "")
 
 
-def _read_only(error: ReadOnlyBranch) -> str:
+def read_only_words(error: ReadOnlyBranch) -> str:
+    """Why a branch is read-only and what to do, in the service's words (not the CLI's)."""
     branch, working = error.branch, error.working
     if error.why is ReadOnly.FORGE:
         return f"The forge protects the branch '{branch}'. Commit to '{working}' and promote it."

@@ -64,6 +64,7 @@ web_sessions = sa.Table(
     metadata,
     sa.Column("id_sha256", sa.String(64), primary_key=True, doc="sha256 of the cookie value"),
     sa.Column("token_name", sa.String(128), nullable=False, doc="the API token signed in"),
+    sa.Column("token_sha256", sa.String(64), doc="sha256 of that token's secret"),
     sa.Column("csrf", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),

@@ -51,7 +51,7 @@ def list_deliveries(
 
 
 @router.post("/deliveries/{delivery_id}/retry", status_code=202)
-def retry(ctx: Admin, delivery_id: int) -> dict[str, str]:
+def retry(ctx: Admin, delivery_id: operations.DeliveryId) -> dict[str, str]:
     """Give a dead letter another round of attempts (admins only)."""
     if not operations.retry_delivery(ctx.state, ctx.config.name, delivery_id):
         raise Problem(404, "Not found", f"No dead delivery {delivery_id} in this project")

@@ -76,8 +76,8 @@ def list_projects(
     listed = [
         ProjectListed(
             name=p.name,
-            provider=(location := p.forge_config().location).kind.value,
-            web_url=location.web_url,
+            provider=p.forge_config().location.kind.value,
+            web_url=operations.web_url(p),
             working_branch=p.working_branch,
         )
         for p in operations.visible_projects(state, viewer)
@@ -93,7 +93,7 @@ def summary(ctx: Reader) -> ProjectSummary:
         name=ctx.config.name,
         provider=ctx.config.forge_config().location.kind.value,
         default_branch=info.default_branch,
-        web_url=info.web_url,
+        web_url=operations.web_url(ctx.config),
         working_branch=ctx.policy.working,
         protected_branches=list(ctx.policy.protected),
         project_path=ctx.config.project_path,

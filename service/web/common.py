@@ -7,6 +7,7 @@ import datetime as dt
 import time
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -84,7 +85,8 @@ def signed_in(
 ) -> Session:
     """The session; a person who is not signed in goes to the sign-in page first."""
     if session is None:
-        raise Redirect(f"/signin?next={request.url.path}")
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise Redirect("/signin?" + urlencode({"next": target}, safe="/"))
     return session
 
 
@@ -111,8 +113,9 @@ def check_csrf(session: Session, offered: str | None) -> None:
 
 
 def page(request: Request, template: str, session: Session | None, **data: Any) -> HTMLResponse:
-    """Render a page with what every page needs."""
-    return templates.TemplateResponse(
+    """Render a page with what every page needs; never cached (pages show a session's
+    data, and the setup screen shows a new token once)."""
+    response = templates.TemplateResponse(
         request,
         template,
         {
@@ -123,3 +126,5 @@ def page(request: Request, template: str, session: Session | None, **data: Any) 
             **data,
         },
     )
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -6,6 +6,7 @@ moved comes back as a merge to review, never a silent overwrite."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import yaml
 from fastapi import APIRouter, Form, Request
@@ -17,6 +18,7 @@ from providers.contract import FileChange, FileMode, TreeEntry
 from providers.errors import Conflict, InvalidRequest, NotFound, UnsafeInput
 from service import meltano_edits, operations
 from service.deps import ProjectContext, StateDep
+from service.problems import Problem, read_only_words
 from service.settings import Role
 from service.web.common import Signed, check_csrf, page, project_for
 
@@ -82,6 +84,7 @@ def _editor(
     except NotFound:
         pristine = b""
     posted = content is not None
+    not_text = not _utf8(pristine)
     if content is None:
         content = pristine
     return page(
@@ -99,7 +102,12 @@ def _editor(
         posted=posted,
         message=message or f"Update {summarize([path])} from the web UI",
         files=_files(ctx, head),
-        read_only=_read_only(ctx, branch, session.may(Role.WRITE)),
+        read_only=(
+            f"{path} is not UTF-8 text, so it cannot be edited here."
+            if not_text
+            else _read_only(ctx, branch, session.may(Role.WRITE))
+        ),
+        not_text=not_text,
         notice=notice,
         error=error,
         conflicts=conflicts,
@@ -123,6 +131,14 @@ def edit(
         f"{ctx.config.project_path}/meltano.yml" if ctx.config.project_path else "meltano.yml"
     )
     return _editor(request, ctx, session, name, path or default_path)
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _problem(content: bytes, path: str) -> str:
@@ -186,6 +202,10 @@ def commit(
         base_mode: FileMode | None = mode
     except NotFound:
         original, mode, base_mode = None, FileMode.REGULAR, None
+    if original is not None and not _utf8(original):
+        raise Problem(400, "Not text", f"{path} is not UTF-8 text: it cannot be edited here")
+    if original is not None and b"\r\n" in original:
+        data = data.replace(b"\n", b"\r\n")  # the file keeps its CRLF line ends
     if original == data:
         return _editor(
             request,
@@ -212,7 +232,7 @@ def commit(
             content=data,
             base=base,
             message=message,
-            error=f"{exc.reason}. Commit to '{ctx.policy.working}' instead.",
+            error=read_only_words(exc),
         )
     except Conflict:
         head = operations.fresh_head(ctx, branch)
@@ -241,7 +261,9 @@ def commit(
             message=message,
             error=str(exc),
         )
-    return RedirectResponse(f"/projects/{project}?committed={result.sha}", status_code=303)
+    # The project page clears the browser's draft of this file: it is committed.
+    query = urlencode({"committed": result.sha, "draft": f"{branch}:{path}"})
+    return RedirectResponse(f"/projects/{ctx.config.name}?{query}", status_code=303)
 
 
 @router.post("/projects/{project}/edit/pull", response_class=HTMLResponse)
@@ -289,17 +311,16 @@ def pull(
     )
 
 
-@router.get("/projects/{project}/settings", response_class=HTMLResponse)
-def forms(
-    request: Request, state: StateDep, session: Signed, project: str, branch: str | None = None
+def _meltano_yml(ctx: ProjectContext) -> str:
+    return f"{ctx.config.project_path}/meltano.yml" if ctx.config.project_path else "meltano.yml"
+
+
+def _settings_page(
+    request: Request, ctx: ProjectContext, session: Any, branch: str, error: str = ""
 ) -> Response:
-    """Forms for common changes: a setting's value, a schedule's interval, an environment."""
-    ctx = project_for(state, session, project, Role.READ)
-    name = _branch(ctx, branch)
-    path = f"{ctx.config.project_path}/meltano.yml" if ctx.config.project_path else "meltano.yml"
-    head = operations.resolve(ctx, name)
+    head = operations.resolve(ctx, branch)
     try:
-        text = ctx.forge.read_file(head, path)
+        text = ctx.forge.read_file(head, _meltano_yml(ctx))
     except NotFound:
         text = b""
     return page(
@@ -307,12 +328,34 @@ def forms(
         "settings.html",
         session,
         project=ctx.config,
-        branch=name,
+        branch=branch,
         branches=[b.name for b in ctx.forge.branches()],
         choices=meltano_edits.choices(text),
-        read_only=_read_only(ctx, name, session.may(Role.WRITE)),
-        error=request.query_params.get("error", ""),
+        read_only=_read_only(ctx, branch, session.may(Role.WRITE)),
+        error=error,
     )
+
+
+@router.get("/projects/{project}/settings", response_class=HTMLResponse)
+def forms(
+    request: Request, state: StateDep, session: Signed, project: str, branch: str | None = None
+) -> Response:
+    """Forms for common changes: a setting's value, a schedule's interval, an environment."""
+    ctx = project_for(state, session, project, Role.READ)
+    return _settings_page(request, ctx, session, _branch(ctx, branch))
+
+
+def _locked(ctx: ProjectContext, head: str, plugin: str) -> list[Any]:
+    """The plugin's setting definitions from its lock file, if the project has one."""
+    prefix = f"{ctx.config.project_path}/plugins/" if ctx.config.project_path else "plugins/"
+    for entry in ctx.forge.list_tree(head):
+        parts = entry.path.removeprefix(prefix).split("/")
+        if not entry.path.startswith(prefix) or len(parts) != 2:
+            continue  # plugins/<type>/<file>
+        file = parts[1]
+        if file == f"{plugin}.lock" or (file.startswith(f"{plugin}--") and file.endswith(".lock")):
+            return meltano_edits.locked_settings(ctx.forge.read_file(head, entry.path))
+    return []
 
 
 @router.post("/projects/{project}/settings/{kind}", response_class=HTMLResponse)
@@ -331,12 +374,12 @@ def change(
     """Make one common change as a minimal YAML edit, and commit it."""
     check_csrf(session, csrf)
     ctx = project_for(state, session, project, Role.WRITE)
-    path = f"{ctx.config.project_path}/meltano.yml" if ctx.config.project_path else "meltano.yml"
-    head = operations.resolve(ctx, branch)
+    path = _meltano_yml(ctx)
+    head = operations.fresh_head(ctx, branch)  # the change is made on what is there now
     text = ctx.forge.read_file(head, path)
     try:
         if kind == "setting":
-            new = meltano_edits.set_setting(text, name, field, value)
+            new = meltano_edits.set_setting(text, name, field, value, _locked(ctx, head, name))
             message = f"Set {name} {field} in {path} from the web UI"
         elif kind == "schedule":
             new = meltano_edits.set_schedule_interval(text, name, value)
@@ -353,9 +396,17 @@ def change(
             [FileChange.put(path, new, FileMode.REGULAR, FileMode.REGULAR)],
             message,
         )
-    except (InvalidRequest, ReadOnlyBranch, Conflict) as exc:
-        reason = getattr(exc, "reason", str(exc))
-        return RedirectResponse(
-            f"/projects/{project}/settings?branch={branch}&error={reason}", status_code=303
+    except ReadOnlyBranch as exc:
+        return _settings_page(request, ctx, session, branch, read_only_words(exc))
+    except Conflict:
+        return _settings_page(
+            request,
+            ctx,
+            session,
+            branch,
+            f"'{branch}' moved while the change was made; nothing was committed. Try again.",
         )
-    return RedirectResponse(f"/projects/{project}?committed={result.sha}", status_code=303)
+    except InvalidRequest as exc:
+        return _settings_page(request, ctx, session, branch, str(exc))
+    query = urlencode({"committed": result.sha})
+    return RedirectResponse(f"/projects/{ctx.config.name}?{query}", status_code=303)

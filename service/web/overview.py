@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from providers.errors import NotFound, ProviderError
-from service import operations
+from service import operations, problems
 from service.deps import ProjectContext, StateDep
 from service.problems import Problem
 from service.settings import ProjectConfig, Role
@@ -110,7 +110,7 @@ def _project_row(state: Any, session: Any, config: ProjectConfig) -> dict[str, A
     row: dict[str, Any] = {
         "name": config.name,
         "provider": config.forge_config().location.kind.value,
-        "web_url": config.forge_config().location.web_url,
+        "web_url": operations.web_url(config),
         "working": config.working_branch,
         "default": None,
         "commits": [],
@@ -125,7 +125,7 @@ def _project_row(state: Any, session: Any, config: ProjectConfig) -> dict[str, A
                 continue
             row["commits"].append((name, operations.commit_meta(ctx, sha)))
     except ProviderError as exc:
-        row["error"] = exc.reason
+        row["error"] = problems.from_error(exc, state.hidden_paths()).detail
     views = operations.list_workspaces(state, config.name)
     row["dirty"] = sum(1 for w in views if w.dirty)
     latest = operations.list_deliveries(state, config.name, limit=1)

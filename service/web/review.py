@@ -134,7 +134,7 @@ def retry(
     state: StateDep,
     session: Signed,
     project: str,
-    delivery_id: int,
+    delivery_id: operations.DeliveryId,
     csrf: Annotated[str, Form()],
 ) -> Response:
     """Another round of attempts for a dead letter (admins only)."""

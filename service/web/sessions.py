@@ -1,8 +1,9 @@
 """Signing in to the pages: an API token pasted once becomes a session cookie (HttpOnly,
 SameSite=Strict, with an expiry); each session has a CSRF token that every form carries.
 
-The cookie holds a random id; the database keeps only its sha256, the API token's name and
-the expiry, so signing out (or removing the token from the projects file) ends the session.
+The cookie holds a random id; the database keeps only its sha256, the sha256 of the API
+token's secret and the expiry, so signing out, removing the token from the projects file
+or replacing its secret ends the session.
 A session acts exactly as its API token would: the same roles, the same projects.
 """
 
@@ -41,6 +42,10 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def _token_digest(token: ApiToken) -> str | None:
+    return _digest(token.token.get_secret_value()) if token.token is not None else None
+
+
 def sign_in(state: ServiceState, api_token: str) -> tuple[str, Session]:
     """A new session for a known API token (401 `Problem` otherwise); (cookie, session)."""
     token = authorize(state.projects, f"Bearer {api_token}", None, Role.READ)
@@ -58,6 +63,7 @@ def start(state: ServiceState, token: ApiToken) -> tuple[str, Session]:
             web_sessions.insert().values(
                 id_sha256=_digest(cookie),
                 token_name=token.name,
+                token_sha256=_token_digest(token),
                 csrf=csrf,
                 created_at=now,
                 expires_at=expires,
@@ -75,10 +81,17 @@ def lookup(state: ServiceState, cookie: str | None) -> Session | None:
         row = connection.execute(
             sa.select(web_sessions).where(web_sessions.c.id_sha256 == _digest(cookie))
         ).first()
-    if row is None or row.expires_at < time.time():
+    if row is None or row.expires_at < time.time() or not row.token_sha256:
         return None
-    token = next((t for t in state.projects.tokens if t.name == row.token_name), None)
-    if token is None or token.token is None:
+    token = next(
+        (
+            t
+            for t in state.projects.tokens
+            if hmac.compare_digest(_token_digest(t) or "", row.token_sha256)
+        ),
+        None,
+    )
+    if token is None:
         return None
     return Session(token, row.csrf, row.expires_at)
 
@@ -94,4 +107,4 @@ def sign_out(state: ServiceState, cookie: str | None) -> None:
 
 def csrf_ok(session: Session, offered: str | None) -> bool:
     """The form's CSRF token is the session's (constant-time)."""
-    return bool(offered) and hmac.compare_digest(session.csrf, offered or "")
+    return bool(offered) and hmac.compare_digest(session.csrf.encode(), (offered or "").encode())

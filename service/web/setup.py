@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import SecretStr
 
-from client.project_init import init_repository
+from client.project_init import Initialized, init_repository
 from providers.config import ForgeConfig, ProviderKind
 from providers.errors import InvalidRequest, NotFound, ProviderError
 from providers.local import LocalForge
@@ -58,7 +58,7 @@ def _admin(request: Request, state: ServiceState, form: dict[str, str]) -> bool:
 def _holder(request: Request, state: ServiceState) -> bool:
     """A browser that gave the setup token on this screen a moment ago (its cookie), while
     the token is still unspent: it is not asked for the token on every form."""
-    if setup_store.setup_token(state.settings, create=False) is None:
+    if state.projects.projects or setup_store.setup_token(state.settings, create=False) is None:
         return False
     since = state.setup_holders.get(request.cookies.get(HOLDER_COOKIE, ""))
     return since is not None and time.time() - since < PENDING_LIFE
@@ -67,7 +67,11 @@ def _holder(request: Request, state: ServiceState) -> bool:
 def _allowed(request: Request, state: ServiceState, form: dict[str, str]) -> bool:
     """The setup token (given now, or a moment ago), or an admin session."""
     offered = form.get("setup_token", "")
-    if offered and setup_store.setup_token_ok(state.settings, offered):
+    if (
+        offered
+        and not state.projects.projects
+        and setup_store.setup_token_ok(state.settings, offered)
+    ):
         return True
     return _holder(request, state) or _admin(request, state, form)
 
@@ -143,9 +147,10 @@ async def check(request: Request, state: StateDep) -> Response:
     found: dict[str, Any] | None = None
     try:
         check_branch_name(values["working_branch"])
+        _check_new_name(state, values["name"])
         found = _inspect(values, form.get("forge_token", ""))
     except (ProviderError, Problem) as exc:
-        error = getattr(exc, "reason", None) or str(exc)
+        error = _said(exc)
     pending_id = ""
     if found is not None:
         pending_id = secrets.token_urlsafe(16)
@@ -217,6 +222,49 @@ def _inspect(values: dict[str, Any], token: str) -> dict[str, Any]:
         forge.close()
 
 
+def _said(exc: Exception) -> str:
+    """An error's reason and what to do, in the service's words."""
+    if isinstance(exc, Problem):
+        return exc.detail
+    reason = getattr(exc, "reason", None) or str(exc)
+    instruction = getattr(exc, "instruction", None)
+    return f"{reason}. {instruction}" if instruction else reason
+
+
+def _check_new_name(state: ServiceState, name: str) -> None:
+    if state.projects.project(name) is not None:
+        raise Problem(409, "Name taken", f"A project named '{name}' exists: choose another name")
+
+
+def _initialize(
+    state: ServiceState, config: ProjectConfig, values: dict[str, Any]
+) -> Initialized | None:
+    """Create a missing local repository and run `meltano init` into an empty one, when
+    asked; before anything is registered, so a failure leaves no half-set-up project."""
+    if not values["initialize"]:
+        return None
+    forge_config = config.forge_config()
+    if forge_config.location.kind is ProviderKind.LOCAL:
+        path = Path(forge_config.location.api_url)
+        if not (path / "HEAD").exists() and path.exists() and any(path.iterdir()):
+            msg = f"{path} holds files but no git repository"
+            raise InvalidRequest(msg, "Choose an empty or new folder for the repository")
+        LocalForge.create(forge_config)
+    forge = open_forge(forge_config)
+    try:
+        if not forge.repository().empty:
+            return None
+        return init_repository(
+            forge,
+            meltano_bin=state.settings.meltano_bin,
+            project_name=values["name"],
+            working_branch=values["working_branch"],
+            repo=values["repo"],
+        )
+    finally:
+        forge.close()
+
+
 def _forget_old(state: ServiceState) -> None:
     old = [k for k, p in state.setups.items() if time.time() - p.created > PENDING_LIFE]
     for key in old:
@@ -249,31 +297,38 @@ async def save(request: Request, state: StateDep) -> Response:
         ],
     }
     checked = ProjectConfig.model_validate({**project, "token": held.token or None})
-    if values["initialize"] and checked.forge_config().location.kind is ProviderKind.LOCAL:
-        LocalForge.create(checked.forge_config())
+    try:
+        _check_new_name(state, checked.name)
+        initialized = _initialize(state, checked, values)
+    except (ProviderError, Problem) as exc:
+        # Nothing is registered: fix the cause (install Meltano, free the name) and save again.
+        state.setups[form.get("pending", "")] = held
+        return page(
+            request,
+            "setup.html",
+            session,
+            admin=session is not None and session.may(Role.ADMIN),
+            holder=_holder(request, state),
+            values=values,
+            found=None,
+            error=_said(exc),
+            pending="",
+        )
     setup_store.register(state.settings, project, held.token)
     state.projects = state.settings.load_projects()
-    initialized = None
     config = state.projects.project(values["name"])
     assert config is not None  # noqa: S101 - just registered
-    forge = state.forge(config)
-    if values["initialize"] and forge.repository().empty:
-        initialized = init_repository(
-            forge,
-            meltano_bin=state.settings.meltano_bin,
-            project_name=values["name"],
-            working_branch=values["working_branch"],
-            repo=values["repo"],
-        )
     admin_token = ""
     response_session = session
     cookie = None
     if session is None or not session.may(Role.ADMIN):
-        admin_token = setup_store.add_admin_token(state.settings, "admin")
+        taken = {t.name for t in state.projects.tokens}
+        name = next(n for n in ("admin", *(f"admin-{i}" for i in range(2, 1000))) if n not in taken)
+        admin_token = setup_store.add_admin_token(state.settings, name)
         setup_store.consume_setup_token(state.settings)
         state.setup_holders.clear()
         state.projects = state.settings.load_projects()
-        token = next(t for t in state.projects.tokens if t.name == "admin")
+        token = next(t for t in state.projects.tokens if t.name == name)
         cookie, response_session = sessions.start(state, token)
     response = page(
         request,

@@ -47,7 +47,7 @@ def setup_token(settings: ServiceSettings, *, create: bool) -> str | None:
 def setup_token_ok(settings: ServiceSettings, offered: str) -> bool:
     """Whether `offered` is the pending setup token (constant-time)."""
     pending = setup_token(settings, create=False)
-    return pending is not None and hmac.compare_digest(pending, offered.strip())
+    return pending is not None and hmac.compare_digest(pending.encode(), offered.strip().encode())
 
 
 def consume_setup_token(settings: ServiceSettings) -> None:

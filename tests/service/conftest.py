@@ -160,6 +160,7 @@ def service(env: ForgeEnv, tmp_path: Path, receiver: Receiver) -> Iterator[Servi
         outbox_base_delay=0.01,
         outbox_max_attempts=3,
         max_archive_bytes=MAX_BYTES,
+        data_dir=tmp_path / "data",
     )
     state = build_state(settings)
     app = create_app(settings, state=state, deliver=False)

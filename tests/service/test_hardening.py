@@ -88,6 +88,10 @@ def test_errors_never_show_the_servers_repository_path(service: Service, env: Fo
     assert missing.status_code == 404, missing.text
     assert str(env.repo_dir) not in missing.text
     assert "MELTANO_FORGE_" not in missing.text, "service words, not the CLI's settings"
+    for path in ("/v1/projects", "/v1/projects/warehouse"):
+        listed = service.client.get(path, headers={"Authorization": f"Bearer {ADMIN}"})
+        assert listed.status_code == 200, listed.text
+        assert str(env.repo_dir) not in listed.text, "a local repository's path stays hidden"
 
 
 @on_github

@@ -34,5 +34,5 @@ def test_upgrade_in_place_from_the_first_schema(tmp_path: Path) -> None:
             sa.text("SELECT version_num FROM alembic_version")
         ).scalar_one()
     assert tuple(row) == ("github:1", 42.0, None, None), "old pushes count as processed"
-    assert version == "0004"
+    assert version == "0005"
     engine.dispose()

@@ -6,15 +6,20 @@ settings forms, promote, a push that shows up live, and refused cross-site posts
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
+from pydantic import SecretStr
 
 from providers.contract import FileChange, FileMode
+from service.app import startup_lines
+from service.web import setup_store
 from service.webhooks import github_signature
 from tests.client.conftest import FIXTURES, PLUGIN, Runner
 from tests.conftest import ForgeEnv
@@ -87,6 +92,8 @@ def test_edit_and_commit_meltano_yml(page: Page, service: Service, env: ForgeEnv
     screenshot(page, "editor")
     page.get_by_role("button", name="Commit to development").click()
     expect(page.locator("#committed")).to_contain_text("Committed")
+    drafts = page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('mf-draft:'))")
+    assert drafts == [], "a committed draft is cleared"
     assert env.git("show", "development:meltano.yml").endswith("# edited in the browser\n")
     assert env.git("rev-list", "--count", f"{base}..development").strip() == "1"
     assert env.head("main") == base
@@ -424,3 +431,145 @@ def test_sign_out_needs_the_form_and_next_stays_on_this_site(
     assert service.client.get("/projects/nope").headers["content-type"] == (
         "application/problem+json"
     ), "programs get problem+json"
+
+
+def signed_in_client(service: Service, token: str = WRITE) -> httpx.Client:
+    """A plain HTTP client with a page session (for flows that need no browser)."""
+    client = httpx.Client(base_url=service.client.base_url, timeout=30)
+    answer = client.post("/signin", data={"token": token}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+@ON_GITHUB
+def test_a_session_ends_when_its_tokens_secret_is_replaced(service: Service, env: ForgeEnv) -> None:
+    seeded(env)
+    client = signed_in_client(service)
+    assert client.get("/", follow_redirects=False).status_code == 200
+    projects = service.state.projects
+    service.state.projects = projects.model_copy(
+        update={
+            "tokens": tuple(
+                t.model_copy(update={"token": SecretStr("a-new-secret-0001")})
+                if t.name == "runner"
+                else t
+                for t in projects.tokens
+            )
+        }
+    )
+    try:
+        answer = client.get("/", follow_redirects=False)
+        assert answer.status_code == 303, "the old secret's session is over"
+        assert answer.headers["location"].startswith("/signin")
+    finally:
+        service.state.projects = projects
+        client.close()
+
+
+@ON_GITHUB
+def test_crlf_files_stay_crlf_and_odd_names_are_encoded_in_links(
+    service: Service, env: ForgeEnv
+) -> None:
+    base = env.seed({"meltano.yml": MELTANO_YML, "c++.sql": b"select 1;\r\nselect 2;\r\n"})
+    env.forge.create_branch("development", base)
+    env.forge.create_branch("feat+x", base)
+    client = signed_in_client(service)
+    try:
+        project = client.get("/projects/warehouse").text
+        assert "edit?branch=feat%2Bx" in project
+        editor = client.get("/projects/warehouse/edit", params={"path": "c++.sql"}).text
+        assert "path=c%2B%2B.sql" in editor
+        assert '<textarea id="content"' in editor
+        answer = client.post(
+            "/projects/warehouse/edit/commit",
+            data={
+                "csrf": csrf_of(editor),
+                "branch": "development",
+                "path": "c++.sql",
+                "base": base,
+                "content": "select 1;\r\nselect 2;\r\nselect 3;\r\n",
+                "message": "Add a query",
+            },
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303, answer.text
+        assert "draft=development%3Ac%2B%2B.sql" in answer.headers["location"]
+        landed = env.forge.read_file(env.head("development") or "", "c++.sql")
+        assert landed == b"select 1;\r\nselect 2;\r\nselect 3;\r\n"
+    finally:
+        client.close()
+
+
+@ON_GITHUB
+def test_settings_forms_refuse_secrets_from_lock_files_and_broken_yaml(
+    service: Service, env: ForgeEnv
+) -> None:
+    lock = json.dumps(
+        {"name": "example", "settings": [{"name": "account_secretless", "sensitive": True}]}
+    ).encode()
+    base = env.seed(
+        {
+            "meltano.yml": MELTANO_YML,
+            "plugins/utilities/example--meltano.lock": lock,
+        }
+    )
+    env.forge.create_branch("development", base)
+    client = signed_in_client(service)
+    try:
+        form = client.get("/projects/warehouse/settings").text
+        for field, value in (
+            ("account_secretless", "x"),
+            ("a_string", "postgresql://etl:hunter2@db/warehouse"),
+            ("an_object", "{password: hunter2}"),
+        ):
+            answer = client.post(
+                "/projects/warehouse/settings/setting",
+                data={
+                    "csrf": csrf_of(form),
+                    "branch": "development",
+                    "name": "example",
+                    "field": field,
+                    "value": value,
+                },
+            )
+            assert answer.status_code == 200
+            assert "secrets are never committed" in answer.text, field
+        assert env.head("development") == base
+        broken = env.forge.commit(
+            "development",
+            base,
+            [FileChange.put("meltano.yml", b"a: 1\na: 2\n", base_mode=FileMode.REGULAR)],
+            "duplicate keys",
+        ).sha
+        answer = client.post(
+            "/projects/warehouse/settings/environment",
+            data={"csrf": csrf_of(form), "branch": "development", "name": "qa"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert "Fix meltano.yml in the editor first" in answer.text
+        assert env.head("development") == broken
+    finally:
+        client.close()
+
+
+@ON_GITHUB
+def test_a_leftover_setup_token_is_useless_once_projects_exist(
+    service: Service, env: ForgeEnv
+) -> None:
+    seeded(env)
+    leftover = setup_store.setup_token(service.settings, create=True)
+    assert leftover is not None
+    answer = service.client.post(
+        "/setup/check",
+        data={"setup_token": leftover, "name": "x", "provider": "local", "repo": "file:///x"},
+    )
+    assert answer.status_code == 403
+    lines = startup_lines(service.state)
+    assert all(leftover not in line for line in lines)
+    assert setup_store.setup_token(service.settings, create=False) is None, "deleted at start"

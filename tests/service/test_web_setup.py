@@ -5,8 +5,10 @@ registers the project (its forge token in a 0600 file, never sent back), runs
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,21 +26,27 @@ pytestmark = pytest.mark.slow
 LOCAL_AND_GITHUB = pytest.mark.parametrize("env", ["local", "github"], indirect=True)
 
 
-@pytest.fixture
-def bare(tmp_path: Path) -> Iterator[Service]:
+@contextmanager
+def bare_service(tmp_path: Path, meltano_bin: str) -> Iterator[Service]:
     """A service with no project configured at all."""
     settings = ServiceSettings(
         projects_file=None,
         database_url=f"sqlite:///{tmp_path / 'service.db'}",
         cache_dir=tmp_path / "cache",
         data_dir=tmp_path / "data",
-        meltano_bin=str(meltano_dir() / "meltano"),
+        meltano_bin=meltano_bin,
     )
     state = build_state(settings)
     app = create_app(settings, state=state, deliver=False)
     with LiveServer(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield Service(client, state, settings, app)
     state.close()
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Iterator[Service]:
+    with bare_service(tmp_path, str(meltano_dir() / "meltano")) as service:
+        yield service
 
 
 def _forge_fields(env: ForgeEnv) -> tuple[str, str, str]:
@@ -172,3 +180,37 @@ def test_a_missing_local_repository_is_created_only_when_asked(
     page.get_by_role("button", name="Save warehouse").click()
     expect(page.locator("#initialized")).to_contain_text("from meltano init", timeout=120_000)
     assert (target / "HEAD").exists(), "Save created the repository"
+
+
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_a_failed_meltano_init_registers_nothing_and_can_be_saved_again(
+    env: ForgeEnv, tmp_path: Path
+) -> None:
+    with bare_service(tmp_path, str(tmp_path / "no-meltano-here")) as service:
+        startup_lines(service.state)
+        token = setup_store.setup_token(service.settings, create=False)
+        assert token is not None
+        repo, api_url, forge_token = _forge_fields(env)
+        checked = service.client.post(
+            "/setup/check",
+            data={
+                "setup_token": token,
+                "name": "warehouse",
+                "provider": "github",
+                "repo": repo,
+                "api_url": api_url,
+                "forge_token": forge_token,
+                "initialize": "on",
+            },
+        )
+        assert checked.status_code == 200, checked.text
+        pending = re.search(r'name="pending" value="([^"]+)"', checked.text)
+        assert pending is not None
+        for _ in range(2):
+            saved = service.client.post("/setup/save", data={"pending": pending.group(1)})
+            assert saved.status_code == 200
+            assert "was not found" in saved.text
+            assert "Install Meltano" in saved.text
+            assert not service.settings.managed_projects_file.exists(), "nothing registered"
+            assert setup_store.setup_token(service.settings, create=False) == token
+            assert env.head("main") is None

@@ -53,7 +53,8 @@
   var key = "mf-draft:" + form.getAttribute("data-draft-key");
   // The file as the branch has it at `base`; the text area may hold a draft the server
   // sent back (a pull merged into it, a commit that found the branch moved).
-  var original = JSON.parse(document.getElementById("pristine").textContent);
+  // Text areas hold LF line ends, whatever the file has (the server keeps CRLF files CRLF).
+  var original = JSON.parse(document.getElementById("pristine").textContent).replace(/\r\n/g, "\n");
   var base = form.getAttribute("data-base");
   var discard = document.getElementById("discard");
   var dialog = document.getElementById("uncommitted");
@@ -123,6 +124,8 @@
   function ask(text, allowMerge) {
     document.getElementById("uncommitted-text").textContent = text;
     dialog.querySelector("[data-choice=merge]").hidden = !allowMerge;
+    // No Commit choice where this page may not commit (read role, read-only branch).
+    dialog.querySelector("[data-choice=commit]").hidden = document.getElementById("commit").disabled;
     return new Promise(function (resolve) {
       dialog.querySelectorAll("button[data-choice]").forEach(function (button) {
         button.onclick = function () { dialog.close(); resolve(button.getAttribute("data-choice")); };
