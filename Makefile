@@ -34,8 +34,8 @@ lint: install
 	$(BIN)/ruff format --check providers client service tests bench
 	$(BIN)/mypy
 
-bench: install
-	$(BIN)/python -m bench $(if $(QUICK),--quick,)
+bench: install  # wrk (apt-get install -y wrk) for the service throughput row
+	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)
 
 clean:
 	rm -rf $(VENV) $(MELTANO_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -4,6 +4,9 @@ Each archive member streams to its own staging file while its blob SHA is comput
 the size caps, so memory stays flat whatever the archive holds. Files the workspace
 already has at the same blob are not written at all. Nothing here touches the project's
 files: the whole tree (its links included) is checked before anything is published.
+
+Each staged file's size and modification time are taken from its open descriptor once it
+is written (a rename into place keeps both), so publishing needs no further stat.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from providers.safety import Limits, check_links, check_path, check_size
 CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StagedFile:
     """One file of the snapshot."""
 
@@ -39,6 +42,8 @@ class StagedFile:
     staged: str | None
     """Path of its staged copy (relative to the staging folder), or None when the
     workspace did not need it."""
+    mtime_ns: int = 0
+    """Modification time of the staged copy as written (0 when not staged)."""
 
 
 @dataclass
@@ -117,62 +122,63 @@ def _stage_all(
 ) -> None:
     total = 0
     folders: set[str] = set()
+    files = staged.files
+    folder = str(staged.folder)
+    cut = len(prefix)
+    max_total = limits.max_total_bytes
+    sha1 = hashlib.sha1
+    symlink = FileMode.SYMLINK
     for entry in entries:
-        if not entry.path.startswith(prefix):
+        path = entry.path
+        if not path.startswith(prefix):
             continue
-        rel = check_path(entry.path[len(prefix) :])
-        if rel in staged.files:
-            msg = f"The snapshot holds {entry.path} twice"
+        rel = check_path(path[cut:])
+        if rel in files:
+            msg = f"The snapshot holds {path} twice"
             raise UnsafeInput(msg)
-        check_size(entry.path, entry.size, limits)
-        total += entry.size
-        if total > limits.max_total_bytes:
-            msg = f"The snapshot unpacks to more than {limits.max_total_bytes:,} bytes"
+        size = entry.size
+        check_size(path, size, limits)
+        total += size
+        if total > max_total:
+            msg = f"The snapshot unpacks to more than {max_total:,} bytes"
             raise UnsafeInput(msg)
-        if entry.mode is FileMode.SYMLINK:
-            target = entry.read()
-            staged.links[rel] = target.decode("utf-8", "surrogateescape")
-            sha = hashlib.sha1(blob_header(len(target)) + target, usedforsecurity=False)
-            _keep(staged, rel, sha.hexdigest(), entry.mode, target, wanted, folders)
-        elif entry.size <= CHUNK:
+        mode = entry.mode
+        if mode is symlink or size <= CHUNK:
             data = entry.read()
-            if len(data) != entry.size:
-                msg = f"The snapshot is truncated inside {entry.path}"
+            if mode is symlink:
+                staged.links[rel] = data.decode("utf-8", "surrogateescape")
+            elif len(data) != size:
+                msg = f"The snapshot is truncated inside {path}"
                 raise UnsafeInput(msg)
-            sha = hashlib.sha1(blob_header(len(data)) + data, usedforsecurity=False)
-            _keep(staged, rel, sha.hexdigest(), entry.mode, data, wanted, folders)
+            digest = sha1(blob_header(len(data)), usedforsecurity=False)
+            digest.update(data)
+            sha = digest.hexdigest()
+            if wanted(rel, sha, mode):
+                mtime_ns = _write(folder, rel, data, folders)
+                files[rel] = StagedFile(sha, mode, len(data), rel, mtime_ns or 0)
+            else:
+                files[rel] = StagedFile(sha, mode, len(data), None)
         else:
             _stream(staged, rel, entry, wanted, folders)
         if progress is not None:
-            progress.advance(entry.size)
+            progress.advance(size)
 
 
-def _keep(
-    staged: Staged,
-    rel: str,
-    sha: str,
-    mode: FileMode,
-    data: bytes,
-    wanted: Callable[[str, str, FileMode], bool],
-    folders: set[str],
-) -> None:
-    name = None
-    if wanted(rel, sha, mode):
-        name = rel
-        _write(staged.folder, rel, data, folders)
-    staged.files[rel] = StagedFile(sha, mode, len(data), name)
-
-
-def _write(folder: Path, rel: str, data: bytes, folders: set[str]) -> None:
+def _write(folder: str | Path, rel: str, data: bytes, folders: set[str]) -> int:
+    """Write a staged file; its modification time (from the open descriptor)."""
     parent = posixpath.dirname(rel)
     if parent not in folders:
-        os.makedirs(folder / parent, exist_ok=True)
+        os.makedirs(os.path.join(folder, parent), exist_ok=True)
         folders.add(parent)
-    fd = os.open(folder / rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(f"{folder}/{rel}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        if data:
+            written = os.write(fd, data)
+            if written < len(data):
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(fd, view) :]
+        return os.fstat(fd).st_mtime_ns
     finally:
         os.close(fd)
 
@@ -198,6 +204,8 @@ def _stream(
                 break
             digest.update(chunk)
             handle.write(chunk)
+        handle.flush()
+        mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
     if written != entry.size:
         msg = f"The snapshot is truncated inside {entry.path}"
         raise UnsafeInput(msg)
@@ -205,7 +213,9 @@ def _stream(
     keep = wanted(rel, sha, entry.mode)
     if not keep:
         os.unlink(staged.folder / rel)
-    staged.files[rel] = StagedFile(sha, entry.mode, entry.size, rel if keep else None)
+    staged.files[rel] = StagedFile(
+        sha, entry.mode, entry.size, rel if keep else None, mtime_ns if keep else 0
+    )
 
 
 def _check_tree(staged: Staged) -> None:

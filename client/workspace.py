@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
+import json
 import os
 import posixpath
 import shutil
 import stat
+import tempfile
+import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import merge3
-
-from client.git_mirror import GitMirror
 from client.ignore import IgnoreRules
 from client.manifest import (
     STATE_DIR,
@@ -35,7 +38,6 @@ from client.manifest import (
     PendingUpdate,
     PendingWrite,
 )
-from client.patch import FileDiff, Side
 from client.progress import Progress
 from client.staging import Staged, blob_header, clear_stale, stage, staging_folder
 from providers.contract import FileChange, FileMode, Forge
@@ -47,8 +49,10 @@ from providers.errors import (
     Unavailable,
     UnsafeInput,
 )
-from providers.gitobjects import blob_sha
 from providers.safety import Limits, check_links
+
+if TYPE_CHECKING:  # merge3, the diff module and the .git mirror (dulwich) load when used:
+    from client.patch import FileDiff  # a runner's start-up needs none of them
 
 
 class PullConflict(Exception):
@@ -145,12 +149,21 @@ def merge_text(base: bytes | None, ours: bytes | None, theirs: bytes | None) -> 
         return ours
     if ours is None or theirs is None or b"\x00" in ours + theirs + (base or b""):
         return None
+    import merge3
+
     m = merge3.Merge3(
         (base or b"").splitlines(True), ours.splitlines(True), theirs.splitlines(True)
     )
     if any(region[0] == "conflict" for region in m.merge_regions()):
         return None
     return b"".join(m.merge_lines())
+
+
+def blob_sha(data: bytes) -> str:
+    """The git blob id of `data` (as `providers.gitobjects.blob_sha`, without dulwich)."""
+    digest = hashlib.sha1(blob_header(len(data)), usedforsecurity=False)
+    digest.update(data)
+    return digest.hexdigest()
 
 
 def read_local(root: Path, rel: str) -> tuple[bytes, FileMode]:
@@ -161,6 +174,149 @@ def read_local(root: Path, rel: str) -> tuple[bytes, FileMode]:
         return os.readlink(path).encode("utf-8", "surrogateescape"), FileMode.SYMLINK
     mode = FileMode.EXECUTABLE if info.st_mode & stat.S_IXUSR else FileMode.REGULAR
     return path.read_bytes(), mode
+
+
+RACY_NS = 200_000_000
+"""A folder changed this close (in ns) to the walk that listed it is listed again next
+time: a change in the same clock tick would not move its mtime (git's racy rule)."""
+WALKS_FILE = "walk.json"
+
+
+def _tracked_key(files: dict[str, FileRecord]) -> list[int]:
+    """Which files are tracked, in two numbers: a walk is only reused for the same set."""
+    return [len(files), zlib.crc32("\0".join(files).encode("utf-8", "surrogateescape"))]
+
+
+class WalkCache:
+    """What the last walk of the folders found, and the stat data that vouch for it: the
+    mtime of every folder it listed (a file added, removed or renamed in a folder moves
+    its mtime) and the stat of every `.gitignore` it read."""
+
+    __slots__ = ("folders", "ignores", "key", "links", "started", "untracked")
+
+    def __init__(self, key: list[int], started: int) -> None:
+        self.key = key
+        self.started = started
+        self.folders: dict[str, int] = {}
+        self.ignores: dict[str, list[int]] = {}
+        self.links: list[str] = []
+        self.untracked: list[str] = []
+
+    def folder(self, rel: str, info: os.stat_result) -> None:
+        """A listed folder (a racy one never vouches: -1)."""
+        racy = info.st_mtime_ns > self.started - RACY_NS
+        self.folders[rel] = -1 if racy else info.st_mtime_ns
+
+    def ignore_file(self, rel: str, info: os.stat_result) -> None:
+        """A `.gitignore` that was read."""
+        self.ignores[rel] = [info.st_size, info.st_mtime_ns, info.st_ino]
+
+    def replay(self, root: Path) -> tuple[set[str], list[tuple[str, os.stat_result]]] | None:
+        """The walk's findings if nothing it depends on changed, else None."""
+        base = str(root)
+        try:
+            for rel, mtime_ns in self.folders.items():
+                if os.stat(f"{base}/{rel}" if rel else base).st_mtime_ns != mtime_ns:
+                    return None
+            for rel, seen in self.ignores.items():
+                info = os.stat(f"{base}/{rel}/.gitignore" if rel else f"{base}/.gitignore")
+                if [info.st_size, info.st_mtime_ns, info.st_ino] != seen:
+                    return None
+            untracked = [(rel, os.lstat(f"{base}/{rel}")) for rel in self.untracked]
+        except OSError:
+            return None
+        return set(self.links), untracked
+
+    def save(self, root: Path) -> None:
+        """Keep it for the next command (best effort: a read-only folder walks again)."""
+        folder = root / STATE_DIR
+        data = {
+            "key": self.key,
+            "started": self.started,
+            "folders": self.folders,
+            "ignores": self.ignores,
+            "links": self.links,
+            "untracked": self.untracked,
+        }
+        with contextlib.suppress(OSError):
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".walk.")
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    json.dump(data, handle)
+                os.replace(tmp, folder / WALKS_FILE)
+            except OSError:
+                os.unlink(tmp)
+                raise
+
+    @classmethod
+    def load(cls, root: Path) -> WalkCache | None:
+        """The last walk, if one was kept."""
+        try:
+            data = json.loads((root / STATE_DIR / WALKS_FILE).read_text())
+            walk = cls(list(data["key"]), int(data["started"]))
+            walk.folders = {str(k): int(v) for k, v in data["folders"].items()}
+            walk.ignores = {str(k): [int(x) for x in v] for k, v in data["ignores"].items()}
+            walk.links = [str(x) for x in data["links"]]
+            walk.untracked = [str(x) for x in data["untracked"]]
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return None
+        return walk
+
+
+class _Folders:
+    """`lstat` of workspace paths through one descriptor per folder: the kernel then
+    resolves one name per file, not the whole path (Linux; elsewhere, whole paths)."""
+
+    FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.fds: dict[str, int] = {}
+        if os.lstat not in os.supports_dir_fd or os.open not in os.supports_dir_fd:
+            self.lstat = self._whole  # type: ignore[method-assign]
+
+    def __enter__(self) -> _Folders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self.fds.values():
+            if fd >= 0:
+                os.close(fd)
+
+    def _whole(self, rel: str) -> os.stat_result:
+        return os.lstat(f"{self.root}/{rel}")
+
+    def lstat(self, rel: str) -> os.stat_result:
+        """`os.lstat` of `root/rel` (a symlinked folder on the way is followed, as a
+        whole path would be: callers check links themselves)."""
+        folder, _, name = rel.rpartition("/")
+        fd = self.fds.get(folder)
+        if fd is None:
+            try:
+                fd = os.open(f"{self.root}/{folder}" if folder else self.root, self.FLAGS)
+            except OSError:
+                fd = -1  # missing, not a folder, or unreadable: whole paths say which
+            self.fds[folder] = fd
+        if fd < 0:
+            return os.lstat(f"{self.root}/{rel}")
+        return os.lstat(name, dir_fd=fd)
+
+
+def _through(rel: str, links: set[str]) -> bool:
+    """Whether a folder on `rel`'s way is a symlink (its file is then not ours)."""
+    folder = posixpath.dirname(rel)
+    while folder:
+        if folder in links:
+            return True
+        folder = posixpath.dirname(folder)
+    return False
+
+
+def _holds_tracked(files: dict[str, FileRecord], folder: str) -> bool:
+    """Whether a tracked file lives under `folder` (an ignored folder is still walked
+    then: git never ignores tracked files)."""
+    prefix = folder + "/"
+    return any(rel.startswith(prefix) for rel in files)
 
 
 def _disk_mode(info: os.stat_result) -> FileMode | None:
@@ -187,6 +343,7 @@ class Workspace:
         self._manifest = manifest
         self.limits = limits or Limits()
         self._folders: set[str] = {""}
+        self._walks: WalkCache | None = None
         self.git_remote: str | None = None
         """When set, a `.git` (see `git_mirror`) follows every change of the manifest."""
 
@@ -235,46 +392,108 @@ class Workspace:
     def status(self) -> Status:
         """Changes on disk against the manifest (stat fast path, hash on doubt).
 
-        One `scandir` per folder gives every entry's lstat, so an unchanged file costs no
-        extra system call; `.gitignore` files are read as the walk enters their folder."""
+        Like git with its index: one `lstat` per tracked file, compared with the size,
+        mtime and mode the manifest recorded, and a read only on doubt. Untracked files
+        come from one walk of the folders (entry types from `scandir`, no stat), which
+        reads `.gitignore` files as it enters their folder and goes into ignored folders
+        only where tracked files live."""
         manifest = self.manifest
-        root = self.root
+        files = manifest.files
+        root = str(self.root)
         result = Status()
+        links, untracked = self._walk(files)
+        changes = result.changes
+        with _Folders(root) as folders:
+            lstat = folders.lstat
+            for rel, record in files.items():
+                if links and _through(rel, links):
+                    changes.append(LocalChange(rel, "deleted", None, record.file_mode))
+                    continue
+                try:
+                    info = lstat(rel)
+                except (FileNotFoundError, NotADirectoryError):
+                    changes.append(LocalChange(rel, "deleted", None, record.file_mode))
+                    continue
+                st_mode = info.st_mode
+                kind = st_mode & 0o170000
+                if kind == 0o100000:
+                    mode = 0o100755 if st_mode & 0o100 else 0o100644
+                elif kind == 0o120000:
+                    mode = 0o120000
+                elif kind == 0o040000:  # a folder now stands there: the file is gone
+                    changes.append(LocalChange(rel, "deleted", None, record.file_mode))
+                    continue
+                else:  # a FIFO or socket: not a file git could track; not reported
+                    continue
+                if (
+                    mode == record.mode
+                    and info.st_size == record.size
+                    and info.st_mtime_ns == record.mtime_ns
+                ):
+                    continue
+                change = self._compare(rel, record, result, info)
+                if change is not None:
+                    changes.append(change)
+        for rel, info in untracked:
+            change = self._compare(rel, None, result, info)
+            if change is not None:
+                changes.append(change)
+        changes.sort(key=lambda c: c.path)
+        return result
+
+    def _walk(
+        self, files: dict[str, FileRecord]
+    ) -> tuple[set[str], list[tuple[str, os.stat_result]]]:
+        """Symlinks found where folders could be, and the untracked files git would not
+        ignore (with their lstat): from the last walk while no walked folder and no
+        `.gitignore` changed since (git's untracked cache), else from a new walk."""
+        key = _tracked_key(files)
+        cache = self._walks if self._walks is not None else WalkCache.load(self.root)
+        if cache is not None and cache.key == key:
+            found = cache.replay(self.root)
+            if found is not None:
+                self._walks = cache
+                return found
+        fresh = self._full_walk(files, key)
+        self._walks = fresh
+        fresh.save(self.root)
+        return set(fresh.links), [
+            (rel, os.lstat(os.path.join(self.root, rel))) for rel in fresh.untracked
+        ]
+
+    def _full_walk(self, files: dict[str, FileRecord], key: list[int]) -> WalkCache:
+        """One walk of the folders: entry types from `scandir` (no stat), `.gitignore`
+        files read as the walk enters their folder, ignored folders entered only where
+        tracked files live."""
+        root = self.root
         rules = IgnoreRules(root)
-        seen: set[str] = set()
-        tracked_dirs = {posixpath.dirname(p) for p in manifest.files}
-        tracked_dirs |= {
-            d.rsplit("/", i)[0] for d in list(tracked_dirs) for i in range(1, d.count("/") + 1)
-        }
+        walk = WalkCache(key, time.time_ns())
         pending = [""]
         while pending:
             rel_dir = pending.pop()
+            path = os.path.join(root, rel_dir) if rel_dir else str(root)
             try:
-                with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as listing:
-                    entries = sorted(listing, key=lambda e: e.name)
+                info = os.stat(path)
+                with os.scandir(path) as listing:
+                    entries = list(listing)  # any order: a folder's rules only match below it
             except NotADirectoryError:  # a tracked folder was replaced by a file or link
                 continue
+            walk.folder(rel_dir, info)
             if any(e.name == ".gitignore" for e in entries):
                 rules.add(rel_dir)
+                walk.ignore_file(rel_dir, os.stat(os.path.join(path, ".gitignore")))
             for entry in entries:
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                info = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(info.st_mode):
-                    if rel in tracked_dirs or not rules.ignored(rel, is_dir=True):
+                if entry.is_dir(follow_symlinks=False):
+                    if not rules.ignored(rel, is_dir=True) or _holds_tracked(files, rel):
                         pending.append(rel)
                     continue
-                record = manifest.files.get(rel)
-                if record is None and rules.ignored(rel):
+                if entry.is_symlink():
+                    walk.links.append(rel)
+                if rel in files or rules.ignored(rel):
                     continue
-                seen.add(rel)
-                change = self._compare(rel, record, result, info)
-                if change is not None:
-                    result.changes.append(change)
-        for rel, record in manifest.files.items():
-            if rel not in seen and not self._present(rel):
-                result.changes.append(LocalChange(rel, "deleted", None, record.file_mode))
-        result.changes.sort(key=lambda c: c.path)
-        return result
+                walk.untracked.append(rel)
+        return walk
 
     def _present(self, rel: str) -> bool:
         """The tracked file is on disk as a file or link, reached through real folders."""
@@ -336,6 +555,8 @@ class Workspace:
     def diffs(self, changes: Iterable[LocalChange], *, offline: bool = False) -> list[FileDiff]:
         """Each change's before and after. The before comes from the forge; `offline` (or a
         forge that cannot answer) leaves only its blob id, which binary patches need."""
+        from client.patch import FileDiff, Side
+
         manifest = self.manifest
         out = []
         for change in changes:
@@ -389,6 +610,8 @@ class Workspace:
         """Bring the `.git` (when asked for) in step with the manifest."""
         if self.git_remote is None or self._manifest is None:
             return
+        from client.git_mirror import GitMirror
+
         unchanged = {
             rel for rel, record in self._manifest.files.items() if self._unchanged(rel, record)
         }
@@ -441,6 +664,7 @@ class Workspace:
                 )
             try:
                 pending, result = self._plan(current, branch, staged, changes, local)
+                staged.files.clear()  # planned: the pending update says the rest
                 if before_publish is not None:  # e.g. create the branch, now all is checked
                     before_publish()
             except BaseException:
@@ -477,7 +701,7 @@ class Workspace:
             change = changes.get(rel)
             if not upstream_changed and not (local is Local.DISCARD and change is not None):
                 continue
-            write = PendingWrite(new.sha, new.sha, int(new.mode))
+            write = PendingWrite(new.sha, new.sha, int(new.mode), new.mtime_ns, new.size)
             if record is None and not (local is Local.DISCARD and change is not None):
                 blocked = "" if empty else self._blocked(rel, leaving, new.sha, new.mode)
                 if blocked == "same":
@@ -493,6 +717,7 @@ class Workspace:
                 write.content_sha = blob_sha(merged)
                 if write.content_sha != new.sha:
                     _replace_staged(staged, rel, merged)
+                    write.staged_mtime_ns = 0  # the staged copy is no longer as written
                     result.merged.append(rel)
             pending.writes[rel] = write
             result.written.append(rel)
@@ -589,32 +814,50 @@ class Workspace:
 
     def _finish(self, pending: PendingUpdate) -> None:
         """Publish (or finish publishing) a recorded update: deletions first, so a file
-        can become a folder, then one rename per file, then the manifest, last."""
+        can become a folder, then one rename per file, then the manifest, last.
+
+        A file this process staged moves with one rename and is recorded with the stat
+        data taken when it was written; a file staged by a killed process (or merged, or
+        restored) is checked on disk as before."""
         manifest = self.manifest
+        files = manifest.files
         staging = self.root / pending.staging
         for rel, record in pending.deletes.items():
             path = self.root / rel
             if os.path.lexists(path) and (record is None or self._unchanged(rel, record)):
                 os.unlink(path)
                 self._prune(rel)
-            manifest.files.pop(rel, None)
+            files.pop(rel, None)
+        root = str(self.root)
+        source_root = str(staging)
+        symlink = int(FileMode.SYMLINK)
         for rel, write in pending.writes.items():
-            source = staging / rel
-            if os.path.lexists(source):
-                self._place(rel, source, FileMode(write.mode))
+            source = f"{source_root}/{rel}"
+            mode = write.mode
+            if write.staged_mtime_ns and mode != symlink:
+                try:
+                    self._place(rel, source, FileMode(mode))
+                except FileNotFoundError:
+                    pass  # not staged after all: look at the disk below
+                else:
+                    size = write.staged_size if write.content_sha == write.record_sha else -1
+                    files[rel] = FileRecord(write.record_sha, mode, size, write.staged_mtime_ns)
+                    continue
+            elif os.path.lexists(source):
+                self._place(rel, source, FileMode(mode))
             try:
-                info = os.lstat(self.root / rel)
+                info = os.lstat(f"{root}/{rel}")
             except FileNotFoundError:  # removed by hand since: a local deletion
-                manifest.files[rel] = FileRecord(write.record_sha, write.mode, -1, 0)
+                files[rel] = FileRecord(write.record_sha, mode, -1, 0)
                 continue
             size = info.st_size if write.content_sha == write.record_sha else -1
-            manifest.files[rel] = FileRecord(write.record_sha, write.mode, size, info.st_mtime_ns)
+            files[rel] = FileRecord(write.record_sha, mode, size, info.st_mtime_ns)
         manifest.branch, manifest.base_sha, manifest.pending = pending.branch, pending.sha, None
         manifest.save(self.root)
         shutil.rmtree(staging, ignore_errors=True)
         self._mirror()
 
-    def _place(self, rel: str, source: Path, mode: FileMode) -> None:
+    def _place(self, rel: str, source: str | Path, mode: FileMode) -> None:
         """Rename a staged file into place, never through a symlinked folder."""
         folder = posixpath.dirname(rel)
         if folder not in self._folders:
@@ -626,15 +869,16 @@ class Workspace:
                     raise UnsafeInput(msg, "Remove the link, or move it out of the way")
             os.makedirs(os.path.join(self.root, folder), exist_ok=True)
             self._folders.add(folder)
-        target = os.path.join(self.root, rel)
+        target = f"{self.root}/{rel}"
         if mode is FileMode.SYMLINK:
-            link = source.read_bytes().decode("utf-8", "surrogateescape")
+            with open(source, "rb") as handle:
+                link = handle.read().decode("utf-8", "surrogateescape")
             temporary = os.path.join(self.root, folder, f".{posixpath.basename(rel)}.mf-link")
             if os.path.lexists(temporary):
                 os.unlink(temporary)
             os.symlink(link, temporary)
             os.replace(temporary, target)
-            source.unlink()
+            os.unlink(source)
             return
         os.chmod(source, 0o755 if mode is FileMode.EXECUTABLE else 0o644)
         os.replace(source, target)

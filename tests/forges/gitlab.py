@@ -20,6 +20,8 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from dulwich.object_store import BaseObjectStore, MemoryObjectStore
+from dulwich.objects import ObjectID, ShaFile, Tree
 from dulwich.repo import Repo
 
 from providers import gitobjects
@@ -42,6 +44,39 @@ class ActionError(Exception):
     """A commit action GitLab would refuse with 400."""
 
 
+class _Scratch(MemoryObjectStore):
+    """New objects in memory over a repository's store; `flush` writes those a tree
+    reaches (trees in between are never written: git would drop them as garbage)."""
+
+    def __init__(self, base: BaseObjectStore) -> None:
+        super().__init__()
+        self.base = base
+        self._read: dict[bytes, ShaFile] = {}
+
+    def __getitem__(self, sha: ObjectID | bytes) -> ShaFile:
+        if MemoryObjectStore.__contains__(self, ObjectID(sha)):
+            return super().__getitem__(ObjectID(sha))
+        obj = self._read.get(sha)
+        if obj is None:  # objects never change: each is read once per request
+            obj = self._read[sha] = gitobjects.load(self.base, sha, "")
+        return obj
+
+    def __contains__(self, sha: object) -> bool:
+        return MemoryObjectStore.__contains__(self, sha) or sha in self.base  # type: ignore[operator]
+
+    def flush(self, tree: bytes) -> None:
+        """Write every object `tree` reaches that only lives here."""
+        pending = [ObjectID(tree)]
+        while pending:
+            sha = pending.pop()
+            if not MemoryObjectStore.__contains__(self, sha):
+                continue
+            obj = super().__getitem__(sha)
+            if isinstance(obj, Tree):
+                pending += [ObjectID(item.sha) for item in obj.iteritems()]
+            self.base.add_object(obj)
+
+
 class GitLabDouble(ForgeDouble):
     """Serves every bare repository under DIR, nested groups included."""
 
@@ -57,6 +92,7 @@ class GitLabDouble(ForgeDouble):
         self._remaining = 2000
         self._rl_lock = threading.Lock()
         self.commit_calls = 0
+        self._facts: dict[tuple[str, str], tuple[str | None, bytes]] = {}
         for method, pattern, handler in (
             ("GET", P, self.get_project),
             ("GET", P + "/repository/branches", self.list_branches),
@@ -428,16 +464,17 @@ class GitLabDouble(ForgeDouble):
         )
 
     # ---- the commits API -------------------------------------------------------------
-    def _last_commit_for(self, repo: Repo, head: str, path: str) -> str | None:
+    def _last_commit_for(
+        self, repo: Repo, head: str, path: str, store: BaseObjectStore | None = None
+    ) -> str | None:
         """`git log -1 --format=%H HEAD -- PATH` along first parents."""
+        store = store or repo.object_store
         current: str | None = head
         while current:
-            obj = gitdata.commit(repo, current)
-            assert obj is not None
-            parent = obj.parents[0].decode() if obj.parents else None
-            mine = gitobjects.lookup(repo.object_store, obj.tree, path)
+            parent, tree = self._commit_facts(repo, current)
+            mine = gitobjects.lookup(store, tree, path)
             theirs = (
-                gitobjects.lookup(repo.object_store, gitdata.tree_of(repo, parent), path)
+                gitobjects.lookup(store, self._commit_facts(repo, parent)[1], path)
                 if parent
                 else None
             )
@@ -446,13 +483,32 @@ class GitLabDouble(ForgeDouble):
             current = parent
         return None
 
-    def _file_has_changed(self, repo: Repo, head: str, path: str, commit_id: str | None) -> bool:
+    def _commit_facts(self, repo: Repo, sha: str) -> tuple[str | None, bytes]:
+        """A commit's first parent and tree (a commit never changes: remembered)."""
+        key = (str(repo.path), sha)
+        facts = self._facts.get(key)
+        if facts is None:
+            obj = gitdata.commit(repo, sha)
+            assert obj is not None
+            facts = (obj.parents[0].decode() if obj.parents else None, bytes(obj.tree))
+            with self._lock:
+                self._facts[key] = facts
+        return facts
+
+    def _file_has_changed(
+        self,
+        repo: Repo,
+        head: str,
+        path: str,
+        commit_id: str | None,
+        store: BaseObjectStore | None = None,
+    ) -> bool:
         if not commit_id:
             return False
-        on_branch = self._last_commit_for(repo, head, path)
+        on_branch = self._last_commit_for(repo, head, path, store)
         if on_branch is None or gitdata.commit(repo, commit_id) is None:
             return False
-        as_of = self._last_commit_for(repo, commit_id, path)
+        as_of = self._last_commit_for(repo, commit_id, path, store)
         return as_of is not None and on_branch != as_of
 
     def create_commit(self, request: Request, path: str) -> Response:
@@ -501,7 +557,17 @@ class GitLabDouble(ForgeDouble):
             return Response.json(201, self._commit_json(repo, sha.decode(), path))
 
     def _apply_actions(self, repo: Repo, start: str | None, actions: list[dict[str, Any]]) -> bytes:
-        store = repo.object_store
+        """Each action applies to the tree the previous ones left (GitLab's order and
+        checks); the trees in between live in memory, and only the final tree's new
+        objects reach the repository (a 100-file commit writes ~100 objects, not ~600)."""
+        scratch = _Scratch(repo.object_store)
+        tree = self._apply_in(repo, scratch, start, actions)
+        scratch.flush(tree)
+        return tree
+
+    def _apply_in(
+        self, repo: Repo, store: BaseObjectStore, start: str | None, actions: list[dict[str, Any]]
+    ) -> bytes:
         tree: bytes | None = gitdata.tree_of(repo, start) if start else None
         for action in actions:
             kind, file_path = action.get("action"), action.get("file_path", "")
@@ -516,7 +582,7 @@ class GitLabDouble(ForgeDouble):
             if (
                 start
                 and kind in ("update", "move", "delete")
-                and self._file_has_changed(repo, start, check, action.get("last_commit_id"))
+                and self._file_has_changed(repo, start, check, action.get("last_commit_id"), store)
             ):
                 raise ActionError(f"The file has changed since you started editing it: {check}")
             existing = gitobjects.lookup(store, tree, file_path)

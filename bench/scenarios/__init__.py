@@ -1,0 +1,1 @@
+"""One module per scenario; each adds rows to a `bench.harness.Bench`."""
