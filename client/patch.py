@@ -18,8 +18,8 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from client.staging import blob_sha
 from providers.contract import FileMode
-from providers.gitobjects import blob_sha
 
 NULL_SHA = "0" * 40
 NO_NEWLINE = b"\\ No newline at end of file\n"

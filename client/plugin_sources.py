@@ -24,8 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from client.manifest import STATE_DIR
 from client.plugins import Plugin
 from client.staging import stage
@@ -149,6 +147,8 @@ class PluginFetcher:
         if target.is_dir():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
+        import httpx  # only projects with git+ plugins need it: a runner starts faster
+
         try:
             with self._snapshot(requirement) as snapshot:
                 staged = stage(
@@ -198,6 +198,8 @@ class PluginFetcher:
             raise PluginSourceError(
                 msg, "Publish it to a package index, or host it on the configured forge"
             )
+        import httpx
+
         with (
             httpx.Client(timeout=self.timeout, follow_redirects=True) as client,
             client.stream("GET", _archive_url(kind, requirement)) as response,

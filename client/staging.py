@@ -87,6 +87,14 @@ def blob_header(size: int) -> bytes:
     return b"blob %d\x00" % size
 
 
+def blob_sha(data: bytes) -> str:
+    """The git blob id of `data` (as `providers.gitobjects.blob_sha`, without loading
+    dulwich: a runner's start-up does not need it)."""
+    digest = hashlib.sha1(blob_header(len(data)), usedforsecurity=False)
+    digest.update(data)
+    return digest.hexdigest()
+
+
 def stage(
     root: Path,
     sha: str,

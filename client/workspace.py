@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import hashlib
 import json
 import os
 import posixpath
@@ -39,7 +38,7 @@ from client.manifest import (
     PendingWrite,
 )
 from client.progress import Progress
-from client.staging import Staged, blob_header, clear_stale, stage, staging_folder
+from client.staging import Staged, blob_sha, clear_stale, stage, staging_folder
 from providers.contract import FileChange, FileMode, Forge
 from providers.errors import (
     InvalidRequest,
@@ -157,13 +156,6 @@ def merge_text(base: bytes | None, ours: bytes | None, theirs: bytes | None) -> 
     if any(region[0] == "conflict" for region in m.merge_regions()):
         return None
     return b"".join(m.merge_lines())
-
-
-def blob_sha(data: bytes) -> str:
-    """The git blob id of `data` (as `providers.gitobjects.blob_sha`, without dulwich)."""
-    digest = hashlib.sha1(blob_header(len(data)), usedforsecurity=False)
-    digest.update(data)
-    return digest.hexdigest()
 
 
 def read_local(root: Path, rel: str) -> tuple[bytes, FileMode]:
@@ -911,7 +903,6 @@ __all__ = [
     "Status",
     "Update",
     "Workspace",
-    "blob_header",
     "merge_text",
     "read_local",
 ]

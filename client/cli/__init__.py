@@ -5,7 +5,6 @@ errors to exit codes."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,30 @@ from client.cli import branch_commands, run_commands, workspace_commands
 from client.cli.context import Context, configure_logging, output_options
 
 
-def _version() -> str:
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`--version`: read from the installed package only when asked (a runner starts
+    faster without importlib.metadata)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib import metadata
+
     try:
-        return metadata.version("meltano-forge")
-    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        return "unknown"
+        version = metadata.version("meltano-forge")
+    except metadata.PackageNotFoundError:  # a source tree that is not installed
+        version = "unknown"
+    click.echo(f"meltano-forge, version {version}")
+    ctx.exit()
 
 
 @click.group()
-@click.version_option(_version(), "--version", prog_name="meltano-forge")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 @output_options
 @click.option("--repo", help="Repository URL (MELTANO_FORGE_REPO).")
 @click.option("--branch", help="Branch (MELTANO_FORGE_BRANCH).")
