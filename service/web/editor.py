@@ -127,10 +127,7 @@ def edit(
     """The editor: a file of a branch, with its commit form."""
     ctx = project_for(state, session, project, Role.READ)
     name = _branch(ctx, branch)
-    default_path = (
-        f"{ctx.config.project_path}/meltano.yml" if ctx.config.project_path else "meltano.yml"
-    )
-    return _editor(request, ctx, session, name, path or default_path)
+    return _editor(request, ctx, session, name, path or _meltano_yml(ctx))
 
 
 def _utf8(data: bytes) -> bool:
@@ -183,19 +180,22 @@ def commit(
     check_csrf(session, csrf)
     ctx = project_for(state, session, project, Role.WRITE)
     data = content.replace("\r\n", "\n").encode()
-    problem = _problem(data, path)
-    if problem:
+
+    def again(**shown: Any) -> Response:
+        """The editor once more, holding the draft (what went wrong, or the merge)."""
         return _editor(
             request,
             ctx,
             session,
             branch,
             path,
-            content=data,
-            base=base,
+            **{"content": data, "base": base, **shown},
             message=message,
-            error=problem,
         )
+
+    problem = _problem(data, path)
+    if problem:
+        return again(error=problem)
     try:
         original = ctx.forge.read_file(base, path)
         mode = next((e.mode for e in ctx.forge.list_tree(base) if e.path == path), FileMode.REGULAR)
@@ -207,60 +207,19 @@ def commit(
     if original is not None and b"\r\n" in original:
         data = data.replace(b"\n", b"\r\n")  # the file keeps its CRLF line ends
     if original == data:
-        return _editor(
-            request,
-            ctx,
-            session,
-            branch,
-            path,
-            content=data,
-            base=base,
-            message=message,
-            notice="Nothing to commit: the file is as the branch has it.",
-        )
+        return again(notice="Nothing to commit: the file is as the branch has it.")
     try:
         result = operations.commit(
             ctx, branch, base, [FileChange.put(path, data, mode, base_mode)], message or "Update"
         )
     except ReadOnlyBranch as exc:
-        return _editor(
-            request,
-            ctx,
-            session,
-            branch,
-            path,
-            content=data,
-            base=base,
-            message=message,
-            error=read_only_words(exc),
-        )
+        return again(error=read_only_words(exc))
     except Conflict:
         head = operations.fresh_head(ctx, branch)
         merged, clean = operations.merge_draft(ctx, path, base, head, data)
-        return _editor(
-            request,
-            ctx,
-            session,
-            branch,
-            path,
-            content=merged,
-            base=head,
-            message=message,
-            moved=True,
-            conflicts=not clean,
-        )
+        return again(content=merged, base=head, moved=True, conflicts=not clean)
     except (UnsafeInput, InvalidRequest) as exc:
-        return _editor(
-            request,
-            ctx,
-            session,
-            branch,
-            path,
-            content=data,
-            base=base,
-            message=message,
-            error=str(exc),
-        )
+        return again(error=str(exc))
     # The project page clears the browser's draft of this file: it is committed.
     query = urlencode({"committed": result.sha, "draft": f"{branch}:{path}"})
     return RedirectResponse(f"/projects/{ctx.config.name}?{query}", status_code=303)
