@@ -470,16 +470,7 @@ class GitHubForge:
         return CommitResult(sha, parent)
 
     def _default_head(self, branch: str) -> str | None:
-        default = self._repository().default_branch
-        try:
-            return self.branch(default).head
-        except NotFound:
-            if not self.branches():
-                return None
-            msg = (
-                f"The branch '{branch}' does not exist and there is no '{default}' to start it from"
-            )
-            raise NotFound(msg, "Give the commit to start it from (a base SHA)") from None
+        return changeset.default_head(self, branch, self._repository().default_branch)
 
     def _use_graphql(self, changes: Sequence[FileChange], author: Author | None) -> bool:
         """One `createCommitOnBranch` (signed by GitHub) unless the change set needs what

@@ -357,16 +357,7 @@ class GitLabForge:
         )
 
     def _default_head(self, branch: str) -> str | None:
-        default = self.repository().default_branch
-        try:
-            return self.branch(default).head
-        except NotFound:
-            if not self.branches():
-                return None
-            msg = (
-                f"The branch '{branch}' does not exist and there is no '{default}' to start it from"
-            )
-            raise NotFound(msg, "Give the commit to start it from (a base SHA)") from None
+        return changeset.default_head(self, branch, self.repository().default_branch)
 
     def _actions(
         self, changes: Sequence[FileChange], expected_head: str | None

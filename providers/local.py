@@ -281,10 +281,7 @@ class LocalForge:
         default = self.repository().default_branch
         sha = heads.get(Ref(default.encode()))
         if sha is None:
-            msg = (
-                f"The branch '{branch}' does not exist and there is no '{default}' to start it from"
-            )
-            raise NotFound(msg, "Give the commit to start it from (a base SHA)")
+            raise changeset.no_start(branch, default)
         return sha.decode()
 
     @staticmethod

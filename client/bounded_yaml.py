@@ -1,0 +1,128 @@
+"""YAML from a repository, loaded with bounds: depth, size and alias expansion.
+
+Repository content is untrusted (SPEC §8). PyYAML shares an alias's target instead of
+copying it, so a 545-byte "billion laughs" file loads in microseconds, and then explodes
+when anything walks it (JSON, a summary, a hash): hundreds of megabytes from one GET. A
+deeply nested `[[[...]]]` exhausts the composer's recursion instead. Both are refused here,
+while the document is composed and before any Python object is built, with a `YamlRefused`
+that says what to fix. Anchors and merge keys that real projects use stay within the caps.
+
+Every YAML load of repository content goes through `load` (the client's settings, the
+install key, the service's summary, pages and edits); `check_text` bounds text that a
+round-trip parser (ruamel) loads afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.composer import Composer
+from yaml.nodes import MappingNode, Node, SequenceNode
+
+MAX_DEPTH = 64
+"""Nesting deeper than this is refused; real Meltano projects stay under 10."""
+MAX_NODES = 200_000
+"""Scalars, sequences and mappings after every alias is expanded."""
+MAX_BYTES = 16 * 1024 * 1024
+"""A larger YAML document is refused before parsing."""
+
+
+class YamlRefused(ValueError):
+    """The document is not YAML, or exceeds the bounds. `str()` reads "reason. instruction."
+    with the file's name and, for a syntax error, its line and column."""
+
+    def __init__(self, what: str, reason: str, instruction: str, line: int | None = None) -> None:
+        self.what, self.reason, self.instruction, self.line = what, reason, instruction, line
+        where = f"{what} line {line}" if line is not None else what
+        super().__init__(f"{where}: {reason}. {instruction}")
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer counts depth and expanded nodes."""
+
+    def __init__(self, stream: str | bytes, what: str) -> None:
+        super().__init__(stream)
+        self.what = what
+        self.depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:  # type: ignore[override]
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise YamlRefused(
+                self.what,
+                f"it nests deeper than {MAX_DEPTH} levels",
+                "Flatten the document; Meltano projects never need this depth",
+                mark.line + 1,
+            )
+        try:
+            return Composer.compose_node(self, parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _expanded_size(root: Node, what: str) -> int:
+    """Nodes in the document with every alias expanded, counted without expanding them
+    (each node's size is remembered, so shared subtrees cost one visit)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, SequenceNode):
+            children: list[Node] = list(node.value)
+        elif isinstance(node, MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            sizes[id(node)] = 1
+            continue
+        if children_done:
+            total = 1 + sum(sizes[id(c)] for c in children)
+            if total > MAX_NODES:
+                raise YamlRefused(
+                    what,
+                    f"its aliases expand to more than {MAX_NODES:,} values",
+                    "Write the repeated parts out, or use fewer nested anchors",
+                    node.start_mark.line + 1,
+                )
+            sizes[id(node)] = total
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def load(data: str | bytes, what: str = "meltano.yml") -> Any:
+    """The document as plain Python data (SafeLoader types), or `YamlRefused`."""
+    if len(data) > MAX_BYTES:
+        raise YamlRefused(
+            what,
+            f"it is larger than {MAX_BYTES // (1024 * 1024)} MiB",
+            "Split it with include_paths",
+        )
+    loader = _BoundedLoader(data, what)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, what)
+        return loader.construct_document(node)
+    except YamlRefused:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise YamlRefused(
+            what, f"it is not valid YAML ({problem})", "Fix the syntax", mark.line + 1 if mark else None
+        ) from None
+    except (yaml.YAMLError, RecursionError, UnicodeDecodeError) as exc:
+        raise YamlRefused(what, f"it is not valid YAML ({type(exc).__name__})", "Fix the syntax") from None
+    finally:
+        loader.dispose()
+
+
+def check_text(data: str | bytes, what: str = "meltano.yml") -> None:
+    """Refuse `data` as `load` would, for a parser that loads it afterwards."""
+    load(data, what)
