@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MELTANO_VENV := .venv-meltano
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(MELTANO_VENV)/bin:$(PATH)
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+screenshots: install  # refresh docs/screenshots from the browser tests
+	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/service/test_web.py tests/service/test_web_setup.py $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check providers client service tests bench
