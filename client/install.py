@@ -64,7 +64,7 @@ def remember_install(root: Path) -> None:
 def install(root: Path, settings: Settings, env: dict[str, str], *, quiet_stdout: bool) -> int:
     """Install the project's plugins (git sources as archives); Meltano's exit code."""
     plugins = project_plugins(root)
-    requirements = git_requirements(plugins)
+    requirements = git_requirements(plugins, env)
     by_plugin = {r.plugin: r for r in requirements}
     for plugin in plugins:
         source = by_plugin.get(plugin.name)

@@ -19,7 +19,7 @@ import shlex
 import shutil
 import tomllib
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,16 +61,36 @@ class GitRequirement:
     """The distribution name, when the token gives it (`name @ ...` or `#egg=`)."""
 
 
-def git_requirements(plugins: list[Plugin]) -> list[GitRequirement]:
+def git_requirements(plugins: list[Plugin], environ: Mapping[str, str]) -> list[GitRequirement]:
     """Every `git+` token of every plugin's `pip_url` (environment variables expanded, as
-    Meltano expands them), parsed; forms that need git are refused."""
+    Meltano expands them), parsed; forms that need git are refused.
+
+    `environ` is the command's environment (`runner.child_environment`), never ours: a
+    `pip_url` comes from the repository, and `git+https://github.com/x/y@${MELTANO_FORGE_TOKEN}`
+    must not put the forge token into a URL or a message."""
     found = []
     for plugin in plugins:
-        for token in shlex.split(os.path.expandvars(plugin.pip_url)):
+        for token in shlex.split(expand(plugin.pip_url, environ)):
             requirement = parse(plugin.name, token)
             if requirement is not None and requirement not in found:
                 found.append(requirement)
     return found
+
+
+_VARIABLE = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def expand(text: str, environ: Mapping[str, str]) -> str:
+    """`$VAR` and `${VAR}` replaced from `environ`; unknown ones stay as written (as
+    `os.path.expandvars` leaves them), but from the given mapping, not `os.environ`."""
+
+    def value(found: re.Match[str]) -> str:
+        name = found["braced"] or found["plain"]
+        return environ.get(name, found[0])
+
+    return _VARIABLE.sub(value, text)
 
 
 _NAMED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*(?P<url>git\+.*)$")

@@ -140,3 +140,27 @@ def test_git_requirements_are_parsed_as_meltano_writes_them() -> None:
     head = parse("t", "git+https://github.com/acme/tap-y")
     assert head is not None
     assert head.ref == "HEAD"
+
+
+def test_pip_url_variables_expand_from_the_commands_environment_never_ours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A `pip_url` is repository content: `${MELTANO_FORGE_TOKEN}` in it expands from the
+    command's environment (which has no forge credential), so the token never becomes part
+    of a URL sent anywhere, or of a message."""
+    from client.plugin_sources import git_requirements
+    from client.plugins import Plugin
+    from client.runner import child_environment
+
+    ours = {"MELTANO_FORGE_TOKEN": "ghp_" + "s" * 36, "TAG": "v1.2.3", "HOME": "/root"}
+    for name, value in ours.items():
+        monkeypatch.setenv(name, value)  # the runner's own environment holds the token
+    plugin = Plugin(
+        "extractors",
+        "tap-x",
+        "git+https://github.com/acme/tap-x.git@${MELTANO_FORGE_TOKEN} "
+        "git+https://github.com/acme/tap-y.git@$TAG",
+    )
+    found = git_requirements([plugin], child_environment(ours, read_only=False))
+    assert [r.ref for r in found] == ["${MELTANO_FORGE_TOKEN}", "v1.2.3"]
+    assert all(ours["MELTANO_FORGE_TOKEN"] not in repr(r) for r in found)
