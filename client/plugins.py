@@ -35,9 +35,16 @@ def _load(path: Path) -> dict[str, Any]:
 def project_files(root: Path) -> list[str]:
     """`meltano.yml` and the files its `include_paths` globs match (workspace paths)."""
     files = ["meltano.yml"]
+    inside = root.resolve()
     for pattern in _load(root / "meltano.yml").get("include_paths") or []:
+        # Repository content: `/proc/kcore` or `../../etc/*` would have us read (and hash)
+        # files far outside the project. Only what lies inside it counts.
         matched = glob.glob(str(root / str(pattern)), recursive=True)
-        files += sorted(os.path.relpath(p, root) for p in matched if Path(p).is_file())
+        files += sorted(
+            os.path.relpath(p, root)
+            for p in matched
+            if Path(p).is_file() and Path(p).resolve().is_relative_to(inside)
+        )
     return files
 
 
