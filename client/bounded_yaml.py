@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 from yaml.composer import Composer
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 MAX_DEPTH = 64
@@ -32,21 +33,40 @@ class YamlRefused(ValueError):
     """The document is not YAML, or exceeds the bounds. `str()` reads "reason. instruction."
     with the file's name and, for a syntax error, its line and column."""
 
-    def __init__(self, what: str, reason: str, instruction: str, line: int | None = None) -> None:
+    def __init__(
+        self,
+        what: str,
+        reason: str,
+        instruction: str,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
         self.what, self.reason, self.instruction, self.line = what, reason, instruction, line
+        self.column = column
         where = f"{what} line {line}" if line is not None else what
         super().__init__(f"{where}: {reason}. {instruction}")
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader whose composer counts depth and expanded nodes."""
+    """SafeLoader whose composer counts depth and nodes as it goes: a flat 16 MiB
+    `[a, a, ...]` is refused at the cap, not after millions of nodes (gigabytes, minutes)."""
 
     def __init__(self, stream: str | bytes, what: str) -> None:
         super().__init__(stream)
         self.what = what
         self.depth = 0
+        self.composed = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:  # type: ignore[override]
+        if not self.check_event(AliasEvent):
+            self.composed += 1
+            if self.composed > MAX_NODES:
+                raise YamlRefused(
+                    self.what,
+                    f"it holds more than {MAX_NODES:,} values",
+                    "Split it with include_paths",
+                    self.peek_event().start_mark.line + 1,
+                )
         self.depth += 1
         if self.depth > MAX_DEPTH:
             mark = self.peek_event().start_mark
@@ -60,6 +80,10 @@ class _BoundedLoader(yaml.SafeLoader):
             return Composer.compose_node(self, parent, index)
         finally:
             self.depth -= 1
+
+
+BoundedLoader = _BoundedLoader
+"""The loader `load` uses, public so a stricter subclass can be passed to it."""
 
 
 def _expanded_size(root: Node, what: str) -> int:
@@ -94,15 +118,19 @@ def _expanded_size(root: Node, what: str) -> int:
     return sizes[id(root)]
 
 
-def load(data: str | bytes, what: str = "meltano.yml") -> Any:
-    """The document as plain Python data (SafeLoader types), or `YamlRefused`."""
+def load(
+    data: str | bytes, what: str = "meltano.yml", loader_class: type[BoundedLoader] | None = None
+) -> Any:
+    """The document as plain Python data (SafeLoader types), or `YamlRefused`.
+    `loader_class` lets a caller construct more strictly (the project check refuses
+    duplicate keys and keeps line numbers) within the same bounds."""
     if len(data) > MAX_BYTES:
         raise YamlRefused(
             what,
             f"it is larger than {MAX_BYTES // (1024 * 1024)} MiB",
             "Split it with include_paths",
         )
-    loader = _BoundedLoader(data, what)
+    loader = (loader_class or _BoundedLoader)(data, what)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -115,10 +143,16 @@ def load(data: str | bytes, what: str = "meltano.yml") -> Any:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         raise YamlRefused(
-            what, f"it is not valid YAML ({problem})", "Fix the syntax", mark.line + 1 if mark else None
+            what,
+            f"it is not valid YAML ({problem})",
+            "Fix the syntax",
+            mark.line + 1 if mark else None,
+            mark.column + 1 if mark else None,
         ) from None
     except (yaml.YAMLError, RecursionError, UnicodeDecodeError) as exc:
-        raise YamlRefused(what, f"it is not valid YAML ({type(exc).__name__})", "Fix the syntax") from None
+        raise YamlRefused(
+            what, f"it is not valid YAML ({type(exc).__name__})", "Fix the syntax"
+        ) from None
     finally:
         loader.dispose()
 
