@@ -12,10 +12,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from client.meltano_yml import MeltanoYmlError, MeltanoYmlSource
+from client.meltano_yml import READING, MeltanoYmlError, MeltanoYmlSource, Reading
 from providers.config import ForgeConfig, system_author
 from providers.contract import Author
 from providers.errors import InvalidRequest
@@ -129,6 +137,12 @@ class Settings(BaseSettings):
     workspace_id: str | None = Field(
         None, description="service mode: the name this workspace reports (default: host-folder)"
     )
+    trusted_hosts: str = Field(
+        "",
+        description="comma-separated `host[:port]` a project's `meltano.yml` may name as its "
+        "forge besides github.com and gitlab.com (environment only)",
+    )
+    _meltano_yml: Reading = PrivateAttr(default_factory=lambda: Reading({}))
 
     @classmethod
     def settings_customise_sources(
@@ -140,13 +154,26 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Arguments, then the environment, then the workspace's `meltano.yml`."""
-        given = getattr(init_settings, "init_kwargs", {}).get("project_dir")
-        folder = Path(given or os.environ.get(f"{ENV_PREFIX}PROJECT_DIR") or Path.cwd())
+        given: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
+        environment = {**env_settings(), **given}
+        folder = Path(environment.get("project_dir") or Path.cwd())
         try:
-            from_yml = MeltanoYmlSource(settings_cls, folder)
+            from_yml = MeltanoYmlSource(settings_cls, folder, environment, os.environ)
         except MeltanoYmlError as exc:
             raise SettingsError(str(exc)) from None
         return (init_settings, env_settings, from_yml, file_secret_settings)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_the_reading(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        """Keep what `meltano.yml` said beside the fields, where no source can set it."""
+        reading = data.get(READING) if isinstance(data, dict) else None
+        settings = handler(
+            {k: v for k, v in data.items() if k != READING} if isinstance(data, dict) else data
+        )
+        if isinstance(reading, Reading):
+            settings._meltano_yml = reading
+        return settings
 
     @field_validator("project_path")
     @classmethod
@@ -179,6 +206,16 @@ class Settings(BaseSettings):
     def git_remote(self) -> str | None:
         """The `.git` mirror's origin (no credentials in it), when it is asked for."""
         return self.forge_config().location.web_url if self.git_metadata else None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What was ignored in `meltano.yml`, and why: one line each, for the person."""
+        return self._meltano_yml.warnings
+
+    @property
+    def token_variable(self) -> str | None:
+        """The variable `meltano.yml`'s `token_env` names, which holds a forge credential."""
+        return self._meltano_yml.token_variable
 
     @property
     def protected_globs(self) -> tuple[str, ...]:

@@ -23,6 +23,12 @@ _PUBLIC_APIS = {
     "gitlab.com": (ProviderKind.GITLAB, "https://gitlab.com/api/v4"),
 }
 
+PUBLIC_HOSTS = frozenset({"github.com", "www.github.com", "api.github.com", "gitlab.com"})
+"""The public forges: the only hosts a repository's own settings may name without the
+environment's say, and only over https."""
+
+_DEFAULT_PORTS = {"https": "443", "http": "80"}
+
 _SCHEMES = ("https", "http", "file", "")
 """`""` is a plain path to a bare repository."""
 
@@ -106,6 +112,33 @@ def _kind(parsed: urllib.parse.SplitResult, provider: str | None) -> ProviderKin
 def _host(parsed: urllib.parse.SplitResult) -> str:
     """host[:port], without any user:password@ part."""
     return parsed.netloc.rpartition("@")[2].lower()
+
+
+def normal_host(scheme: str, netloc: str) -> str:
+    """host[:port] as trust decisions compare it: lower case, no user:password@, no default
+    port for the scheme (so `github.com:443` is `github.com`)."""
+    host = netloc.rpartition("@")[2].lower().rstrip(".")
+    name, colon, port = host.rpartition(":")
+    if colon and "]" not in port and _DEFAULT_PORTS.get(scheme) == port:
+        return name
+    return host
+
+
+def credential_endpoints(location: RepoLocation) -> tuple[tuple[str, str], ...]:
+    """Each (scheme, host[:port]) an adapter for `location` sends its token to: the API,
+    then the repository's own host (archive links, `git+` plugin sources)."""
+    found: list[tuple[str, str]] = []
+    for url in (location.api_url, location.web_url):
+        parsed = urllib.parse.urlsplit(url)
+        endpoint = (parsed.scheme, normal_host(parsed.scheme, parsed.netloc))
+        if parsed.scheme in ("http", "https") and endpoint not in found:
+            found.append(endpoint)
+    return tuple(found)
+
+
+def is_public(host: str) -> bool:
+    """Whether `host` (from `normal_host`) is github.com or gitlab.com itself."""
+    return host in PUBLIC_HOSTS
 
 
 def _self_hosted_api(kind: ProviderKind, origin: str) -> str:
