@@ -47,6 +47,10 @@ class YamlRefused(ValueError):
         super().__init__(f"{where}: {reason}. {instruction}")
 
 
+class YamlTooLarge(YamlRefused):
+    """The document may well be YAML, but it is too large, too deep or expands too far."""
+
+
 class _BoundedLoader(yaml.SafeLoader):
     """SafeLoader whose composer counts depth and nodes as it goes: a flat 16 MiB
     `[a, a, ...]` is refused at the cap, not after millions of nodes (gigabytes, minutes)."""
@@ -61,7 +65,7 @@ class _BoundedLoader(yaml.SafeLoader):
         if not self.check_event(AliasEvent):
             self.composed += 1
             if self.composed > MAX_NODES:
-                raise YamlRefused(
+                raise YamlTooLarge(
                     self.what,
                     f"it holds more than {MAX_NODES:,} values",
                     "Split it with include_paths",
@@ -70,7 +74,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self.depth += 1
         if self.depth > MAX_DEPTH:
             mark = self.peek_event().start_mark
-            raise YamlRefused(
+            raise YamlTooLarge(
                 self.what,
                 f"it nests deeper than {MAX_DEPTH} levels",
                 "Flatten the document; Meltano projects never need this depth",
@@ -105,7 +109,7 @@ def _expanded_size(root: Node, what: str) -> int:
         if children_done:
             total = 1 + sum(sizes[id(c)] for c in children)
             if total > MAX_NODES:
-                raise YamlRefused(
+                raise YamlTooLarge(
                     what,
                     f"its aliases expand to more than {MAX_NODES:,} values",
                     "Write the repeated parts out, or use fewer nested anchors",
@@ -125,7 +129,7 @@ def load(
     `loader_class` lets a caller construct more strictly (the project check refuses
     duplicate keys and keeps line numbers) within the same bounds."""
     if len(data) > MAX_BYTES:
-        raise YamlRefused(
+        raise YamlTooLarge(
             what,
             f"it is larger than {MAX_BYTES // (1024 * 1024)} MiB",
             "Split it with include_paths",

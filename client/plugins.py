@@ -4,14 +4,18 @@ plugin its `pip_url` when `meltano.yml` does not."""
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from client.bounded_yaml import YamlRefused, load
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -24,19 +28,32 @@ class Plugin:
     pip_url: str
 
 
-def _load(path: Path) -> dict[str, Any]:
+def read_project_yaml(root: Path, rel: str) -> dict[str, Any]:
+    """A project YAML file as a mapping, bounded (`client.bounded_yaml`): `{}` when it is
+    missing, not a mapping, or refused, with one warning saying why, so that a broken or
+    hostile file never stops a run (Meltano itself then says what it makes of it)."""
     try:
-        data = yaml.safe_load(path.read_bytes())
-    except (OSError, yaml.YAMLError):
+        data = load((root / rel).read_bytes(), rel)
+    except OSError:
+        return {}
+    except YamlRefused as exc:
+        _warn_once(f"{exc}. Until then, meltano-forge reads it as empty")
         return {}
     return data if isinstance(data, dict) else {}
+
+
+@functools.cache
+def _warn_once(text: str) -> None:
+    """The install key, the install and the read-only check each read the same files."""
+    log.warning("%s", text)
 
 
 def project_files(root: Path) -> list[str]:
     """`meltano.yml` and the files its `include_paths` globs match (workspace paths)."""
     files = ["meltano.yml"]
     inside = root.resolve()
-    for pattern in _load(root / "meltano.yml").get("include_paths") or []:
+    patterns = read_project_yaml(root, "meltano.yml").get("include_paths")
+    for pattern in patterns if isinstance(patterns, list) else []:
         # Repository content: `/proc/kcore` or `../../etc/*` would have us read (and hash)
         # files far outside the project. Only what lies inside it counts.
         matched = glob.glob(str(root / str(pattern)), recursive=True)
@@ -60,14 +77,15 @@ def project_plugins(root: Path) -> list[Plugin]:
     for rel in lock_files(root):
         try:
             data = json.loads((root / rel).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # a `[[[...` lock: not a lock
             continue
         if isinstance(data, dict) and data.get("pip_url"):
             locked[(str(data.get("plugin_type")), str(data.get("name")))] = str(data["pip_url"])
     plugins = []
     for rel in project_files(root):
-        for kind, items in (_load(root / rel).get("plugins") or {}).items():
-            for item in items or []:
+        by_kind = read_project_yaml(root, rel).get("plugins")
+        for kind, items in (by_kind if isinstance(by_kind, dict) else {}).items():
+            for item in items if isinstance(items, list) else []:
                 if not isinstance(item, dict) or not item.get("name"):
                     continue
                 name = str(item["name"])

@@ -20,12 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from client import exits, messages, patch, sync
 from client.guard import screen
 from client.install import install, needs_install, remember_install
 from client.manifest import STATE_DIR
+from client.plugins import read_project_yaml
 from client.policy import BranchPolicy, ReadOnly, ReadOnlyBranch
 from client.progress import Progress
 from client.rescue import write_bundle
@@ -83,11 +82,7 @@ def policy_for(settings: Settings) -> BranchPolicy:
 
 def project_readonly(root: Path) -> bool:
     """Whether `meltano.yml` itself deploys the project read-only (`project_readonly: true`)."""
-    try:
-        data = yaml.safe_load((root / "meltano.yml").read_bytes())
-    except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and data.get("project_readonly") is True
+    return read_project_yaml(root, "meltano.yml").get("project_readonly") is True
 
 
 def child_environment(environ: dict[str, str], read_only: bool) -> dict[str, str]:

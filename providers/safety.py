@@ -3,7 +3,9 @@
 A commit that a pull would refuse breaks the branch for every runner, so extraction (pull)
 and change sets (the client's commit and the service's `POST /commits`) share these rules:
 
-- paths: repository-relative, no `..`, nothing inside `.git/` or `.meltano-forge/`;
+- paths: repository-relative, no `..`, nothing inside `.git/` or `.meltano-forge/`, no
+  name over 255 bytes and no path over 1,024 bytes or 64 levels (git stores such names,
+  but a filesystem refuses them, and a refusal halfway through would strand the pull);
 - sizes: no file over `max_file_bytes`, no tree over `max_total_bytes`;
 - symlinks: every link, followed through the other links of the same tree exactly as the
   kernel would follow them, must stay inside the tree at every step. Checking each link's
@@ -25,6 +27,12 @@ RESERVED = ".meltano-forge"
 """meltano-forge's own state folder; a tree that holds it would overwrite the manifest."""
 MAX_LINK_HOPS = 40
 """Linux's own limit on symlinks followed while resolving one path (ELOOP)."""
+MAX_NAME_BYTES = 255
+"""One file or folder name: the limit of ext4, XFS, btrfs and tmpfs (NAME_MAX)."""
+MAX_PATH_BYTES = 1024
+"""A whole repository path, well inside PATH_MAX (4,096) below any project folder."""
+MAX_PATH_DEPTH = 64
+"""Folders in one path; Meltano and dbt projects stay under 10."""
 
 
 @dataclass(frozen=True)
@@ -42,10 +50,26 @@ class Limits:
 def check_path(path: str) -> str:
     """`path` if a tree may hold it, else `UnsafeInput`."""
     check_repo_path(path)
-    if RESERVED in path.split("/"):
+    parts = path.split("/")
+    if RESERVED in parts:
         msg = f"Refusing the path '{path}': {RESERVED}/ is meltano-forge's own state folder"
         raise UnsafeInput(msg, "Rename the folder; meltano-forge keeps its manifest there")
+    problem = _length_problem(path, parts)
+    if problem:
+        msg = f"Refusing the path '{path}': {problem}"
+        raise UnsafeInput(msg, "Shorten the names or flatten the folders in the repository")
     return path
+
+
+def _length_problem(path: str, parts: list[str]) -> str | None:
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        return f"it is longer than {MAX_PATH_BYTES:,} bytes"
+    if len(parts) > MAX_PATH_DEPTH:
+        return f"it is more than {MAX_PATH_DEPTH} levels deep"
+    longest = max(parts, key=lambda part: len(part.encode("utf-8", "surrogateescape")))
+    if len(longest.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        return f"a name in it is longer than {MAX_NAME_BYTES} bytes"
+    return None
 
 
 def check_size(path: str, size: int, limits: Limits) -> None:

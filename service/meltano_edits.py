@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from client import bounded_yaml
 from providers.errors import InvalidRequest
 
 SECRET_NAMES = re.compile(
@@ -34,6 +35,10 @@ def _yaml() -> YAML:
 
 
 def _load(text: bytes) -> CommentedMap:
+    try:
+        bounded_yaml.check_text(text)  # ruamel composes aliases and nesting unbounded
+    except bounded_yaml.YamlRefused as exc:
+        raise InvalidRequest(str(exc), "Fix meltano.yml in the editor first") from None
     try:
         document = _yaml().load(text)
     except YAMLError as exc:
@@ -86,6 +91,12 @@ def _carries_secret(value: Any) -> bool:
 def _value(text: str) -> Any:
     """A form's value as YAML reads it (numbers, booleans, lists), a string otherwise."""
     try:
+        bounded_yaml.check_text(text, "The value")  # an alias bomb is not a value
+    except bounded_yaml.YamlTooLarge as exc:
+        raise InvalidRequest(str(exc), "Write the value out in full") from None
+    except bounded_yaml.YamlRefused:
+        return text
+    try:
         return _yaml().load(text) if text.strip() else ""
     except Exception:  # noqa: BLE001 - anything YAML cannot read is simply a string
         return text
@@ -117,7 +128,7 @@ def locked_settings(lock: bytes) -> list[Any]:
     """The setting definitions in a plugin's lock file (`plugins/<type>/<name>--<variant>.lock`)."""
     try:
         data = json.loads(lock)
-    except ValueError:
+    except (ValueError, RecursionError):  # a `[[[...` lock file holds no settings
         return []
     settings = data.get("settings") if isinstance(data, dict) else None
     return settings if isinstance(settings, list) else []

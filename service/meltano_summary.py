@@ -1,23 +1,37 @@
-"""Parse a project's `meltano.yml` and its include files at a commit, for dashboards."""
+"""Parse a project's `meltano.yml` and its include files at a commit, for dashboards.
+
+The files are repository content (SPEC §8): they load through `client.bounded_yaml`, so an
+alias bomb or a `[[[...` file is a 422 naming the file and line, never hundreds of
+megabytes or a 500, and a value of the wrong shape is skipped rather than trusted."""
 
 from __future__ import annotations
 
 import fnmatch
 from typing import Any
 
-import yaml
-
+from client.bounded_yaml import YamlRefused, load
 from providers.contract import Forge
-from providers.errors import InvalidRequest
+from providers.errors import UnsafeInput
 
 
 def _load(data: bytes, path: str) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(data) or {}
-    except yaml.YAMLError as exc:
-        msg = f"{path} is not valid YAML"
-        raise InvalidRequest(msg, "Fix the file on that branch") from exc
+        loaded = load(data, path)
+    except YamlRefused as exc:
+        where = f"{path} line {exc.line}" if exc.line is not None else path
+        how = exc.instruction[:1].lower() + exc.instruction[1:]
+        msg = f"{where} cannot be read: {exc.reason}; {how}"
+        raise UnsafeInput(msg, "Fix the file on that branch") from None
     return loaded if isinstance(loaded, dict) else {}
+
+
+def _mappings(value: Any) -> list[dict[str, Any]]:
+    """The mappings of a list (`plugins.extractors`, `schedules`, ...), nothing else."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _picked(item: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: item[k] for k in keys if item.get(k) is not None}
 
 
 def summarize(forge: Forge, sha: str, project_path: str = "") -> dict[str, Any]:
@@ -26,7 +40,7 @@ def summarize(forge: Forge, sha: str, project_path: str = "") -> dict[str, Any]:
     root = _load(forge.read_file(sha, f"{prefix}meltano.yml"), "meltano.yml")
     files = ["meltano.yml"]
     documents = [root]
-    patterns = root.get("include_paths") or []
+    patterns = [str(p) for p in root.get("include_paths") or [] if isinstance(p, str)]
     if patterns:
         tree = [e.path[len(prefix) :] for e in forge.list_tree(sha) if e.path.startswith(prefix)]
         for path in sorted(
@@ -39,25 +53,20 @@ def summarize(forge: Forge, sha: str, project_path: str = "") -> dict[str, Any]:
     jobs: list[dict[str, Any]] = []
     environments: list[str] = []
     for doc in documents:
-        for kind, items in (doc.get("plugins") or {}).items():
-            for item in items or []:
-                plugins.setdefault(kind, []).append(
-                    {
-                        k: item.get(k)
-                        for k in ("name", "variant", "namespace", "inherit_from")
-                        if item.get(k) is not None
-                    }
+        by_kind = doc.get("plugins")
+        for kind, items in (by_kind if isinstance(by_kind, dict) else {}).items():
+            for item in _mappings(items):
+                plugins.setdefault(str(kind), []).append(
+                    _picked(item, ("name", "variant", "namespace", "inherit_from"))
                 )
         schedules += [
-            {
-                k: s.get(k)
-                for k in ("name", "interval", "job", "extractor", "loader")
-                if s.get(k) is not None
-            }
-            for s in doc.get("schedules") or []
+            _picked(s, ("name", "interval", "job", "extractor", "loader"))
+            for s in _mappings(doc.get("schedules"))
         ]
-        jobs += [{"name": j.get("name"), "tasks": j.get("tasks")} for j in doc.get("jobs") or []]
-        environments += [e.get("name") for e in doc.get("environments") or [] if e.get("name")]
+        jobs += [
+            {"name": j.get("name"), "tasks": j.get("tasks")} for j in _mappings(doc.get("jobs"))
+        ]
+        environments += [e["name"] for e in _mappings(doc.get("environments")) if e.get("name")]
     return {
         "sha": sha,
         "files": files,

@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import yaml
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from client import bounded_yaml
 from client.messages import summarize
 from client.policy import ReadOnlyBranch
 from providers.contract import FileChange, FileMode, TreeEntry
@@ -141,9 +141,9 @@ def _utf8(data: bytes) -> bool:
 def _problem(content: bytes, path: str) -> str:
     if path.endswith((".yml", ".yaml")):
         try:
-            yaml.safe_load(content)
-        except yaml.YAMLError as exc:
-            return f"{path} is not valid YAML: {exc}"
+            bounded_yaml.load(content, path)
+        except bounded_yaml.YamlRefused as exc:
+            return str(exc)
     return ""
 
 
