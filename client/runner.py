@@ -85,10 +85,28 @@ def project_readonly(root: Path) -> bool:
     return read_project_yaml(root, "meltano.yml").get("project_readonly") is True
 
 
-def child_environment(environ: dict[str, str], read_only: bool) -> dict[str, str]:
-    """CMD's environment: ours without any `MELTANO_FORGE_*` (the forge token, its file,
-    the service's secrets) — Meltano and its plugins never see them."""
-    env = {k: v for k, v in environ.items() if not k.startswith(ENV_PREFIX)}
+MIN_TOKEN_TO_SEARCH = 8
+"""A token this long is looked for inside values too; a shorter one only as a whole value,
+so that a toy token such as `x` does not empty the environment."""
+
+
+def child_environment(
+    environ: dict[str, str], read_only: bool, settings: Settings
+) -> dict[str, str]:
+    """CMD's environment: ours without any credential — Meltano and its plugins never see
+    the forge or service token, whatever holds it: no `MELTANO_FORGE_*` (the token, its
+    file, the service's secrets), not the variable `meltano.yml`'s `token_env` names, and no
+    variable whose value holds the token in use (a copy under another name, or inside a URL)."""
+    token = settings.token.get_secret_value() if settings.token else ""
+
+    def holds_credential(name: str, value: str) -> bool:
+        if name.startswith(ENV_PREFIX) or name == settings.token_variable:
+            return True
+        if not token:
+            return False
+        return token in value if len(token) >= MIN_TOKEN_TO_SEARCH else value == token
+
+    env = {k: v for k, v in environ.items() if not holds_credential(k, v)}
     if read_only:
         env["MELTANO_PROJECT_READONLY"] = "true"
     return env
@@ -213,7 +231,9 @@ def _execute(
     json_output: bool,
 ) -> None:
     """Install if needed, run CMD, then commit, rescue or bundle what it changed."""
-    child_env = child_environment(dict(os.environ if env is None else env), report.read_only)
+    child_env = child_environment(
+        dict(os.environ if env is None else env), report.read_only, settings
+    )
     root = ws.root
     if needs_install(root, settings.install):
         log.info("installing plugins: the plugin set changed since the last install")

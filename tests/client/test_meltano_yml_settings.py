@@ -34,13 +34,18 @@ def test_branch_settings_come_from_meltano_yml_and_the_environment_wins(
     folder = str(tmp_path / "ws")
     assert run("pull", MELTANO_FORGE_PROJECT_DIR=folder).returncode == 0
     (Path(folder) / "README.md").write_text("edited\n")
-    refused = run("commit", MELTANO_FORGE_PROJECT_DIR=folder, MELTANO_FORGE_REPO="")
+    refused = run("commit", MELTANO_FORGE_PROJECT_DIR=folder)
     assert refused.returncode == 4, refused.stderr
     assert "The branch 'development' is read-only" in refused.stderr
+    assert "warning" not in refused.stderr, "the same location as the environment's is quiet"
+    alone = run(
+        "commit", MELTANO_FORGE_PROJECT_DIR=folder, MELTANO_FORGE_REPO="", MELTANO_FORGE_PROVIDER=""
+    )
+    assert alone.returncode == 2, "a repository never points the runner at a path on the host"
+    assert "meltano_forge.repo names a repository on this machine's disk" in alone.stderr
     allowed = run(
         "commit",
         MELTANO_FORGE_PROJECT_DIR=folder,
-        MELTANO_FORGE_REPO="",
         MELTANO_FORGE_PROTECTED_BRANCHES="main",
     )
     assert allowed.returncode == 0, allowed.stderr
@@ -51,20 +56,24 @@ def test_branch_settings_come_from_meltano_yml_and_the_environment_wins(
 def test_a_literal_token_in_meltano_yml_is_refused(
     env: ForgeEnv, tmp_path: Path, no_git: Path
 ) -> None:
+    """Refused, and the workspace goes on with the environment's settings alone, so that
+    `pull` can still fetch the commit that removes it."""
     base = seed_project(env)
     with_section(env, base, "meltano_forge:\n  token: ghp_this_should_never_be_here\n")
     run = Runner(env, tmp_path, no_git)
     folder = str(tmp_path / "ws")
     assert run("pull", MELTANO_FORGE_PROJECT_DIR=folder).returncode == 0
     refused = run("status", MELTANO_FORGE_PROJECT_DIR=folder)
-    assert refused.returncode == 2
+    assert refused.returncode == 0, refused.stderr
     assert "a token must never be committed" in refused.stderr
+    assert "uses the environment's settings" in refused.stderr
     assert "token_env: VARIABLE or token_file: PATH" in refused.stderr
     assert "ghp_this_should_never_be_here" not in refused.stderr
     (Path(folder) / "meltano.yml").write_text("meltano_forge:\n  colour: blue\n")
     unknown = run("status", MELTANO_FORGE_PROJECT_DIR=folder)
-    assert unknown.returncode == 2
+    assert unknown.returncode == 0, unknown.stderr
     assert "does not take colour" in unknown.stderr
+    assert "uses the environment's settings" in unknown.stderr
 
 
 @pytest.mark.parametrize("env", ["github"], indirect=True)
@@ -72,7 +81,7 @@ def test_a_token_named_in_meltano_yml_is_read_from_the_environment(
     env: ForgeEnv, tmp_path: Path, no_git: Path
 ) -> None:
     base = seed_project(env)
-    with_section(env, base, "meltano_forge:\n  token_env: WAREHOUSE_GITHUB_TOKEN\n")
+    with_section(env, base, "meltano_forge:\n  token_env: GITHUB_TOKEN\n")
     run = Runner(env, tmp_path, no_git)
     folder = str(tmp_path / "ws")
     assert run("pull", MELTANO_FORGE_PROJECT_DIR=folder).returncode == 0
@@ -83,7 +92,7 @@ def test_a_token_named_in_meltano_yml_is_read_from_the_environment(
         "commit",
         MELTANO_FORGE_PROJECT_DIR=folder,
         MELTANO_FORGE_TOKEN="",
-        WAREHOUSE_GITHUB_TOKEN=TOKEN,
+        GITHUB_TOKEN=TOKEN,
     )
     assert named.returncode == 0, named.stderr
     assert env.git("show", "development:README.md") == "via token_env\n"

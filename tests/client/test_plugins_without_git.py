@@ -151,6 +151,7 @@ def test_pip_url_variables_expand_from_the_commands_environment_never_ours(
     from client.plugin_sources import git_requirements
     from client.plugins import Plugin
     from client.runner import child_environment
+    from client.settings import Settings
 
     ours = {"MELTANO_FORGE_TOKEN": "ghp_" + "s" * 36, "TAG": "v1.2.3", "HOME": "/root"}
     for name, value in ours.items():
@@ -161,6 +162,7 @@ def test_pip_url_variables_expand_from_the_commands_environment_never_ours(
         "git+https://github.com/acme/tap-x.git@${MELTANO_FORGE_TOKEN} "
         "git+https://github.com/acme/tap-y.git@$TAG",
     )
-    found = git_requirements([plugin], child_environment(ours, read_only=False))
+    child = child_environment(ours, read_only=False, settings=Settings())
+    found = git_requirements([plugin], child)
     assert [r.ref for r in found] == ["${MELTANO_FORGE_TOKEN}", "v1.2.3"]
     assert all(ours["MELTANO_FORGE_TOKEN"] not in repr(r) for r in found)

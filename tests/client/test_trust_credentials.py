@@ -1,0 +1,413 @@
+"""Repository content never decides where a credential goes, or which one (issue 16 §1).
+
+Every test commits a hostile `meltano_forge:` section into the working branch, runs the
+real CLI against the real forge doubles, and asks a loopback attacker host what it saw:
+nothing at all, whatever the command. Where the environment names the forge, the commands
+go on working there, and `pull` brings in the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.client.conftest import Runner, seed_project
+from tests.conftest import TOKEN, ForgeEnv
+from tests.forges.attacker import AttackerHost
+from tests.service.conftest import WRITE, Service, receiver, service
+
+__all__ = ["receiver", "service"]  # the service-mode test's fixtures
+
+AWS_SECRET = "aws-secret-wJalrXUtnFEMI-K7MDENG"
+FILE_SECRET = "file-secret-outside-the-project-31337"
+WARNING = "meltano-forge: warning:"
+
+
+@pytest.fixture
+def attacker() -> Iterator[AttackerHost]:
+    with AttackerHost() as host:
+        yield host
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One hostile `meltano_forge:` section and the setting its warning must name."""
+
+    name: str
+    section: Callable[[str, str, Path], str]
+    """(attacker origin, API suffix, a secret file outside the project) -> YAML."""
+    names: str
+    link: str | None = None
+    """A path the workspace holds as a symlink to the secret outside (ignored, never
+    committed: a pull refuses links that leave the project)."""
+
+
+HOSTILE = [
+    Hostile(
+        "api_url-elsewhere",
+        lambda origin, api, _: f"meltano_forge:\n  api_url: {origin}{api}\n",
+        "meltano_forge.api_url",
+    ),
+    Hostile(
+        "repo-elsewhere-with-aws-secret",
+        lambda origin, _, __: (
+            f"meltano_forge:\n  repo: {origin}/acme/x\n  provider: github\n"
+            "  token_env: AWS_SECRET_ACCESS_KEY\n"
+        ),
+        "meltano_forge.token_env names AWS_SECRET_ACCESS_KEY",
+    ),
+    Hostile(
+        "token_file-absolute",
+        lambda _, __, secret: f"meltano_forge:\n  token_file: {secret}\n",
+        "meltano_forge.token_file",
+    ),
+    Hostile(
+        "token_file-etc-hostname",
+        lambda _, __, ___: "meltano_forge:\n  token_file: /etc/hostname\n",
+        "meltano_forge.token_file",
+    ),
+    Hostile(
+        "token_file-symlink-out",
+        lambda _, __, ___: "meltano_forge:\n  token_file: .meltano/token\n",
+        "meltano_forge.token_file",
+        link=".meltano/token",
+    ),
+]
+
+
+def commit_section(env: ForgeEnv, section: str) -> str:
+    """The working branch's meltano.yml with `section` appended."""
+    head = env.head("development")
+    assert head is not None
+    meltano_yml = env.git_bytes("show", f"{head}:meltano.yml")
+    return env.seed(
+        {"meltano.yml": meltano_yml + section.encode()},
+        branch="development",
+        parent=head,
+        message="hostile",
+    )
+
+
+def commit_fix(env: ForgeEnv) -> bytes:
+    """A meltano.yml without the section, committed to the forge; its bytes."""
+    head = env.head("development")
+    assert head is not None
+    text = env.git("show", f"{head}:meltano.yml")
+    fixed = text.partition("meltano_forge:")[0].encode()
+    env.seed({"meltano.yml": fixed}, branch="development", parent=head, message="fix")
+    return fixed
+
+
+def secret_outside(tmp_path: Path) -> Path:
+    path = tmp_path / "outside" / "credential"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(FILE_SECRET + "\n")
+    return path
+
+
+def api_suffix(env: ForgeEnv) -> str:
+    return "/api/v3" if env.kind.startswith("github") else "/api/v4"
+
+
+def assert_warned_once(stderr: str, names: str) -> None:
+    assert stderr.count(WARNING) == 1, stderr
+    assert names in stderr, stderr
+
+
+def every_command(
+    run: Runner,
+    env: ForgeEnv,
+    folder: Path,
+    attacker: AttackerHost,
+    hostile: Hostile,
+    secrets: tuple[str, ...],
+) -> None:
+    """pull, branches (text and JSON), commit, run and promote with the hostile section in
+    the workspace; then the fix comes in through `pull`. The attacker sees nothing."""
+    ws = {"MELTANO_FORGE_PROJECT_DIR": str(folder)}
+    first = run("pull", **ws)
+    assert first.returncode == 0, first.stderr
+    assert hostile.names.split()[0] not in first.stderr, "no meltano.yml before the first pull"
+    if hostile.link:
+        (folder / hostile.link).parent.mkdir(parents=True, exist_ok=True)
+        (folder / hostile.link).symlink_to(secret_outside(folder.parent))
+
+    listed = run("branches", **ws)
+    assert listed.returncode == 0, listed.stderr
+    assert "development" in listed.stdout
+    assert_warned_once(listed.stderr, hostile.names)
+    as_json = run("branches", "--json", **ws)
+    assert as_json.returncode == 0, as_json.stderr
+    assert any(hostile.names in w for w in json.loads(as_json.stdout)["warnings"])
+
+    (folder / "README.md").write_text("committed past a hostile meltano.yml\n")
+    committed = run("commit", **ws)
+    assert committed.returncode == 0, committed.stderr
+    assert_warned_once(committed.stderr, hostile.names)
+    assert env.git("show", "development:README.md") == "committed past a hostile meltano.yml\n"
+
+    child_env = folder.parent / f"{folder.name}-child.env"
+    ran = run("run", "--", "sh", "-c", f"env > {child_env}", **ws)
+    assert ran.returncode == 0, ran.stderr
+    assert_warned_once(ran.stderr, hostile.names)
+    seen_by_child = child_env.read_text()
+    assert all(s not in seen_by_child for s in (TOKEN, WRITE, FILE_SECRET)), seen_by_child
+
+    promoted = run("promote", **ws)
+    assert promoted.returncode == 0, promoted.stderr
+    assert_warned_once(promoted.stderr, hostile.names)
+
+    fixed = commit_fix(env)
+    pulled = run("pull", **ws)
+    assert pulled.returncode == 0, pulled.stderr
+    assert_warned_once(pulled.stderr, hostile.names)
+    assert (folder / "meltano.yml").read_bytes() == fixed, "pull brought in the fix"
+    quiet = run("status", **ws)
+    assert quiet.returncode == 0, quiet.stderr
+    assert WARNING not in quiet.stderr
+
+    assert attacker.carrying(*secrets) == []
+    assert attacker.requests() == [], "nothing at all goes to a host the repository names"
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=lambda h: h.name)
+@pytest.mark.parametrize("env", ["github", "gitlab"], indirect=True)
+def test_a_hostile_meltano_yml_sends_nothing_elsewhere_and_every_command_still_works(
+    env: ForgeEnv, tmp_path: Path, no_git: Path, attacker: AttackerHost, hostile: Hostile
+) -> None:
+    seed_project(env)
+    secret = secret_outside(tmp_path)
+    commit_section(env, hostile.section(attacker.url, api_suffix(env), secret))
+    run = Runner(env, tmp_path, no_git)
+    run.base["AWS_SECRET_ACCESS_KEY"] = AWS_SECRET
+    hostname = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").exists() else ""
+    secrets = (TOKEN, AWS_SECRET, FILE_SECRET, *([hostname] if len(hostname) > 3 else []))
+    every_command(run, env, tmp_path / "ws", attacker, hostile, secrets)
+
+
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_service_mode_sends_the_service_token_only_to_the_service(
+    service: Service, env: ForgeEnv, tmp_path: Path, no_git: Path, attacker: AttackerHost
+) -> None:
+    seed_project(env)
+    hostile = Hostile(
+        "service-mode-gitlab-elsewhere",
+        lambda origin, _, __: f"meltano_forge:\n  provider: gitlab\n  api_url: {origin}/api/v4\n",
+        "meltano_forge.provider and meltano_forge.api_url",
+    )
+    secret = secret_outside(tmp_path)
+    commit_section(env, hostile.section(attacker.url, "", secret))
+    run = Runner(env, tmp_path, no_git)
+    run.base.update(
+        MELTANO_FORGE_REPO=str(service.client.base_url).rstrip("/") + "/v1/projects/warehouse",
+        MELTANO_FORGE_TOKEN=WRITE,
+        MELTANO_FORGE_PROVIDER="",
+        MELTANO_FORGE_API_URL="",
+    )
+    every_command(run, env, tmp_path / "ws", attacker, hostile, (WRITE, TOKEN))
+
+
+UNTRUSTED = [
+    pytest.param(
+        lambda forge, attacker: (
+            f"repo: {forge}\n  provider: github\n  api_url: {attacker}/api/v3\n"
+        ),
+        "meltano_forge.api_url names host 127.0.0.1:{port}",
+        id="api_url-elsewhere",
+    ),
+    pytest.param(
+        lambda _, attacker: f"repo: {attacker}/acme/x\n  provider: github\n",
+        "meltano_forge.repo names host 127.0.0.1:{port}",
+        id="repo-elsewhere",
+    ),
+]
+
+
+def no_location(run: Runner) -> None:
+    """The environment names no repository: meltano.yml's location is the only one."""
+    run.base.update(MELTANO_FORGE_REPO="", MELTANO_FORGE_PROVIDER="", MELTANO_FORGE_API_URL="")
+
+
+@pytest.mark.parametrize(("section", "names"), UNTRUSTED)
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_without_a_location_in_the_environment_an_untrusted_host_is_refused(
+    env: ForgeEnv,
+    tmp_path: Path,
+    no_git: Path,
+    attacker: AttackerHost,
+    section: Callable[[str, str], str],
+    names: str,
+) -> None:
+    seed_project(env)
+    web = env.make_config().location.web_url
+    body = section(web, attacker.url)
+    commit_section(env, f"meltano_forge:\n  {body}  token_env: GITHUB_TOKEN\n")
+    run = Runner(env, tmp_path, no_git)
+    folder = tmp_path / "ws"
+    assert run("pull", MELTANO_FORGE_PROJECT_DIR=str(folder)).returncode == 0
+    no_location(run)
+    forge = web.removeprefix("http://").partition("/")[0]
+    for command in ("pull", "branches", "commit", "promote"):
+        refused = run(
+            command,
+            MELTANO_FORGE_PROJECT_DIR=str(folder),
+            MELTANO_FORGE_TRUSTED_HOSTS=forge,
+            GITHUB_TOKEN=TOKEN,
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert names.format(port=attacker.netloc.partition(":")[2]) in refused.stderr
+        assert "the environment does not trust" in refused.stderr
+        assert f"MELTANO_FORGE_TRUSTED_HOSTS={attacker.netloc}" in refused.stderr
+    assert attacker.requests() == []
+
+    trusted = run(
+        "branches",
+        MELTANO_FORGE_PROJECT_DIR=str(folder),
+        MELTANO_FORGE_TRUSTED_HOSTS=f"{forge}, {attacker.netloc}",
+        GITHUB_TOKEN=TOKEN,
+    )
+    assert trusted.returncode != 0, "the attacker host answers 404"
+    assert attacker.requests() != [], "an environment that trusts the host lets it through"
+
+
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_a_trusted_location_in_meltano_yml_is_honoured(
+    env: ForgeEnv, tmp_path: Path, no_git: Path, attacker: AttackerHost
+) -> None:
+    seed_project(env)
+    location = env.make_config().location
+    commit_section(
+        env,
+        f"meltano_forge:\n  repo: {location.web_url}\n  provider: github\n"
+        f"  api_url: {location.api_url}\n  token_env: GITHUB_TOKEN\n",
+    )
+    run = Runner(env, tmp_path, no_git)
+    folder = str(tmp_path / "ws")
+    assert run("pull", MELTANO_FORGE_PROJECT_DIR=folder).returncode == 0
+    no_location(run)
+    run.base["MELTANO_FORGE_TOKEN"] = ""
+    forge = location.web_url.removeprefix("http://").partition("/")[0]
+    listed = run(
+        "branches",
+        MELTANO_FORGE_PROJECT_DIR=folder,
+        MELTANO_FORGE_TRUSTED_HOSTS=forge,
+        GITHUB_TOKEN=TOKEN,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "development" in listed.stdout
+    assert WARNING not in listed.stderr
+    assert attacker.requests() == []
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_a_local_path_in_meltano_yml_is_refused(
+    env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    seed_project(env)
+    elsewhere = tmp_path / "another" / "repo.git"
+    commit_section(env, f"meltano_forge:\n  repo: file://{elsewhere}\n")
+    run = Runner(env, tmp_path, no_git)
+    folder = str(tmp_path / "ws")
+    assert run("pull", MELTANO_FORGE_PROJECT_DIR=folder).returncode == 0
+    with_env = run("status", MELTANO_FORGE_PROJECT_DIR=folder)
+    assert with_env.returncode == 0, with_env.stderr
+    assert_warned_once(with_env.stderr, "meltano_forge.repo")
+    no_location(run)
+    refused = run("pull", MELTANO_FORGE_PROJECT_DIR=folder)
+    assert refused.returncode == 2, refused.stderr
+    assert "meltano_forge.repo names a repository on this machine's disk" in refused.stderr
+    assert not elsewhere.parent.exists()
+
+
+def alias_bomb() -> str:
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\nmeltano_forge: *a8\n"
+
+
+BROKEN = [
+    pytest.param("meltano_forge: [unclosed\n", "meltano.yml line", id="invalid-yaml"),
+    pytest.param(alias_bomb(), "meltano.yml", id="alias-bomb"),
+    pytest.param("meltano_forge:\n  colour: blue\n", "does not take colour", id="unknown-key"),
+    pytest.param(
+        "meltano_forge:\n  token: ghp_literal_in_the_repository\n",
+        "a token must never be committed",
+        id="literal-token",
+    ),
+    pytest.param(
+        "meltano_forge:\n  trusted_hosts: evil.example\n",
+        "does not take trusted_hosts",
+        id="trusted-hosts-from-the-repository",
+    ),
+    pytest.param("meltano_forge: yes\n", "is not a mapping", id="not-a-mapping"),
+    pytest.param(
+        "meltano_forge:\n  auto_commit: [1]\n", "meltano_forge.auto_commit", id="wrong-type"
+    ),
+]
+
+
+@pytest.mark.parametrize(("section", "names"), BROKEN)
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_a_broken_meltano_yml_never_stops_pull_from_fetching_the_fix(
+    env: ForgeEnv, tmp_path: Path, no_git: Path, section: str, names: str
+) -> None:
+    seed_project(env)
+    head = env.head("development")
+    assert head is not None
+    meltano_yml = env.git_bytes("show", f"{head}:meltano.yml")
+    broken = section if section.startswith("a0:") else meltano_yml.decode() + section
+    env.seed({"meltano.yml": broken.encode()}, branch="development", parent=head)
+    run = Runner(env, tmp_path, no_git)
+    folder = tmp_path / "ws"
+    assert run("pull", MELTANO_FORGE_PROJECT_DIR=str(folder)).returncode == 0
+    fixed = env.head("development")
+    assert fixed is not None
+    env.seed({"meltano.yml": meltano_yml}, branch="development", parent=fixed)
+    pulled = run("pull", MELTANO_FORGE_PROJECT_DIR=str(folder))
+    assert pulled.returncode == 0, pulled.stderr
+    assert_warned_once(pulled.stderr, names)
+    assert "uses the environment's settings" in pulled.stderr
+    assert "ghp_literal_in_the_repository" not in pulled.stderr
+    assert (folder / "meltano.yml").read_bytes() == meltano_yml
+
+
+@pytest.mark.parametrize(
+    "forge_token",
+    [pytest.param("", id="token-from-GITHUB_TOKEN"), pytest.param(TOKEN, id="token-from-env")],
+)
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_runs_child_never_sees_a_credential_whatever_holds_it(
+    env: ForgeEnv, tmp_path: Path, no_git: Path, forge_token: str
+) -> None:
+    seed_project(env)
+    commit_section(env, "meltano_forge:\n  token_env: GITHUB_TOKEN\n")
+    run = Runner(env, tmp_path, no_git)
+    run.base["MELTANO_FORGE_TOKEN"] = forge_token
+    named = TOKEN if not forge_token else "ghp-another-token-the-project-named"
+    out = tmp_path / "child.env"
+    folder = str(tmp_path / "ws")
+    assert run("pull", MELTANO_FORGE_PROJECT_DIR=folder, MELTANO_FORGE_TOKEN=TOKEN).returncode == 0
+    done = run(
+        "run",
+        "--",
+        "sh",
+        "-c",
+        f"env > {out}",
+        GITHUB_TOKEN=named,
+        COPY_OF_THE_TOKEN=TOKEN,
+        REMOTE_WITH_THE_TOKEN=f"https://x-access-token:{TOKEN}@example.com/acme/x",
+        UNRELATED_SETTING="kept",
+        MELTANO_FORGE_PROJECT_DIR=folder,
+    )
+    assert done.returncode == 0, done.stderr
+    child = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+    assert child.get("UNRELATED_SETTING") == "kept"
+    for gone in ("GITHUB_TOKEN", "COPY_OF_THE_TOKEN", "REMOTE_WITH_THE_TOKEN"):
+        assert gone not in child, gone
+    assert not [k for k in child if k.startswith("MELTANO_FORGE_")]
+    assert TOKEN not in out.read_text()
+    assert named not in out.read_text()
