@@ -5,10 +5,18 @@ A runner's auto-commit names the Meltano command and the files it changed
 be secrets, so they never reach a message; neither do the arguments `invoke` passes on to a
 plugin. A manual commit without `-m` summarises its files (`Update meltano.yml and 2 lock
 files`).
+
+Names that come from a repository or a forge (file paths, branches, URLs) may hold control
+characters: an ESC or OSC sequence re-titles or repaints a terminal, and a newline or CR
+forges whole lines (`status` printing "nothing to commit, working tree clean"). Every
+human-readable line the CLI prints goes through `printable`, and each name in it through
+`shown`, which quotes it the way git quotes paths (`"a\nb"`, `"\033]0;x\a"`). JSON output
+is escaped by the JSON encoder instead.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 
@@ -17,11 +25,42 @@ from providers.contract import Author
 HEADLINE = 72
 """git's customary headline width."""
 REDACTED = "***"
+_OTHER_CONTROLS = "\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+"""DEL, the C1 controls, and the bidirectional marks and overrides ("Trojan Source")."""
+_CONTROL = re.compile("[\x00-\x1f" + _OTHER_CONTROLS + "]")
+_CONTROL_BUT_LAYOUT = re.compile("[\x00-\x08\x0b-\x1f" + _OTHER_CONTROLS + "]")
+"""Everything but the tab and the newline that lay out a command's own lines."""
+_NAMED = {"\a": "a", "\b": "b", "\t": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r"}
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
     """`1 file`, `2 files`."""
     return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return "\\" + _NAMED[char]
+    if ord(char) < 0x100:
+        return f"\\{ord(char):03o}"
+    return f"\\u{ord(char):04x}"
+
+
+def shown(name: object) -> str:
+    """A name as a terminal may print it: unchanged when it holds no control character,
+    else in double quotes with C escapes, as git quotes paths."""
+    text = str(name)
+    if not _CONTROL.search(text):
+        return text
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + _CONTROL.sub(_escape, quoted) + '"'
+
+
+def printable(text: str, *, lines: bool = True) -> str:
+    """Text for a terminal with every control character escaped; `lines` keeps the tabs
+    and newlines that lay out its lines (so a name inside must already be `shown`)."""
+    return (_CONTROL_BUT_LAYOUT if lines else _CONTROL).sub(_escape, text)
 
 
 def shown_command(cmd: Sequence[str]) -> str:

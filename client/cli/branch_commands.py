@@ -10,6 +10,7 @@ import click
 from client import runner
 from client.cli.context import Context, handled, output_options, pass_ctx
 from client.manifest import Manifest
+from client.messages import shown
 
 
 @click.command()
@@ -34,11 +35,11 @@ def branches(ctx: Context) -> None:
                     "current": manifest is not None and manifest.branch == b.name,
                 }
             )
-        width = max((len(r["name"]) for r in rows), default=0) + 2
+        width = max((len(shown(r["name"])) for r in rows), default=0) + 2
         human = "\n".join(
             " ".join(
                 (
-                    ("* " if r["current"] else "  ") + f"{r['name']:{width}}",
+                    ("* " if r["current"] else "  ") + f"{shown(r['name']):{width}}",
                     r["head"][:12],
                     "read-only" if r["protected"] else "",
                     "behind" if r["behind"] else "",
@@ -67,11 +68,11 @@ def promote(ctx: Context, source: str | None, target: str | None) -> None:
             src, dst, f"Promote {src} to {dst}", f"Opened by meltano-forge from `{src}`."
         )
         if request.merged:
-            human = f"promoted {src} into {dst}: {request.detail}"
+            human = f"promoted {shown(src)} into {shown(dst)}: {request.detail}"
         elif request.created:
-            human = f"opened {request.url}"
+            human = f"opened {shown(request.url)}"
         else:
-            human = f"already open: {request.url}"
+            human = f"already open: {shown(request.url)}"
         ctx.emit(dataclasses.asdict(request), human)
 
 

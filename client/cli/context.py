@@ -1,6 +1,8 @@
 """What every command shares: settings and forge (opened lazily), the output options that
 may come before or after the subcommand, one renderer for text and JSON, and the one place
-errors become a line of text and an exit code."""
+errors become a line of text and an exit code. Every line for people (results, notes,
+errors, logs) has its control characters escaped here (`messages.printable`); the names in
+it are quoted by the commands (`messages.shown`)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from client import exits
+from client.messages import printable
 from client.settings import Settings, load_settings
 from providers.contract import Forge
 from providers.redaction import protect_logs, redact
@@ -57,20 +60,21 @@ class Context:
         if self.as_json:
             click.echo(redact(json.dumps(data, default=_default, sort_keys=True)))
         elif human:
-            click.echo(redact(human))
+            click.echo(redact(printable(human)))
 
     def say(self, text: str) -> None:
         """A progress note for people: stderr, so stdout stays the command's result."""
-        click.echo(redact(text), err=True)
+        click.echo(redact(printable(text)), err=True)
 
     def fail(self, error: BaseException, code: int) -> NoReturn:
-        """Report an error in the requested format and exit with `code`."""
+        """Report an error in the requested format and exit with `code`: for people, one
+        line whatever the names in it hold."""
         message = redact(str(error))
         if self.as_json:
             body = {"error": message, "kind": type(error).__name__, "exit_code": code}
             click.echo(json.dumps(body))
         else:
-            click.echo(f"meltano-forge: {message}", err=True)
+            click.echo(f"meltano-forge: {printable(message, lines=False)}", err=True)
         sys.exit(code)
 
 
@@ -80,9 +84,19 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with their control characters escaped, like every other line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The message, printable."""
+        return printable(super().format(record))
+
+
 def configure_logging(verbose: bool) -> None:
     """INFO lines on stderr; DEBUG (and the SDKs' own logs) with `--verbose`."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger().setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -125,11 +139,11 @@ def handled(ctx: Context) -> Iterator[None]:
         yield
     except exits.HANDLED as exc:
         if ctx.verbose:
-            click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+            click.echo(redact(printable("".join(traceback.format_exception(exc)))), err=True)
         ctx.fail(exc, exits.exit_code(exc))
     except Exception as exc:  # noqa: BLE001 - the last resort: one redacted line, exit 1
         if ctx.verbose:
-            click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+            click.echo(redact(printable("".join(traceback.format_exception(exc)))), err=True)
         ctx.fail(
             RuntimeError(
                 f"unexpected error ({type(exc).__name__}: {exc}). "

@@ -12,6 +12,7 @@ import click
 from client import exits, messages, runner
 from client.cli.context import Context, handled, output_options, pass_ctx
 from client.cli.workspace_commands import conflict_line
+from client.messages import shown
 from client.project_init import init_repository
 from client.workspace import PullConflict
 from providers.config import ProviderKind
@@ -27,32 +28,32 @@ def run(ctx: Context, cmd: tuple[str, ...]) -> None:
     with handled(ctx):
         report = runner.run(ctx.forge, ctx.settings, cmd, json_output=ctx.as_json)
         lines = [
-            f"run {report.run_id} on {report.branch} @ {report.base_sha[:12]}"
+            f"run {report.run_id} on {shown(report.branch)} @ {report.base_sha[:12]}"
             + (" (read-only)" if report.read_only else "")
         ]
         code = report.exit_code
         if report.commit is not None:
             outcome = report.commit
-            lines += [f"held back {h.path}: {h.reason}" for h in outcome.held]
+            lines += [f"held back {shown(h.path)}: {h.reason}" for h in outcome.held]
             if outcome.side_branch and outcome.conflicts:
                 lines.append(conflict_line(outcome))
                 code = code or exits.CONFLICT
             elif outcome.side_branch and outcome.sha:
-                side = outcome.side_branch
+                side, branch = shown(outcome.side_branch), shown(outcome.branch)
                 lines.append(
                     f"the command failed; its changes are saved on '{side}' and the workspace "
-                    f"is back at the head of '{outcome.branch}'. Bring them back with "
+                    f"is back at the head of '{branch}'. Bring them back with "
                     f"`meltano-forge checkout {side}`, or open a change request with "
-                    f"`meltano-forge promote --source {side} --target {outcome.branch}`"
+                    f"`meltano-forge promote --source {side} --target {branch}`"
                 )
             elif outcome.sha:
                 lines.append(
-                    f"auto-committed {', '.join(outcome.paths)} as {outcome.sha[:12]}"
+                    f"auto-committed {', '.join(map(shown, outcome.paths))} as {outcome.sha[:12]}"
                     + (" (rebased)" if outcome.rebased else "")
                 )
         if report.bundle:
             lines.append(
-                f"the changes could not be pushed; they are saved in {report.bundle} "
+                f"the changes could not be pushed; they are saved in {shown(report.bundle)} "
                 "(its README.txt says how to bring them back)"
             )
         ctx.emit(dataclasses.asdict(report), "\n".join(lines))
@@ -91,8 +92,8 @@ def init(ctx: Context, project_name: str) -> None:
         }
         human = (
             f"initialised {done.default_branch} with {messages.plural(len(done.files), 'file')} "
-            f"({done.sha[:12]}), created {done.working_branch}, and materialized "
-            f"{ws.manifest.branch} in {ws.root}"
+            f"({done.sha[:12]}), created {shown(done.working_branch)}, and materialized "
+            f"{shown(ws.manifest.branch)} in {shown(ws.root)}"
         )
         ctx.emit(data, human)
 

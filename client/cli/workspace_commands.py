@@ -12,6 +12,7 @@ import click
 from client import exits, messages, patch, runner, sync
 from client.cli.context import Context, handled, output_options, pass_ctx
 from client.guard import screen
+from client.messages import shown
 from client.workspace import Local, LocalChange, Workspace, uncommitted
 from providers.contract import FileMode
 from providers.errors import NotFound
@@ -55,7 +56,7 @@ def pull(ctx: Context) -> None:
                 "created_branch": report.created_branch,
                 "read_only": report.read_only,
             },
-            f"{manifest.branch} @ {manifest.base_sha[:12]}: {what} in {ws.root}"
+            f"{shown(manifest.branch)} @ {manifest.base_sha[:12]}: {what} in {shown(ws.root)}"
             + (" (read-only)" if report.read_only else ""),
         )
 
@@ -72,10 +73,11 @@ def status(ctx: Context) -> None:
         _, held = screen(
             ws.root, changes, ctx.settings.secret_glob_list, ctx.settings.allowed_secret_globs
         )
-        lines = [f"{c.kind:9} {c.path}" for c in changes] or ["nothing to commit"]
-        lines += [f"held back {h.path}: {h.reason}" for h in held]
+        lines = [f"{c.kind:9} {shown(c.path)}" for c in changes] or ["nothing to commit"]
+        lines += [f"held back {shown(h.path)}: {h.reason}" for h in held]
         lines += [
-            f"rescued to {r.branch} ({r.reason}): {', '.join(r.paths)}" for r in manifest.rescues
+            f"rescued to {shown(r.branch)} ({r.reason}): {', '.join(map(shown, r.paths))}"
+            for r in manifest.rescues
         ]
         ctx.emit(
             {
@@ -85,7 +87,7 @@ def status(ctx: Context) -> None:
                 "held_back": held,
                 "rescues": manifest.rescues,
             },
-            f"On {manifest.branch} @ {manifest.base_sha[:12]}\n" + "\n".join(lines),
+            f"On {shown(manifest.branch)} @ {manifest.base_sha[:12]}\n" + "\n".join(lines),
         )
 
 
@@ -125,10 +127,10 @@ def diff(
         changes = _selected(ws.status().changes, paths)
         if name_only or name_status:
             human = (
-                "\n".join(c.path for c in changes)
+                "\n".join(shown(c.path) for c in changes)
                 if name_only
                 else "\n".join(
-                    f"{_letter(c)}\t{c.path}" for c in sorted(changes, key=lambda c: c.path)
+                    f"{_letter(c)}\t{shown(c.path)}" for c in sorted(changes, key=lambda c: c.path)
                 )
             )
             ctx.emit({"paths": [c.path for c in changes]}, human)
@@ -180,27 +182,27 @@ def commit(ctx: Context, message: str | None) -> None:
 
 def conflict_line(outcome: sync.CommitOutcome) -> str:
     """What to tell a person whose changes went to a conflict side branch."""
+    side, branch = shown(outcome.side_branch), shown(outcome.branch)
     return (
-        f"Conflict in {', '.join(outcome.conflicts)}: your changes are saved on branch "
-        f"'{outcome.side_branch}' and the workspace is back at the head of "
-        f"'{outcome.branch}'. Review them with `meltano-forge checkout {outcome.side_branch}`,"
-        f" or open a change request with `meltano-forge promote --source "
-        f"{outcome.side_branch} --target {outcome.branch}`"
+        f"Conflict in {', '.join(map(shown, outcome.conflicts))}: your changes are saved on "
+        f"branch '{side}' and the workspace is back at the head of '{branch}'. Review them "
+        f"with `meltano-forge checkout {side}`, or open a change request with "
+        f"`meltano-forge promote --source {side} --target {branch}`"
     )
 
 
 def report_commit(ctx: Context, outcome: sync.CommitOutcome) -> None:
     """Print what a commit did; exit 3 when it went to a conflict side branch."""
-    lines = [f"held back {h.path}: {h.reason}" for h in outcome.held]
+    lines = [f"held back {shown(h.path)}: {h.reason}" for h in outcome.held]
     if outcome.side_branch and outcome.conflicts:
         lines.append(conflict_line(outcome))
     elif outcome.sha:
-        where = outcome.side_branch or outcome.branch
+        where = shown(outcome.side_branch or outcome.branch)
         lines.append(
             f"committed {messages.plural(len(outcome.paths), 'file')} to {where} as "
             f"{outcome.sha[:12]}"
             + (" (rebased)" if outcome.rebased else "")
-            + (f", merged {', '.join(outcome.merged)}" if outcome.merged else "")
+            + (f", merged {', '.join(map(shown, outcome.merged))}" if outcome.merged else "")
         )
     else:
         lines.append("nothing to commit")
@@ -260,8 +262,8 @@ def checkout(ctx: Context, branch: str, create: bool, discard: bool, carry: bool
                 "updated": update.written + update.deleted,
                 "merged": update.merged,
             },
-            f"switched to {target.name} @ {target.head[:12]}"
-            + (f" (created from {was})" if created else ""),
+            f"switched to {shown(target.name)} @ {target.head[:12]}"
+            + (f" (created from {shown(was)})" if created else ""),
         )
 
 
