@@ -46,6 +46,8 @@ class Context:
         if self._settings is None:
             self._settings = load_settings(**self.overrides)
             protect_logs(self._settings.token.get_secret_value() if self._settings.token else None)
+            for warning in self._settings.warnings:
+                self.say(f"meltano-forge: warning: {warning}")
         return self._settings
 
     @property
@@ -58,9 +60,15 @@ class Context:
     def emit(self, data: dict[str, Any], human: str) -> None:
         """Print one JSON document, or the human text."""
         if self.as_json:
+            data = {**data, **self._warnings()}
             click.echo(redact(json.dumps(data, default=_default, sort_keys=True)))
         elif human:
             click.echo(redact(printable(human)))
+
+    def _warnings(self) -> dict[str, list[str]]:
+        """`{"warnings": [...]}` for JSON output when the settings had any, else nothing."""
+        found = self._settings.warnings if self._settings is not None else ()
+        return {"warnings": list(found)} if found else {}
 
     def say(self, text: str) -> None:
         """A progress note for people: stderr, so stdout stays the command's result."""
@@ -72,7 +80,7 @@ class Context:
         message = redact(str(error))
         if self.as_json:
             body = {"error": message, "kind": type(error).__name__, "exit_code": code}
-            click.echo(json.dumps(body))
+            click.echo(redact(json.dumps({**body, **self._warnings()})))
         else:
             click.echo(f"meltano-forge: {printable(message, lines=False)}", err=True)
         sys.exit(code)
