@@ -22,6 +22,8 @@ class ReadOnly(enum.Enum):
     """The forge itself protects the branch from this token."""
     NO_PUSH = "no-push"
     """The token may read the repository but not push to it."""
+    ROLE = "role"
+    """The caller's role (a service token with the read role) may look, not write."""
 
 
 class ReadOnlyBranch(Exception):
@@ -57,6 +59,9 @@ class ReadOnlyBranch(Exception):
                     "to another branch"
                 )
             )
+        elif why is ReadOnly.ROLE:
+            self.reason = "Your token has the read role: it may look, not commit"
+            self.instruction = "Use a token with the write role"
         else:
             self.reason = f"The token may read the repository but not push to '{branch}'"
             self.instruction = (
@@ -95,13 +100,35 @@ class BranchPolicy:
             return ReadOnly.PROTECTED
         return None
 
+    def write_refusal(
+        self, branch: str, facts: Branch | None = None, *, may_write: bool = True
+    ) -> ReadOnly | None:
+        """The one read-only rule, for the runner, the API, the project page and the editor
+        alike: the settings first, then the forge's facts about the branch (protected and
+        this token not allowed through, or no push at all), then the caller's role.
+
+        A forge-protected branch that this token may push to (`can_push` True) is
+        writable: the forge's own rule lets it through, and the runner has always written
+        there. `facts` is None for a branch that does not exist yet."""
+        why = self.read_only_reason(branch)
+        if why is None and facts is not None:
+            if facts.protected and facts.can_push is not True:
+                why = ReadOnly.FORGE
+            elif facts.can_push is False:
+                why = ReadOnly.NO_PUSH
+        if why is None and not may_write:
+            why = ReadOnly.ROLE
+        return why
+
     def is_read_only(self, branch: str) -> bool:
         """Protected globs and forced read-only mode."""
         return self.read_only_reason(branch) is not None
 
-    def check_writable(self, branch: str) -> None:
-        """Raise `ReadOnlyBranch` when the settings make `branch` read-only."""
-        why = self.read_only_reason(branch)
+    def check_writable(
+        self, branch: str, facts: Branch | None = None, *, may_write: bool = True
+    ) -> None:
+        """Raise `ReadOnlyBranch` when the rule makes `branch` read-only."""
+        why = self.write_refusal(branch, facts, may_write=may_write)
         if why is not None:
             raise ReadOnlyBranch(branch, self.working, why)
 

@@ -25,7 +25,7 @@ from client.guard import screen
 from client.install import install, needs_install, remember_install
 from client.manifest import STATE_DIR
 from client.plugins import read_project_yaml
-from client.policy import BranchPolicy, ReadOnly, ReadOnlyBranch
+from client.policy import BranchPolicy, ReadOnlyBranch
 from client.progress import Progress
 from client.rescue import write_bundle
 from client.settings import ENV_PREFIX, CommitOnFailure, Settings
@@ -113,13 +113,8 @@ def child_environment(
 
 
 def read_only_reason(policy: BranchPolicy, branch: Branch) -> ReadOnlyBranch | None:
-    """Why the run may not write `branch`: the settings first, then the forge's own
-    protection, then the token's permission."""
-    why = policy.read_only_reason(branch.name)
-    if why is None and branch.protected and branch.can_push is not True:
-        why = ReadOnly.FORGE
-    if why is None and branch.can_push is False:
-        why = ReadOnly.NO_PUSH
+    """Why the run may not write `branch`, by the policy's one read-only rule."""
+    why = policy.write_refusal(branch.name, branch)
     return ReadOnlyBranch(branch.name, policy.working, why) if why else None
 
 

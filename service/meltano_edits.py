@@ -14,16 +14,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from client import bounded_yaml
+from client.guard import SecretRefused, is_secret_setting, secret_in
 from providers.errors import InvalidRequest
-
-SECRET_NAMES = re.compile(
-    r"password|passwd|passphrase|secret|token|credential|private_key|client_key|api_?key"
-    r"|connection_?string|conn_?str|sqlalchemy_url|database_url|(^|_)(pwd|key|dsn|auth)$",
-    re.I,
-)
-"""Setting names treated as secrets when neither meltano.yml nor a lock file says."""
-CREDENTIALS_IN_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]+:[^/@\s]*@", re.I)
-"""`scheme://user:password@host`: a value carrying a password, whatever its setting."""
 
 
 def _yaml() -> YAML:
@@ -74,18 +66,31 @@ def _secret(plugin: CommentedMap, setting: str, locked: list[Any]) -> bool:
                 return definition.get("kind") in ("password", "oauth") or bool(
                     definition.get("sensitive")
                 )
-    return bool(SECRET_NAMES.search(setting))
+    return is_secret_setting(setting)
 
 
-def _carries_secret(value: Any) -> bool:
-    """A mapping or list holding a secret-named key, or a URL with a password in it."""
+def _carries_secret(value: Any) -> str | None:
+    """What secret a value carries: a secret-named key in a mapping or list, or a string
+    holding a credential (a token, a key, a URL with a password), as the guard sees it."""
     if isinstance(value, dict):
-        return any(
-            SECRET_NAMES.search(str(key)) or _carries_secret(item) for key, item in value.items()
-        )
+        for key, item in value.items():
+            if is_secret_setting(str(key)):
+                return f"its key '{key}' names a secret"
+            found = _carries_secret(item)
+            if found:
+                return found
+        return None
     if isinstance(value, list):
-        return any(_carries_secret(item) for item in value)
-    return isinstance(value, str) and bool(CREDENTIALS_IN_URL.match(value.strip()))
+        return next((found for item in value if (found := _carries_secret(item))), None)
+    kind = secret_in(value.encode("utf-8", "surrogateescape")) if isinstance(value, str) else None
+    return f"its value looks like {kind}" if kind else None
+
+
+def _refuse_secret(what: str, value: str) -> None:
+    why = _carries_secret(value)
+    if why:
+        msg = f"{what} was not set: {why}, and secrets are never committed"
+        raise SecretRefused(msg, "Put it in .env or an environment variable, not in meltano.yml")
 
 
 def _value(text: str) -> Any:
@@ -113,9 +118,11 @@ def set_setting(
         msg = f"'{setting}' is not a setting name"
         raise InvalidRequest(msg, "Use the setting's name as `meltano config list` shows it")
     parsed = _value(value)
-    if _secret(item, setting, locked or []) or _carries_secret(parsed):
-        msg = f"'{setting}' of '{plugin}' is a secret, and secrets are never committed"
-        raise InvalidRequest(msg, "Set it in .env or your secrets store, not in meltano.yml")
+    named = "it is a secret setting" if _secret(item, setting, locked or []) else None
+    why = named or _carries_secret(parsed) or _carries_secret(value)
+    if why:
+        msg = f"'{setting}' of '{plugin}' was not set: {why}, and secrets are never committed"
+        raise SecretRefused(msg, "Put it in .env or an environment variable, not in meltano.yml")
     config = item.get("config")
     if not isinstance(config, CommentedMap):
         config = CommentedMap()
@@ -136,6 +143,7 @@ def locked_settings(lock: bytes) -> list[Any]:
 
 def set_schedule_interval(text: bytes, schedule: str, interval: str) -> bytes:
     """`schedules[name].interval: interval`."""
+    _refuse_secret(f"The interval of '{schedule}'", interval)
     document = _load(text)
     for item in document.get("schedules") or []:
         if isinstance(item, CommentedMap) and item.get("name") == schedule:
@@ -150,6 +158,7 @@ def add_environment(text: bytes, name: str) -> bytes:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
         msg = f"'{name}' is not an environment name Meltano accepts"
         raise InvalidRequest(msg, "Use letters, digits, '-', '_' and '.'")
+    _refuse_secret("The environment's name", name)
     document = _load(text)
     environments = document.get("environments")
     if not isinstance(environments, CommentedSeq):

@@ -4,6 +4,7 @@ place and a page never re-implements a route."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import Path
 
+from client.guard import SecretGuard
+from client.policy import ReadOnly
 from client.workspace import merge_text
 from providers import changeset
 from providers.config import ProviderKind
@@ -29,6 +32,7 @@ from providers.names import check_branch_name, is_sha
 from providers.safety import check_links
 from service.deps import ProjectContext, ServiceState
 from service.meltano_summary import summarize
+from service.problems import Problem, public
 from service.settings import ApiToken, ProjectConfig, Role
 from service.storage import deliveries, workspaces
 
@@ -116,34 +120,76 @@ def default_branch(ctx: ProjectContext) -> str:
     return ctx.forge.repository().default_branch
 
 
+def may_write(ctx: ProjectContext) -> bool:
+    """Whether the caller's role may commit (write or admin)."""
+    return ctx.token is None or ctx.token.role >= Role.WRITE
+
+
+def facts(ctx: ProjectContext, branch: str) -> Branch | None:
+    """What the forge says about a branch now (protection, this token's push), or None
+    while it does not exist."""
+    try:
+        return ctx.forge.branch(branch)
+    except NotFound:
+        return None
+
+
+def write_refusal(
+    ctx: ProjectContext, branch: str, known: Branch | None, *, as_writer: bool = False
+) -> ReadOnly | None:
+    """The branch policy's one read-only rule with this project's policy, the forge's facts
+    and the caller's role (`as_writer`: asked for any writer, whatever the caller)."""
+    return ctx.policy.write_refusal(branch, known, may_write=as_writer or may_write(ctx))
+
+
 def branch_view(
     ctx: ProjectContext, branch: Branch, *, default_head: str | None = None
 ) -> BranchView:
-    """A branch with the project's policy applied (and ahead/behind when `default_head`)."""
-    read_only = ctx.policy.is_read_only(branch.name)
-    may_write = ctx.token is None or ctx.token.role >= Role.WRITE
+    """A branch with the project's policy applied (and ahead/behind when `default_head`).
+    `read_only` is the one rule asked for a writer, so a read token sees the same badge
+    as the writers it works with; `can_push` is the caller's own."""
+    read_only = write_refusal(ctx, branch.name, branch, as_writer=True) is not None
     ahead = behind = None
     if default_head is not None:
         ahead, behind = ahead_behind(ctx, default_head, branch.head)
     return BranchView(
         branch.name,
         branch.head,
-        branch.protected or read_only,
-        read_only or branch.protected,
-        False if not may_write else branch.can_push,
+        branch.protected or ctx.policy.is_read_only(branch.name),
+        read_only,
+        False if not may_write(ctx) else branch.can_push,
         ahead,
         behind,
     )
 
 
 def branches(ctx: ProjectContext, *, counts: bool = False) -> list[BranchView]:
-    """Every branch (with ahead/behind against the default branch when `counts`)."""
+    """Every branch (with ahead/behind against the default branch when `counts`).
+
+    A listing does not say whether this token may push, so the rule is given the facts
+    the editor and the runner get: each protected branch is asked on its own, and the
+    unprotected ones take the answer of one of them (the working branch when it is one):
+    on every forge, pushing to an unprotected branch is a repository-wide permission."""
     listed = ctx.forge.branches()
+    unprotected = sorted(
+        (b for b in listed if not b.protected and b.can_push is None),
+        key=lambda b: b.name != ctx.policy.working,
+    )
+    sample = facts(ctx, unprotected[0].name) if unprotected else None
+    known = [_with_push(ctx, b, sample.can_push if sample else None) for b in listed]
     default_head = None
     if counts:
         default = default_branch(ctx)
-        default_head = next((b.head for b in listed if b.name == default), None)
-    return [branch_view(ctx, b, default_head=default_head) for b in listed]
+        default_head = next((b.head for b in known if b.name == default), None)
+    return [branch_view(ctx, b, default_head=default_head) for b in known]
+
+
+def _with_push(ctx: ProjectContext, branch: Branch, open_push: bool | None) -> Branch:
+    if branch.can_push is not None:
+        return branch
+    if branch.protected:
+        return facts(ctx, branch.name) or branch
+    return dataclasses.replace(branch, can_push=open_push)
 
 
 def ahead_behind(ctx: ProjectContext, base: str, head: str) -> tuple[int, int]:
@@ -196,31 +242,57 @@ def commit(
     the head cache moved with it. A missing branch starts at `base_ref`, else at the
     default branch; no `base_ref` is a plain commit on the head."""
     check_branch_name(branch)
-    ctx.policy.check_writable(branch)
+    known = facts(ctx, branch)
+    ctx.policy.check_writable(branch, known, may_write=may_write(ctx))
     base = resolve(ctx, base_ref) if base_ref else None
     changeset.validate(changes, ctx.state.settings.limits)
+    guard = SecretGuard(
+        ctx.state.settings.secret_glob_list, ctx.state.settings.allowed_secret_globs
+    )
+    for change in changes:
+        if change.content is not None:  # removing a secret from the repository is welcome
+            guard.check(change.path, change.content)
     if any(c.mode is FileMode.SYMLINK for c in changes if c.content is not None):
-        check_links(changeset.links_after(ctx.forge, base or _head(ctx, branch), changes))
+        start = base or (known.head if known else None)
+        check_links(changeset.links_after(ctx.forge, start, changes))
     with ctx.state.commit_lock(ctx.config.name, branch):
         result = ctx.forge.commit(branch, base, changes, message, author)
     ctx.state.heads.moved(ctx.config.name, branch, result.sha)
     return result
 
 
-def _head(ctx: ProjectContext, branch: str) -> str | None:
-    try:
-        return ctx.forge.branch(branch).head
-    except NotFound:
-        return None
-
-
 def promote(
     ctx: ProjectContext, source: str | None, target: str | None, title: str | None, body: str
 ) -> ChangeRequest:
-    """Open or reuse a PR/MR (default: the working branch into the default branch)."""
+    """Open or reuse a PR/MR (default: the working branch into the default branch).
+
+    Where the forge reviews the change (a PR or MR), any writer may open one. Where the
+    promotion is applied at once (a local repository fast-forwards or merges), promoting
+    into a branch the rule makes read-only is a write to it, so it takes the admin role:
+    otherwise a write token could move `main` by way of a branch of its own. The result
+    names no server path."""
     src = check_branch_name(source or ctx.policy.working)
     dst = check_branch_name(target or default_branch(ctx))
-    return ctx.forge.open_change_request(src, dst, title or f"Promote {src} to {dst}", body)
+    if not ctx.forge.capabilities.change_requests and not _admin(ctx):
+        why = write_refusal(ctx, dst, facts(ctx, dst), as_writer=True)
+        if why is not None:
+            raise Problem(
+                403,
+                "Promotion refused",
+                f"Promoting '{src}' into '{dst}' changes '{dst}' at once on this repository, "
+                f"and '{dst}' is read-only ({why.value}). Ask an administrator to promote it.",
+            )
+    made = ctx.forge.open_change_request(src, dst, title or f"Promote {src} to {dst}", body)
+    hide = ctx.state.hidden_paths()
+    return dataclasses.replace(
+        made,
+        url=public(made.url, hide) if web_url(ctx.config) else "",
+        detail=public(made.detail, hide),
+    )
+
+
+def _admin(ctx: ProjectContext) -> bool:
+    return ctx.token is None or ctx.token.role >= Role.ADMIN
 
 
 def merge_draft(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from client.guard import SecretRefused
 from client.policy import ReadOnly, ReadOnlyBranch
 from providers.errors import (
     AuthenticationFailed,
@@ -34,6 +36,13 @@ class Problem(Exception):
 
 _STATUS: list[tuple[type[BaseException], int, str, str]] = [
     (ReadOnlyBranch, 403, "Read-only branch", ""),
+    (
+        SecretRefused,
+        422,
+        "Secret refused",
+        "Nothing was committed. Keep secrets in .env or an environment variable; an "
+        "administrator can allow a path with the service's MELTANO_FORGE_ALLOW_SECRETS",
+    ),
     (Conflict, 409, "Conflict", "Read the branch again, merge, and send the commit again"),
     (NotFound, 404, "Not found", "Check the branch, commit or path"),
     (UnsafeInput, 422, "Unsafe input", "Nothing was written; change the input"),
@@ -73,10 +82,29 @@ def from_error(error: BaseException, hide: tuple[str, ...] = ()) -> Problem:
             else:
                 reason = getattr(error, "reason", str(error))
                 detail = f"{reason}. {instruction}." if instruction else f"{reason}."
-            for secret in hide:
-                detail = detail.replace(secret, "<repository>")
-            return Problem(status, title, redact(detail), **extra)
+            return Problem(status, title, public(detail, hide), **extra)
     return Problem(500, "Internal error", "")
+
+
+_CREDENTIAL_HEADER = re.compile(
+    r"(?i)((?:authorization|private-token|job-token)[\"']?\s*[:=]\s*[\"']?"
+    r"(?:(?:token|bearer|basic)\s+)?)[^\s,;)'\"]+"
+)
+"""A credential header a forge's error body echoes (`Authorization: token glpat-…`)."""
+
+
+def public(text: str, hide: tuple[str, ...] = ()) -> str:
+    """The one way words about an error leave the service (problem documents, pages,
+    promotion results): every known token and echoed credential header masked, and every
+    server path in `hide` (local repositories, the cache) replaced."""
+    for path in hide:
+        text = text.replace(path, "<repository>")
+    return _CREDENTIAL_HEADER.sub(r"\1***", redact(text))
+
+
+def shown(error: BaseException, hide: tuple[str, ...] = ()) -> str:
+    """An error's own words (reason and instruction) for a page, through `public`."""
+    return public(str(error), hide)
 
 
 def read_only_words(error: ReadOnlyBranch) -> str:
@@ -86,6 +114,8 @@ def read_only_words(error: ReadOnlyBranch) -> str:
         return f"The forge protects the branch '{branch}'. Commit to '{working}' and promote it."
     if error.why is ReadOnly.NO_PUSH:
         return f"The project's forge token may not push to '{branch}'."
+    if error.why is ReadOnly.ROLE:
+        return "Your token has the read role: it may look, not commit."
     if branch == working:
         return f"The branch '{branch}' is protected in this project's configuration."
     return (

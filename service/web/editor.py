@@ -13,12 +13,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from client import bounded_yaml
 from client.messages import summarize
-from client.policy import ReadOnlyBranch
+from client.policy import ReadOnly, ReadOnlyBranch
 from providers.contract import FileChange, FileMode, TreeEntry
 from providers.errors import Conflict, InvalidRequest, NotFound, UnsafeInput
 from service import meltano_edits, operations
 from service.deps import ProjectContext, StateDep
-from service.problems import Problem, read_only_words
+from service.problems import Problem, read_only_words, shown
 from service.settings import Role
 from service.web.common import Signed, check_csrf, page, project_for
 
@@ -38,29 +38,32 @@ def _branch(ctx: ProjectContext, branch: str | None) -> str:
 
 
 def _files(ctx: ProjectContext, head: str) -> list[TreeEntry]:
+    """The text files the editor offers, and the symbolic links (shown as links)."""
     return [
-        e
-        for e in ctx.forge.list_tree(head)
-        if e.path.endswith(TEXT) and e.mode is not FileMode.SYMLINK
+        e for e in ctx.forge.list_tree(head) if e.path.endswith(TEXT) or e.mode is FileMode.SYMLINK
     ]
 
 
+def _mode(ctx: ProjectContext, sha: str, path: str) -> FileMode | None:
+    """The file's mode at a commit (None when it has no such file)."""
+    return next((e.mode for e in ctx.forge.list_tree(sha) if e.path == path), None)
+
+
 def _read_only(ctx: ProjectContext, branch: str, writer: bool) -> str:
-    """Why the page may not commit to `branch` ('' when it may)."""
-    if not writer:
-        return "Your token has the read role: it may look, not commit."
-    why = ctx.policy.read_only_reason(branch)
-    if why is not None:
-        return f"The branch '{branch}' is protected in this project's configuration."
-    try:
-        facts = ctx.forge.branch(branch)
-    except NotFound:
-        return ""
-    if facts.protected and facts.can_push is not True:
-        return f"The forge protects the branch '{branch}'."
-    if facts.can_push is False:
-        return f"The project's forge token may not push to '{branch}'."
-    return ""
+    """Why the page may not commit to `branch` ('' when it may): the branch policy's one
+    rule, with the forge's facts and the caller's role, as the API and the runner ask it."""
+    why = operations.write_refusal(ctx, branch, operations.facts(ctx, branch))
+    if why is None and not writer:
+        why = ReadOnly.ROLE
+    return read_only_words(ReadOnlyBranch(branch, ctx.policy.working, why)) if why else ""
+
+
+def _link_words(path: str, target: bytes) -> str:
+    shown_target = target.decode("utf-8", "replace")
+    return (
+        f"{path} is a symbolic link to {shown_target}: links are shown here, never edited as "
+        "text. Open the file it points to instead."
+    )
 
 
 def _editor(
@@ -83,9 +86,11 @@ def _editor(
         pristine = ctx.forge.read_file(head, path)
     except NotFound:
         pristine = b""
-    posted = content is not None
+    tree = _files(ctx, head)
+    link = next((e for e in tree if e.path == path and e.mode is FileMode.SYMLINK), None)
+    posted = content is not None and link is None
     not_text = not _utf8(pristine)
-    if content is None:
+    if content is None or link is not None:
         content = pristine
     return page(
         request,
@@ -101,13 +106,16 @@ def _editor(
         pristine=pristine.decode("utf-8", "replace"),
         posted=posted,
         message=message or f"Update {summarize([path])} from the web UI",
-        files=_files(ctx, head),
+        files=tree,
         read_only=(
-            f"{path} is not UTF-8 text, so it cannot be edited here."
+            _link_words(path, pristine)
+            if link is not None
+            else f"{path} is not UTF-8 text, so it cannot be edited here."
             if not_text
             else _read_only(ctx, branch, session.may(Role.WRITE))
         ),
         not_text=not_text,
+        link=pristine.decode("utf-8", "replace") if link is not None else None,
         notice=notice,
         error=error,
         conflicts=conflicts,
@@ -198,10 +206,12 @@ def commit(
         return again(error=problem)
     try:
         original = ctx.forge.read_file(base, path)
-        mode = next((e.mode for e in ctx.forge.list_tree(base) if e.path == path), FileMode.REGULAR)
-        base_mode: FileMode | None = mode
+        base_mode = _mode(ctx, base, path)
     except NotFound:
-        original, mode, base_mode = None, FileMode.REGULAR, None
+        original, base_mode = None, None
+    mode = base_mode or FileMode.REGULAR
+    if mode is FileMode.SYMLINK:  # a link is never rewritten as text (nor into a regular file)
+        return again(error=_link_words(path, original or b""))
     if original is not None and not _utf8(original):
         raise Problem(400, "Not text", f"{path} is not UTF-8 text: it cannot be edited here")
     if original is not None and b"\r\n" in original:
@@ -219,7 +229,7 @@ def commit(
         merged, clean = operations.merge_draft(ctx, path, base, head, data)
         return again(content=merged, base=head, moved=True, conflicts=not clean)
     except (UnsafeInput, InvalidRequest) as exc:
-        return again(error=str(exc))
+        return again(error=shown(exc, state.hidden_paths()))
     # The project page clears the browser's draft of this file: it is committed.
     query = urlencode({"committed": result.sha, "draft": f"{branch}:{path}"})
     return RedirectResponse(f"/projects/{ctx.config.name}?{query}", status_code=303)
@@ -366,6 +376,6 @@ def change(
             f"'{branch}' moved while the change was made; nothing was committed. Try again.",
         )
     except InvalidRequest as exc:
-        return _settings_page(request, ctx, session, branch, str(exc))
+        return _settings_page(request, ctx, session, branch, shown(exc, state.hidden_paths()))
     query = urlencode({"committed": result.sha})
     return RedirectResponse(f"/projects/{ctx.config.name}?{query}", status_code=303)

@@ -14,7 +14,7 @@ from providers.contract import FileMode
 from providers.errors import InvalidRequest, NotFound
 from service import operations
 from service.deps import ProjectContext, StateDep
-from service.problems import Problem
+from service.problems import Problem, shown
 from service.settings import Role
 from service.web.common import Signed, check_csrf, page, project_for
 
@@ -94,10 +94,15 @@ def promote(
         request_made = operations.promote(
             ctx, source, target, None, "Opened from the meltano-forge web UI."
         )
-    except InvalidRequest as exc:
-        return page(
-            request, "promoted.html", session, project=ctx.config, error=str(exc), result=None
+    except Problem as exc:  # refused by the service itself (a direct promotion to main)
+        refused = page(
+            request, "promoted.html", session, project=ctx.config, error=exc.detail, result=None
         )
+        refused.status_code = exc.status
+        return refused
+    except InvalidRequest as exc:
+        error = shown(exc, state.hidden_paths())
+        return page(request, "promoted.html", session, project=ctx.config, error=error, result=None)
     return page(
         request, "promoted.html", session, project=ctx.config, error="", result=request_made
     )
