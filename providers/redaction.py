@@ -14,17 +14,24 @@ import threading
 from typing import Any
 
 _QUERY_TOKEN = re.compile(r"(?i)((?:private_|access_|job_)?token=)[^&\s'\"]+")
+_CREDENTIAL_HEADER = re.compile(
+    r"(?i)((?:authorization|private-token|job-token)[\"']?\s*[:=]\s*[\"']?"
+    r"(?:(?:token|bearer|basic)\s+)?)[^\s,;)'\"]+"
+)
+"""A credential header that a forge's error body or a proxy echoes back
+(`Authorization: token glpat-…`), masked whether or not the token is a registered one."""
 _secrets: set[str] = set()
 _lock = threading.Lock()
 _installed = False
 
 
 def redact(text: str, secrets: set[str] | frozenset[str] | None = None) -> str:
-    """`text` with each secret and each `token=` query value replaced by `***`."""
+    """`text` with each secret, each `token=` query value and each echoed credential
+    header replaced by `***`."""
     for secret in _secrets if secrets is None else secrets:
         if secret:
             text = text.replace(secret, "***")
-    return _QUERY_TOKEN.sub(r"\1***", text)
+    return _CREDENTIAL_HEADER.sub(r"\1***", _QUERY_TOKEN.sub(r"\1***", text))
 
 
 def protect_logs(*secrets: str | None) -> None:

@@ -8,6 +8,8 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+from providers.redaction import redact
+
 
 class EventBroker:
     """Fan-out of events to subscribers; publishing is safe from any thread."""
@@ -40,7 +42,7 @@ class EventBroker:
                 except TimeoutError:
                     yield ": heartbeat\n\n"
                     continue
-                data = json.dumps(event, sort_keys=True)
+                data = redact(json.dumps(event, sort_keys=True))  # one redaction point
                 yield f"event: {event.get('type', 'message')}\ndata: {data}\n\n"
         finally:
             with self._lock:

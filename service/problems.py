@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import Request
@@ -86,20 +85,14 @@ def from_error(error: BaseException, hide: tuple[str, ...] = ()) -> Problem:
     return Problem(500, "Internal error", "")
 
 
-_CREDENTIAL_HEADER = re.compile(
-    r"(?i)((?:authorization|private-token|job-token)[\"']?\s*[:=]\s*[\"']?"
-    r"(?:(?:token|bearer|basic)\s+)?)[^\s,;)'\"]+"
-)
-"""A credential header a forge's error body echoes (`Authorization: token glpat-…`)."""
-
-
 def public(text: str, hide: tuple[str, ...] = ()) -> str:
     """The one way words about an error leave the service (problem documents, pages,
-    promotion results): every known token and echoed credential header masked, and every
-    server path in `hide` (local repositories, the cache) replaced."""
+    promotion results): every server path in `hide` (local repositories, the cache)
+    replaced, then `redact`, which logs and SSE frames go through as well, masks every
+    known token and every echoed credential header."""
     for path in hide:
         text = text.replace(path, "<repository>")
-    return _CREDENTIAL_HEADER.sub(r"\1***", redact(text))
+    return redact(text)
 
 
 def shown(error: BaseException, hide: tuple[str, ...] = ()) -> str:
