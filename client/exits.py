@@ -20,6 +20,8 @@ from providers.errors import (
 OK, FAILED, USAGE, CONFLICT, READ_ONLY, DENIED, UNAVAILABLE, UNSAFE = 0, 1, 2, 3, 4, 5, 6, 7
 BUNDLED = 8
 """The command succeeded, but its changes could not be pushed: they are in a local bundle."""
+CHECK_FAILED = 9
+"""`meltano-forge check` found errors: the project would break a runner or leak a secret."""
 
 _CODES: list[tuple[type[BaseException], int]] = [
     (SettingsError, USAGE),

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from client.cli import branch_commands, run_commands, workspace_commands
+from client.cli import branch_commands, check_commands, run_commands, workspace_commands
 from client.cli.context import Context, configure_logging, output_options
 
 
@@ -56,7 +56,7 @@ def main(
     ctx.overrides = {"repo": repo, "branch": branch, "project_dir": project_dir}
 
 
-for _module in (workspace_commands, branch_commands, run_commands):
+for _module in (workspace_commands, branch_commands, run_commands, check_commands):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

@@ -1,0 +1,264 @@
+"""Names Meltano resolves at run time: jobs' tasks, schedules, `inherit_from`,
+environments, and plugin names that must be unique.
+
+Each rule follows what Meltano does when it resolves the name (`meltano run`'s block
+parser, the schedule and environment services, the project files' index), so a project
+that passes here does not fail a runner at its next `meltano run`. Names that Meltano
+tolerates although they point nowhere (an environment overriding a plugin that was
+removed) are warnings: real projects carry them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from client.check.project import Entry, Project, singular
+
+EXTRACTORS, LOADERS, MAPPERS = "extractors", "loaders", "mappers"
+
+
+def check_references(project: Project, environment: str | None = None) -> None:
+    """Every reference rule, recorded on the project."""
+    _duplicates(project)
+    _inherit_from(project)
+    _environments(project, environment)
+    _jobs(project)
+    _schedules(project)
+
+
+def _duplicates(project: Project) -> None:
+    seen: dict[tuple[str, str], Entry] = {}
+    for plugin in project.plugins():
+        key = (plugin.kind, plugin.name)
+        if plugin.name and key in seen:
+            first = seen[key]
+            project.error(
+                "duplicate-name",
+                plugin.file,
+                plugin.line,
+                f"{plugin.what} is defined twice (first in {first.file} line {first.line})",
+                "Keep one definition, or rename one and use inherit_from",
+            )
+        seen.setdefault(key, plugin)
+    for kind in ("jobs", "schedules", "environments"):
+        named: dict[str, Entry] = {}
+        for entry in project.entries(kind):
+            if entry.name and entry.name in named:
+                first = named[entry.name]
+                project.error(
+                    "duplicate-name",
+                    entry.file,
+                    entry.line,
+                    f"there are two {kind} named '{entry.name}' "
+                    f"(first in {first.file} line {first.line})",
+                    "Rename or remove one of them",
+                )
+            named.setdefault(entry.name, entry)
+
+
+def _inherit_from(project: Project) -> None:
+    for plugin in project.plugins():
+        parent = plugin.data.get("inherit_from")
+        if not isinstance(parent, str):
+            continue
+        if parent == plugin.name or project.plugin(plugin.kind, parent) is None:
+            project.error(
+                "inherit-from",
+                plugin.file,
+                plugin.line_of("inherit_from"),
+                f"{plugin.what} inherits from '{parent}', "
+                f"which is not another {singular(plugin.kind)} of the project",
+                f"Add '{parent}' to plugins.{plugin.kind}, or fix the name",
+            )
+
+
+def _environments(project: Project, environment: str | None) -> None:
+    names = {e.name for e in project.entries("environments")}
+    default = project.root.get("default_environment")
+    if isinstance(default, str) and default and default not in names:
+        project.error(
+            "environment",
+            "meltano.yml",
+            project.root.line_of("default_environment"),
+            f"default_environment is '{default}', but no environment has that name, so "
+            "every Meltano command fails",
+            f"Add an environment named '{default}', or set default_environment to one of: "
+            + (", ".join(sorted(names)) or "(none defined)"),
+        )
+    if environment is not None and environment not in names:
+        project.error(
+            "environment",
+            "meltano.yml",
+            None,
+            f"there is no environment named '{environment}'",
+            "Use one of: " + (", ".join(sorted(names)) or "(none defined)"),
+        )
+    known = {(p.kind, p.name) for p in project.plugins()}
+    for env in project.entries("environments"):
+        config = env.data.get("config")
+        groups = config.get("plugins") if isinstance(config, dict) else None
+        if not isinstance(groups, dict):
+            continue
+        for kind, items in groups.items():
+            for item in items if isinstance(items, list) else ():
+                name = item.get("name") if isinstance(item, dict) else None
+                if isinstance(name, str) and (kind, name) not in known:
+                    project.warn(
+                        "environment-plugin",
+                        env.file,
+                        getattr(item, "line", env.line),
+                        f"the environment '{env.name}' configures the {singular(kind)} '{name}', "
+                        "which the project does not define, so Meltano ignores it",
+                        f"Remove the override, or add '{name}' to plugins.{kind}",
+                    )
+
+
+def _resolver(project: Project) -> dict[str, Entry]:
+    """Names `meltano run` resolves, as Meltano's `find_plugin` does: plugins by name
+    (the first wins), then each mapper's mapping names."""
+    names: dict[str, Entry] = {}
+    for plugin in project.plugins():
+        names.setdefault(plugin.name, plugin)
+    for plugin in project.plugins():
+        if plugin.kind == MAPPERS:
+            for mapping in plugin.data.get("mappings") or []:
+                if isinstance(mapping, dict) and isinstance(mapping.get("name"), str):
+                    names.setdefault(mapping["name"], plugin)
+    return names
+
+
+def _commands(project: Project, plugin: Entry) -> set[str] | None:
+    """A plugin's command names (its own, its parent's, its lock file's); None when they
+    cannot be known offline (a Hub plugin without a lock file)."""
+    found: set[str] = set()
+    known = False
+    seen: set[str] = set()
+    current: Entry | None = plugin
+    while current is not None and current.name not in seen:
+        seen.add(current.name)
+        commands = current.data.get("commands")
+        if isinstance(commands, dict):
+            found |= {str(c) for c in commands}
+        lock = project.lock_for(current)
+        if lock is not None:
+            known = True
+            if isinstance(lock.get("commands"), dict):
+                found |= {str(c) for c in lock["commands"]}
+        if current.data.get("namespace") or current.data.get("pip_url"):
+            known = known or current.data.get("variant") is None
+        parent = current.data.get("inherit_from")
+        current = project.plugin(plugin.kind, parent) if isinstance(parent, str) else None
+    return found if known or found else None
+
+
+def _task_strings(tasks: Any) -> list[str]:
+    if isinstance(tasks, str):
+        return [tasks]
+    if not isinstance(tasks, list):
+        return []
+    out: list[str] = []
+    for task in tasks:
+        if isinstance(task, str):
+            out.append(task)
+        elif isinstance(task, list):
+            out.append(" ".join(str(t) for t in task))
+    return out
+
+
+def _jobs(project: Project) -> None:
+    names = _resolver(project)
+    jobs = {j.name for j in project.entries("jobs")}
+    for job in project.entries("jobs"):
+        line = job.line_of("tasks")
+        for task in _task_strings(job.data.get("tasks")):
+            problem = _task_problem(project, names, jobs, task.split())
+            if problem:
+                reason, todo = problem
+                project.error("job-task", job.file, line, f"the job '{job.name}': {reason}", todo)
+
+
+def _task_problem(
+    project: Project, names: dict[str, Entry], jobs: set[str], tokens: list[str]
+) -> tuple[str, str] | None:
+    """Why `meltano run` would refuse one task, following its block parser: every name
+    resolves, a command exists, and an extractor starts a block of mappers that a loader
+    ends."""
+    resolved: list[tuple[str, Entry, str | None]] = []
+    for token in tokens:
+        name, _, command = token.partition(":")
+        plugin = names.get(name) if ":" not in command else None
+        if plugin is None:
+            return (
+                f"'{token}' names no plugin of the project",
+                "Add the plugin, or fix the name (plugin or plugin:command)",
+            )
+        if name in jobs:
+            return (
+                f"'{name}' is both a job and a plugin, which Meltano refuses as ambiguous",
+                "Rename the job",
+            )
+        if command:
+            commands = _commands(project, plugin)
+            if commands is not None and command not in commands:
+                return (
+                    f"the {singular(plugin.kind)} '{name}' has no command '{command}'",
+                    "Use one of: " + (", ".join(sorted(commands)) or "(it defines none)"),
+                )
+        if plugin.kind == MAPPERS and name == plugin.name:
+            return (
+                f"'{name}' is a mapper's own name, but a task must name one of its mappings",
+                "Use the name of one of the mapper's mappings",
+            )
+        resolved.append((token, plugin, command or None))
+    i = 0
+    while i < len(resolved):
+        token, entry, _ = resolved[i]
+        if entry.kind == EXTRACTORS:  # with or without a command, it starts a block
+            j = i + 1
+            while j < len(resolved) and resolved[j][1].kind == MAPPERS:
+                j += 1
+            if j >= len(resolved) or resolved[j][1].kind != LOADERS:
+                return (
+                    f"the extractor '{token}' is not followed by a loader",
+                    "Write the task as 'extractor [mappings...] loader'",
+                )
+            i = j + 1
+            continue
+        if entry.kind in (EXTRACTORS, LOADERS, MAPPERS):
+            return (
+                f"'{token}' cannot run on its own here (Meltano expects an extractor first)",
+                "Write the task as 'extractor [mappings...] loader', or a plugin:command",
+            )
+        i += 1
+    return None
+
+
+def _schedules(project: Project) -> None:
+    jobs = {j.name for j in project.entries("jobs")}
+    names = defaultdict(set)
+    for plugin in project.plugins():
+        names[plugin.kind].add(plugin.name)
+    for schedule in project.entries("schedules"):
+        job = schedule.data.get("job")
+        if isinstance(job, str):
+            if job not in jobs:
+                project.error(
+                    "schedule-target",
+                    schedule.file,
+                    schedule.line_of("job"),
+                    f"the schedule '{schedule.name}' runs the job '{job}', which does not exist",
+                    "Add the job, or fix the name",
+                )
+            continue
+        for key, kind in (("extractor", EXTRACTORS), ("loader", LOADERS)):
+            value = schedule.data.get(key)
+            if isinstance(value, str) and value not in names[kind]:
+                project.error(
+                    "schedule-target",
+                    schedule.file,
+                    schedule.line_of(key),
+                    f"the schedule '{schedule.name}' names the {key} '{value}', which the "
+                    f"project does not define",
+                    f"Add it to plugins.{kind}, or fix the name",
+                )

@@ -1,0 +1,95 @@
+"""Meltano's own published JSON schema for `meltano.yml`, applied to every project file.
+
+The schema is vendored from Meltano (MIT, see `LICENSE-meltano`, version in
+`meltano.schema.version`) and refreshed by `scripts/refresh_meltano_schema.py`: it is never
+hand-written here. It is read and compiled once, on first use, so a check on the fixtures
+stays well under the 0.3 s target. YAML gives dates and timestamps where Meltano's JSON view
+has strings, so values are brought to their JSON form before validation.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from client.check.located_yaml import Located
+from client.check.project import Project
+from client.check.result import Finding, Severity
+
+MAX_PER_FILE = 20
+"""Schema errors reported per file: the first few say what is wrong."""
+
+
+@cache
+def _validator() -> Any:
+    """The compiled validator (jsonschema imported only when a check runs)."""
+    import jsonschema
+
+    schema = json.loads(
+        resources.files("client.check").joinpath("meltano.schema.json").read_bytes()
+    )
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def schema_version() -> str:
+    """The Meltano version the vendored schema came from."""
+    return resources.files("client.check").joinpath("meltano.schema.version").read_text().strip()
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, str) else k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return value
+
+
+def _line(doc: Located, path: list[Any]) -> int:
+    """The line of the deepest located mapping or key along a schema error's path."""
+    line = doc.line
+    node: Any = doc
+    for step in path:
+        if isinstance(node, Located):
+            line = node.line_of(step)
+            node = node.get(step)
+        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+            node = node[step]
+            if isinstance(node, Located):
+                line = node.line
+        else:
+            break
+    return line
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "the top level"
+    message = str(error.message)
+    if len(message) > 200:
+        message = message[:200] + "..."
+    return f"Meltano's schema refuses {where}: {message}"
+
+
+def check_schema(project: Project) -> None:
+    """Validate each loaded file against Meltano's schema; findings are errors."""
+    validator = _validator()
+    for path, doc in project.documents.items():
+        errors = sorted(
+            validator.iter_errors(_as_json(doc)), key=lambda e: [str(p) for p in e.absolute_path]
+        )
+        for error in errors[:MAX_PER_FILE]:
+            project.findings.append(
+                Finding(
+                    "schema",
+                    Severity.ERROR,
+                    path,
+                    _line(doc, list(error.absolute_path)),
+                    _describe(error),
+                    "Fix the key or value as Meltano's reference for meltano.yml describes it",
+                )
+            )
