@@ -273,15 +273,9 @@ def promote(
     names no server path."""
     src = check_branch_name(source or ctx.policy.working)
     dst = check_branch_name(target or default_branch(ctx))
-    if not ctx.forge.capabilities.change_requests and not _admin(ctx):
-        why = write_refusal(ctx, dst, facts(ctx, dst), as_writer=True)
-        if why is not None:
-            raise Problem(
-                403,
-                "Promotion refused",
-                f"Promoting '{src}' into '{dst}' changes '{dst}' at once on this repository, "
-                f"and '{dst}' is read-only ({why.value}). Ask an administrator to promote it.",
-            )
+    refusal = promotion_refusal(ctx, src, dst)
+    if refusal:
+        raise Problem(403, "Promotion refused", refusal)
     made = ctx.forge.open_change_request(src, dst, title or f"Promote {src} to {dst}", body)
     hide = ctx.state.hidden_paths()
     return dataclasses.replace(
@@ -289,6 +283,29 @@ def promote(
         url=public(made.url, hide) if web_url(ctx.config) else "",
         detail=public(made.detail, hide),
     )
+
+
+def promotion_refusal(ctx: ProjectContext, source: str, target: str) -> str:
+    """Why this caller may not promote `source` into `target` ('' when it may): only where
+    the promotion is applied at once, into a branch the rule makes read-only, and only
+    below the admin role."""
+    if ctx.forge.capabilities.change_requests or _admin(ctx):
+        return ""
+    why = write_refusal(ctx, target, facts(ctx, target), as_writer=True)
+    if why is None:
+        return ""
+    return (
+        f"Promoting '{source}' into '{target}' changes '{target}' at once on this repository, "
+        f"and '{target}' is {_READ_ONLY_WORDS.get(why, 'read-only')}. Ask an administrator "
+        "to promote it."
+    )
+
+
+_READ_ONLY_WORDS = {
+    ReadOnly.PROTECTED: "protected in this project's configuration",
+    ReadOnly.FORGE: "protected on the forge",
+    ReadOnly.NO_PUSH: "a branch the project's forge token may not push to",
+}
 
 
 def _admin(ctx: ProjectContext) -> bool:

@@ -74,6 +74,7 @@ def compare(
         view=view,
         ahead=ahead,
         behind=behind,
+        refusal=operations.promotion_refusal(ctx, source, target),
     )
 
 
