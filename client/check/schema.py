@@ -67,6 +67,18 @@ def _line(doc: Located, path: list[Any]) -> int:
     return line
 
 
+def _error_line(doc: Located, error: Any) -> int:
+    """The line of the key a schema error is about: for a key the schema does not allow,
+    that key's own line rather than its mapping's."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in allowed]
+        if extra:
+            path.append(extra[0])
+    return _line(doc, path)
+
+
 def _describe(error: Any) -> str:
     where = ".".join(str(p) for p in error.absolute_path) or "the top level"
     message = str(error.message)
@@ -88,7 +100,7 @@ def check_schema(project: Project) -> None:
                     "schema",
                     Severity.ERROR,
                     path,
-                    _line(doc, list(error.absolute_path)),
+                    _error_line(doc, error),
                     _describe(error),
                     "Fix the key or value as Meltano's reference for meltano.yml describes it",
                 )

@@ -1,0 +1,337 @@
+"""`meltano-forge check`: each rule on small projects, the real fixtures, a forge ref read
+through the doubles, and the CLI's output and exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from client.check import CheckResult, FolderReader, ForgeReader, Severity, check_project
+from client.check.project_files import glob_matches
+from tests.check_corpus.cases import BASES
+from tests.client.conftest import FIXTURES, ROOT
+from tests.conftest import Files, ForgeEnv
+
+GH = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
+
+BASE = b"""\
+default_environment: dev
+plugins:
+  extractors:
+  - name: tap-x
+    namespace: tap_x
+    pip_url: tap-x==1.0
+    settings:
+    - name: password
+      kind: password
+    - name: region
+      kind: password
+      value: eu
+    config:
+      password: ${TAP_X_PASSWORD}
+  loaders:
+  - name: target-y
+    namespace: target_y
+    pip_url: target-y==1.0
+  utilities:
+  - name: dbt
+    namespace: dbt
+    pip_url: dbt-core==1.7
+    commands:
+      run: run
+jobs:
+- name: el
+  tasks:
+  - tap-x target-y
+  - dbt:run
+environments:
+- name: dev
+"""
+
+
+def check(text: bytes, **files: bytes) -> CheckResult:
+    return check_project({"meltano.yml": text, **files})
+
+
+def only(result: CheckResult, rule: str) -> list[tuple[str, str, int | None]]:
+    return [(f.severity.value, f.file, f.line) for f in result.findings if f.rule == rule]
+
+
+def test_a_sound_project_passes_with_nothing_to_say() -> None:
+    result = check(BASE)
+    assert result.ok
+    assert result.findings == ()
+
+
+@pytest.mark.parametrize("name", ["meltano-config", "meltano-manifest"])
+def test_the_real_meltano_fixtures_have_no_errors(name: str) -> None:
+    result = check_project(FolderReader(FIXTURES / name))
+    assert result.errors == (), [f.message for f in result.errors]
+
+
+def test_the_manifest_fixture_warns_only_where_a_cold_runner_is_at_risk() -> None:
+    result = check_project(FolderReader(FIXTURES / "meltano-manifest"))
+    moving = {(f.file, f.line) for f in result.warnings if f.rule == "moving-ref"}
+    assert moving == {
+        ("extractors.meltano.yml", 81),  # tap-gitlab@author_usernames
+        ("orchestrators.meltano.yml", 5),  # airflow-ext@main
+        ("utilities.meltano.yml", 70),  # kms-ext, no ref
+    }
+    assert result.rules(Severity.WARNING) == {"moving-ref", "environment-plugin", "literal-secret"}
+    # The Hub marks view_id sensitive; a real project writes it: a warning, not an error.
+    (view_id,) = [
+        f for f in result.warnings if f.rule == "literal-secret" and "view_id" in f.reason
+    ]
+    assert view_id.file == "extractors.meltano.yml"
+
+
+def test_the_multifile_fixture_names_a_mapper_where_meltano_wants_a_mapping() -> None:
+    """Meltano's block parser refuses `map-meltano-yml` (the mapper) in a task: it wants a
+    mapping's name (real `meltano run --dry-run my-job` says so; see the corpus)."""
+    result = check_project(FolderReader(FIXTURES / "multifile_project"))
+    assert [(f.rule, f.file, f.line) for f in result.errors] == [("job-task", "meltano.yml", 23)]
+    fixed = check_project(FolderReader(BASES["multifile-custom"]))
+    assert fixed.ok, [f.message for f in fixed.errors]
+
+
+def test_yaml_errors_say_file_line_and_column() -> None:
+    text = BASE + b"include_paths: [more.yml]\n"
+    broken = check(text, **{"more.yml": b"jobs:\n- name: x\n  tasks: [a, b\n"})
+    (error,) = broken.errors
+    assert (error.rule, error.file, error.line) == ("yaml", "more.yml", 4)
+    assert error.column is not None
+    assert error.location().startswith("more.yml:4:")
+
+
+def test_duplicate_keys_are_refused_where_pyyaml_would_keep_the_last() -> None:
+    text = BASE.replace(b"    namespace: dbt\n", b"    namespace: dbt\n    namespace: dbt2\n")
+    (error,) = check(text).errors
+    assert (error.rule, error.line) == ("yaml", 22)
+    assert "'namespace' appears twice (first on line 21)" in error.reason
+
+
+def test_merge_keys_are_not_duplicates() -> None:
+    text = BASE.replace(b"    config:\n      password:", b"    config: &c\n      password:")
+    text += b"- name: prod\n  config:\n    plugins:\n      extractors:\n      - name: tap-x\n"
+    text += b"        config:\n          <<: *c\n          password: ${OTHER}\n"
+    assert check(text).ok
+
+
+def test_an_alias_bomb_is_refused_by_the_bounds() -> None:
+    bomb = b"a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for n in range(1, 8):
+        bomb += (
+            f"{chr(97 + n)}: &{chr(97 + n)} [".encode()
+            + b", ".join([f"*{chr(96 + n)}".encode()] * 10)
+            + b"]\n"
+        )
+    (error,) = check(bomb).errors
+    assert error.rule == "yaml"
+    assert "expand" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rule", "line"),
+    [
+        (b"  - tap-x target-y\n", b"  - tap-z target-y\n", "job-task", 27),
+        (b"  - dbt:run\n", b"  - dbt:build\n", "job-task", 27),
+        (b"  - tap-x target-y\n", b"  - target-y tap-x\n", "job-task", 27),
+        (b"  - tap-x target-y\n", b"  - tap-x\n", "job-task", 27),
+        (b"default_environment: dev\n", b"default_environment: prod\n", "environment", 1),
+        (b"    pip_url: target-y==1.0\n", b"    inherit_from: target-z\n", "inherit-from", 18),
+    ],
+)
+def test_references_meltano_resolves_at_run_time(
+    old: bytes, new: bytes, rule: str, line: int
+) -> None:
+    assert old in BASE
+    result = check(BASE.replace(old, new))
+    assert only(result, rule) == [("error", "meltano.yml", line)], [
+        f.message for f in result.findings
+    ]
+
+
+def test_schedules_name_a_job_or_an_extractor_and_a_loader() -> None:
+    text = BASE + b"schedules:\n- name: a\n  interval: '@daily'\n  job: nope\n"
+    text += b"- name: b\n  interval: '@daily'\n  extractor: tap-x\n  loader: target-q\n"
+    assert only(check(text), "schedule-target") == [
+        ("error", "meltano.yml", 35),
+        ("error", "meltano.yml", 39),
+    ]
+
+
+def test_duplicate_plugins_and_environments_are_errors() -> None:
+    text = BASE.replace(b"  loaders:\n", b"  - name: tap-x\n    namespace: t\n  loaders:\n")
+    text += b"- name: dev\n"
+    found = only(check(text), "duplicate-name")
+    assert found == [("error", "meltano.yml", 15), ("error", "meltano.yml", 34)]
+
+
+def test_environment_option_must_name_an_environment() -> None:
+    assert check_project({"meltano.yml": BASE}, environment="dev").ok
+    (error,) = check_project({"meltano.yml": BASE}, environment="prod").errors
+    assert error.rule == "environment"
+    assert "Use one of: dev" in error.message
+
+
+def test_overrides_of_missing_plugins_and_empty_globs_only_warn() -> None:
+    text = BASE + b"  config:\n    plugins:\n      loaders:\n      - name: target-gone\n"
+    text += b"include_paths:\n- ./conf/*.yml\n"
+    result = check(text)
+    assert result.ok
+    assert result.rules(Severity.WARNING) == {"environment-plugin", "include-paths"}
+
+
+def test_include_paths_follow_pathlib_globs() -> None:
+    paths = ["a.yml", "sub/a.yml", "sub/deep/a.yml", "sub/deep/b.txt", "subconfig_1.yml"]
+    assert glob_matches("./*/**/a.yml", paths) == ["sub/a.yml", "sub/deep/a.yml"]
+    assert glob_matches("./subconfig_[0-9].yml", paths) == ["subconfig_1.yml"]
+    assert glob_matches("**/*.yml", paths) == [
+        "a.yml",
+        "sub/a.yml",
+        "sub/deep/a.yml",
+        "subconfig_1.yml",
+    ]
+    result = check(BASE + b"include_paths: [/etc/*.yml]\n")
+    assert only(result, "include-paths") == [("error", "meltano.yml", 32)]
+
+
+def test_the_schema_is_meltanos_own() -> None:
+    result = check(BASE + b"schedule:\n- name: a\n")
+    (error,) = result.errors
+    assert (error.rule, error.line) == ("schema", 32)
+    assert "schedule" in error.reason
+    timestamps = check(
+        BASE
+        + b"schedules:\n- name: s\n  job: el\n  interval: '@daily'\n"
+        + b"  start_date: 2020-08-05T00:00:00Z\n"
+    )
+    assert timestamps.ok, "YAML timestamps are strings in Meltano's JSON view"
+
+
+def test_literal_secrets_are_errors_that_say_where_to_put_them() -> None:
+    text = BASE.replace(b"${TAP_X_PASSWORD}", b"hunter2-hunter2")
+    result = check(text)
+    (error,) = result.errors
+    assert (error.rule, error.line) == ("literal-secret", 14)
+    assert "TAP_X_PASSWORD" in error.instruction
+    assert "hunter2" not in json.dumps(result.as_dict())
+
+
+def test_defaults_and_references_are_not_literals() -> None:
+    text = BASE.replace(
+        b"      password: ${TAP_X_PASSWORD}\n",
+        b"      password: $TAP_X_PASSWORD\n      region: eu\n",
+    )
+    assert check(text).ok
+    assert not check(text.replace(b"region: eu", b"region: us")).ok
+
+
+def test_token_shaped_values_are_errors_wherever_they_are() -> None:
+    text = BASE.replace(
+        b"- name: dev\n", b"- name: dev\n  env:\n    SOME_VAR: " + GH.encode() + b"\n"
+    )
+    result = check(text)
+    assert only(result, "token") == [("error", "meltano.yml", 33)]
+    assert GH not in json.dumps(result.as_dict())
+
+
+def test_cold_runner_sources_warn() -> None:
+    text = BASE.replace(
+        b"pip_url: target-y==1.0", b"pip_url: git+https://github.com/o/target-y.git@main"
+    )
+    text = text.replace(
+        b"    namespace: dbt\n    pip_url: dbt-core==1.7\n", b"    variant: dbt-labs\n"
+    )
+    result = check(text)
+    assert result.ok
+    assert only(result, "moving-ref") == [("warning", "meltano.yml", 18)]
+    assert only(result, "hub-lock") == [("warning", "meltano.yml", 20)]
+    locked = check(
+        text,
+        **{
+            "plugins/utilities/dbt--dbt-labs.lock": b'{"name": "dbt", "variant": "dbt-labs", '
+            b'"commands": {"run": "run"}}'
+        },
+    )
+    assert only(locked, "hub-lock") == []
+
+
+def test_a_pip_url_changed_without_its_lock_file_warns() -> None:
+    lock = {"plugins/extractors/tap-x.lock": b'{"name": "tap-x"}'}
+    after = {"meltano.yml": BASE.replace(b"tap-x==1.0", b"tap-x==2.0"), **lock}
+    result = check_project(after, base={"meltano.yml": BASE, **lock})
+    assert only(result, "pip-url-lock") == [("warning", "meltano.yml", 6)]
+    relocked = {**after, "plugins/extractors/tap-x.lock": b'{"name": "tap-x", "v": 2}'}
+    assert only(check_project(relocked, base={"meltano.yml": BASE, **lock}), "pip-url-lock") == []
+
+
+def test_the_check_is_fast_on_the_fixtures() -> None:
+    check_project(FolderReader(FIXTURES / "meltano-manifest"))  # the schema compiles once
+    started = time.perf_counter()
+    for name in ("meltano-config", "meltano-manifest", "multifile_project"):
+        check_project(FolderReader(FIXTURES / name))
+    assert time.perf_counter() - started < 0.3
+
+
+def test_importing_the_check_leaves_jsonschema_unloaded() -> None:
+    code = "import sys, client.check, client.cli; print('jsonschema' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+def _cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from service.entry import main; main()", *args],
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_cli_checks_the_workspace_folder(tmp_path: Path) -> None:
+    (tmp_path / "meltano.yml").write_bytes(BASE.replace(b"${TAP_X_PASSWORD}", GH.encode()))
+    text = _cli("check", cwd=tmp_path, PYTHONPATH=str(ROOT))
+    assert text.returncode == 9
+    assert "meltano.yml:14: error [literal-secret]" in text.stdout
+    assert "meltano.yml:14: error [token]" in text.stdout
+    assert "the check failed (2 errors, 0 warnings)" in text.stdout
+    as_json = _cli(
+        "check", "--json", cwd=ROOT, PYTHONPATH=str(ROOT), MELTANO_FORGE_PROJECT_DIR=str(tmp_path)
+    )
+    assert as_json.returncode == 9
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False
+    assert {e["rule"] for e in report["errors"]} == {"literal-secret", "token"}
+    assert GH not in as_json.stdout + as_json.stderr + text.stdout + text.stderr
+    (tmp_path / "meltano.yml").write_bytes(BASE)
+    ok = _cli("--project-dir", str(tmp_path), "check", cwd=ROOT, PYTHONPATH=str(ROOT))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.strip().endswith("ok (0 errors, 0 warnings)")
+
+
+@pytest.mark.parametrize("env", ["local", "github", "gitlab"], indirect=True)
+def test_a_forge_ref_is_read_file_by_file(env: ForgeEnv) -> None:
+    files: Files = {
+        "meltano.yml": BASE + b"include_paths: [conf/*.yml]\n",
+        "conf/jobs.yml": b"jobs:\n- name: two\n  tasks: [tap-x target-q]\n",
+        "data/big.csv": b"x\n" * 1000,
+    }
+    sha = env.seed(files)
+    if env.double is not None:
+        env.double.clear_log()
+    result = check_project(ForgeReader(env.forge, sha))
+    assert [(f.rule, f.file, f.line) for f in result.errors] == [("job-task", "conf/jobs.yml", 3)]
+    if env.double is not None:
+        assert env.double.requests(path="big") == [], "only the files the check needs"
+        assert env.double.requests(path="tarball|archive") == [], "no snapshot of the project"
