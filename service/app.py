@@ -13,7 +13,7 @@ from client.policy import ReadOnlyBranch
 from providers.errors import ProviderError
 from service import problems, redeploys, web
 from service.archive_cache import ArchiveCache
-from service.auth import BearerGate
+from service.auth import BearerGate, ProjectsWatch
 from service.deps import ServiceState
 from service.events import EventBroker
 from service.outbox import OutboxPolicy, OutboxWorker
@@ -111,7 +111,7 @@ def create_app(
     app.state.service = service_state
     app.add_middleware(
         BearerGate,
-        projects=lambda: service_state.projects,
+        projects=ProjectsWatch(service_state),
         from_cookie=lambda pair: web.bearer_for_cookie(service_state, pair),
     )
     app.add_exception_handler(StarletteHTTPException, problems.handle_http)

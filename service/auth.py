@@ -1,16 +1,27 @@
-"""Bearer API tokens scoped to projects and roles, compared in constant time."""
+"""Bearer API tokens scoped to projects and roles, compared in constant time; the tokens
+in force follow the projects files without a restart."""
 
 from __future__ import annotations
 
 import hmac
+import logging
+import os
+import threading
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
+from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from client.settings import SettingsError
 from service import problems
 from service.problems import Problem
-from service.settings import ApiToken, ProjectsFile, Role
+from service.settings import ApiToken, ProjectsFile, Role, ServiceSettings
+
+log = logging.getLogger(__name__)
+FileStamp = tuple[int, int, int, int] | None
+Stamp = tuple[FileStamp, ...]
 
 
 def authorize(
@@ -40,10 +51,64 @@ def authorize(
     return found
 
 
+class HoldsProjects(Protocol):
+    """What the watch keeps up to date (the service state)."""
+
+    settings: ServiceSettings
+    projects: ProjectsFile
+
+
+def _stamp(paths: tuple[Path, ...]) -> Stamp:
+    """Device, inode, size and mtime of each file (None when missing): an edit, a rename
+    over it (how editors and Kubernetes ConfigMaps replace files) or a removal changes it."""
+    stamps: list[FileStamp] = []
+    for path in paths:
+        try:
+            found = os.stat(path)
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns))
+    return tuple(stamps)
+
+
+class ProjectsWatch:
+    """The projects and tokens in force, reloaded when a file they come from changes (the
+    projects file, the setup screen's, a token's `token_file`). Every request goes through
+    the gate that calls this first, so removing a token ends its bearer access and its
+    sessions at the next request, without a restart. The check is a few `stat` calls.
+
+    A file that no longer validates leaves the last good projects in force (a typo must not
+    lock every admin out) and says why in the log, once per change."""
+
+    def __init__(self, state: HoldsProjects) -> None:
+        self.state = state
+        self._lock = threading.Lock()
+        self._stamp = _stamp(self._paths())
+
+    def _paths(self) -> tuple[Path, ...]:
+        token_files = (t.token_file for t in self.state.projects.tokens if t.token_file)
+        return (*self.state.settings.projects_files, *token_files)
+
+    def __call__(self) -> ProjectsFile:
+        """The projects in force now."""
+        with self._lock:
+            stamp = _stamp(self._paths())
+            if stamp != self._stamp:
+                try:
+                    self.state.projects = self.state.settings.load_projects()
+                except SettingsError as exc:
+                    log.error("%s. The previous projects stay in force until it is fixed.", exc)  # noqa: TRY400 - one line, no traceback
+                self._stamp = _stamp(self._paths())
+            return self.state.projects
+
+
 class BearerGate:
     """Refuse `/v1` requests that carry no known API token before anything else happens:
     a bad body from an unknown caller gets a 401, never a 422 that describes our schema.
     Webhooks are verified by their signatures instead; scopes are checked per route.
+    `projects` is asked on every HTTP request, pages included (a `ProjectsWatch` reloads a
+    changed projects file there), so every request sees the tokens in force.
 
     A signed-in browser's GET (the pages' live updates) may present its session cookie
     instead: `from_cookie` turns it into the session token's `Authorization` header, so the
@@ -62,7 +127,8 @@ class BearerGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Let the request through, or answer 401 at once."""
         path = str(scope.get("path", ""))
-        if scope["type"] == "http" and path.startswith("/v1/") and not path.endswith("/webhooks"):
+        in_force = self.projects() if scope["type"] == "http" else None
+        if in_force is not None and path.startswith("/v1/") and not path.endswith("/webhooks"):
             headers = dict(scope.get("headers") or [])
             header = headers.get(b"authorization", b"").decode("latin-1") or None
             if header is None and scope.get("method") in ("GET", "HEAD") and self.from_cookie:
@@ -76,7 +142,7 @@ class BearerGate:
                         ],
                     }
             try:
-                authorize(self.projects(), header, None, Role.READ)
+                authorize(in_force, header, None, Role.READ)
             except Problem as refused:
                 await problems.response(refused, path)(scope, receive, send)
                 return

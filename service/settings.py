@@ -63,12 +63,29 @@ class DeployTarget(BaseModel):
         return _secret_from_file(data, "secret")
 
 
+PROJECT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+PROJECT_NAME_RULE = (
+    "a project name is 1 to 64 letters, digits, '_', '.' or '-', and starts with a letter or "
+    "a digit"
+)
+"""The rule behind `PROJECT_NAME`, in words, for every error that refuses a name."""
+
+
+class SecureCookies(enum.StrEnum):
+    """When session cookies carry `Secure`: `auto` follows the request's scheme (right when
+    uvicorn trusts the TLS proxy's headers), `always` forces it behind any TLS proxy."""
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 class ProjectConfig(BaseModel):
     """One Meltano project the service fronts."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = Field(pattern=PROJECT_NAME, description=PROJECT_NAME_RULE)
     repo: str
     provider: str | None = None
     api_url: str | None = None
@@ -138,6 +155,11 @@ class ServiceSettings(Settings):
     cache_dir: Path = Path(".meltano-forge-cache")
     data_dir: Path = Path(".meltano-forge-data")
     """Projects set up in the browser, their forge tokens (mode 0600), the setup token."""
+    local_repos_dir: Path | None = None
+    """The only folder under which the setup screen registers or creates local repositories
+    (default: `repos` in `data_dir`); no path outside it is ever looked at."""
+    secure_cookies: SecureCookies = SecureCookies.AUTO
+    """`always` behind a TLS proxy whose forwarded headers uvicorn does not trust."""
     session_hours: float = 8.0
     cache_max_bytes: int = 2 * 1024**3
     webhook_max_bytes: int = 1024 * 1024
@@ -157,6 +179,17 @@ class ServiceSettings(Settings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """The service reads no workspace's `meltano.yml`: arguments and environment only."""
         return (init_settings, env_settings, file_secret_settings)
+
+    @property
+    def local_repos_root(self) -> Path:
+        """Where local repositories set up in the browser live (resolved: symlinks followed)."""
+        return (self.local_repos_dir or self.data_dir / "repos").resolve()
+
+    @property
+    def projects_files(self) -> tuple[Path, ...]:
+        """The files `load_projects` reads, so a change to any of them can be noticed."""
+        configured = (self.projects_file,) if self.projects_file is not None else ()
+        return (*configured, self.managed_projects_file)
 
     @property
     def managed_projects_file(self) -> Path:

@@ -1,5 +1,5 @@
 """What every page shares: templates, the signed-in session, the project a page is about
-(checked with the same `authorize` as the API), CSRF checks and redirects."""
+(checked with the same `authorize` as the API), CSRF checks, cookies and redirects."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
@@ -18,7 +18,7 @@ from client.policy import BranchPolicy
 from service.auth import authorize
 from service.deps import ProjectContext, ServiceState, StateDep
 from service.problems import Problem
-from service.settings import Role
+from service.settings import Role, SecureCookies, ServiceSettings
 from service.web import sessions
 from service.web.sessions import Session
 
@@ -128,3 +128,59 @@ def page(request: Request, template: str, session: Session | None, **data: Any) 
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def secure(request: Request, settings: ServiceSettings) -> bool:
+    """Whether cookies carry `Secure`: forced by MELTANO_FORGE_SECURE_COOKIES=always (a TLS
+    proxy that uvicorn does not trust makes every request look like plain http), else the
+    request's scheme."""
+    if settings.secure_cookies is SecureCookies.AUTO:
+        return request.url.scheme == "https"
+    return settings.secure_cookies is SecureCookies.ALWAYS
+
+
+def set_private_cookie(
+    response: Response,
+    request: Request,
+    settings: ServiceSettings,
+    name: str,
+    value: str,
+    *,
+    max_age: int,
+    path: str = "/",
+) -> None:
+    """Every cookie the pages set: never readable by scripts, never sent cross-site, and
+    `Secure` by the one rule above."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="strict",
+        secure=secure(request, settings),
+        path=path,
+    )
+
+
+def signin_page(
+    request: Request, state: ServiceState, next: str, error: str = "", status: int = 200
+) -> HTMLResponse:
+    """The sign-in form, with a fresh login-CSRF token in its cookie and its hidden field."""
+    nonce = sessions.signin_nonce()
+    response = page(request, "signin.html", None, next=next, error=error, signin_csrf=nonce)
+    response.status_code = status
+    set_private_cookie(
+        response,
+        request,
+        state.settings,
+        sessions.SIGNIN_COOKIE,
+        nonce,
+        max_age=sessions.SIGNIN_LIFE,
+        path="/signin",
+    )
+    return response
+
+
+def signin_from_this_site(request: Request, offered: str | None) -> bool:
+    """The sign-in form was posted from this site's sign-in page (login CSRF)."""
+    return sessions.signin_csrf_ok(request.cookies.get(sessions.SIGNIN_COOKIE), offered)

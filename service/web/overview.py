@@ -21,6 +21,9 @@ from service.web.common import (
     current_session,
     page,
     project_for,
+    set_private_cookie,
+    signin_from_this_site,
+    signin_page,
 )
 from service.web.setup_store import setup_token
 
@@ -33,7 +36,7 @@ def signin_form(request: Request, state: StateDep, next: str = "/") -> Response:
     """Paste an API token once."""
     if not state.projects.projects and setup_token(state.settings, create=False):
         raise Redirect("/setup")
-    return page(request, "signin.html", None, next=_local(next), error="")
+    return signin_page(request, state, _local(next))
 
 
 @router.post("/signin", response_class=HTMLResponse)
@@ -42,17 +45,26 @@ def signin(
     state: StateDep,
     token: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/",
+    csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    """Trade the token for a session cookie (HttpOnly, SameSite=Strict, expiring)."""
+    """Trade the token for a session cookie (HttpOnly, SameSite=Strict, expiring); only
+    from this site's sign-in form (login CSRF)."""
+    if not signin_from_this_site(request, csrf):
+        return signin_page(
+            request,
+            state,
+            _local(next),
+            "This sign-in form expired or came from another site. Sign in again here.",
+            status=403,
+        )
     try:
         cookie, session = sessions.sign_in(state, token.strip())
     except Problem:
-        return page(
+        return signin_page(
             request,
-            "signin.html",
-            None,
-            next=_local(next),
-            error="That token is not known to this service. Paste an API token from the "
+            state,
+            _local(next),
+            "That token is not known to this service. Paste an API token from the "
             "projects file (or the one the setup screen gave you).",
         )
     response = RedirectResponse(_local(next), status_code=303)
@@ -62,15 +74,9 @@ def signin(
 
 def set_cookie(response: Response, cookie: str, expires_at: float, request: Request) -> None:
     """The session cookie: never readable by scripts, never sent cross-site."""
-    response.set_cookie(
-        sessions.COOKIE,
-        cookie,
-        max_age=max(0, int(expires_at - time.time())),
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
+    settings = request.app.state.service.settings
+    max_age = max(0, int(expires_at - time.time()))
+    set_private_cookie(response, request, settings, sessions.COOKIE, cookie, max_age=max_age)
 
 
 def _local(target: str) -> str:

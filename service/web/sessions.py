@@ -2,9 +2,16 @@
 SameSite=Strict, with an expiry); each session has a CSRF token that every form carries.
 
 The cookie holds a random id; the database keeps only its sha256, the sha256 of the API
-token's secret and the expiry, so signing out, removing the token from the projects file
-or replacing its secret ends the session.
+token's secret and the expiry. Each lookup matches it against the tokens in force, which
+follow the projects file without a restart (`service.auth.ProjectsWatch`), so signing out,
+removing the token from the projects file or replacing its secret ends the session at the
+next request.
 A session acts exactly as its API token would: the same roles, the same projects.
+
+The sign-in form itself carries a token too (login CSRF): the form's hidden value must
+equal the pre-session cookie that the form's page set (HttpOnly, SameSite=Strict, path
+`/signin`). Another site can neither read the value nor make the browser send the cookie,
+so it cannot sign a browser in as the attacker's token.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from service.settings import ApiToken, Role
 from service.storage import web_sessions
 
 COOKIE = "mf_session"
+SIGNIN_COOKIE = "mf_signin"
+SIGNIN_LIFE = 3600
+"""Seconds a sign-in form stays usable."""
 
 
 @dataclass(frozen=True)
@@ -108,3 +118,18 @@ def sign_out(state: ServiceState, cookie: str | None) -> None:
 def csrf_ok(session: Session, offered: str | None) -> bool:
     """The form's CSRF token is the session's (constant-time)."""
     return bool(offered) and hmac.compare_digest(session.csrf.encode(), (offered or "").encode())
+
+
+def signin_nonce() -> str:
+    """A new sign-in form token (the pre-session cookie and the form's hidden field)."""
+    return secrets.token_urlsafe(24)
+
+
+def signin_csrf_ok(cookie: str | None, offered: str | None) -> bool:
+    """The sign-in form came from this site's page: its token is the cookie's
+    (constant-time; both present)."""
+    return (
+        bool(cookie)
+        and bool(offered)
+        and hmac.compare_digest((cookie or "").encode(), (offered or "").encode())
+    )

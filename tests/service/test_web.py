@@ -412,12 +412,16 @@ def test_sign_out_needs_the_form_and_next_stays_on_this_site(
 ) -> None:
     seeded(env)
     answer = service.client.post(
-        "/signin", data={"token": WRITE, "next": "/\\evil.example/"}, follow_redirects=False
+        "/signin",
+        data=signin_form(service.client, token=WRITE, next="/\\evil.example/"),
+        follow_redirects=False,
     )
     assert answer.status_code == 303
     assert answer.headers["location"] == "/", "no open redirect"
     answer = service.client.post(
-        "/signin", data={"token": WRITE, "next": "//evil.example/"}, follow_redirects=False
+        "/signin",
+        data=signin_form(service.client, token=WRITE, next="//evil.example/"),
+        follow_redirects=False,
     )
     assert answer.headers["location"] == "/"
     assert service.client.cookies.get("mf_session")
@@ -437,9 +441,15 @@ def test_sign_out_needs_the_form_and_next_stays_on_this_site(
 def signed_in_client(service: Service, token: str = WRITE) -> httpx.Client:
     """A plain HTTP client with a page session (for flows that need no browser)."""
     client = httpx.Client(base_url=service.client.base_url, timeout=30)
-    answer = client.post("/signin", data={"token": token}, follow_redirects=False)
+    answer = client.post("/signin", data=signin_form(client, token=token), follow_redirects=False)
     assert answer.status_code == 303, answer.text
     return client
+
+
+def signin_form(client: httpx.Client, **fields: str) -> dict[str, str]:
+    """The sign-in form's fields with its login-CSRF token, as the sign-in page gives them
+    (the page also sets the matching cookie in `client`)."""
+    return {**fields, "csrf": csrf_of(client.get("/signin").text)}
 
 
 def csrf_of(html: str) -> str:
