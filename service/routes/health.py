@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.deps import StateDep
-from service.problems import Problem
+from service.problems import PROBLEM, PROBLEM_SCHEMA, Problem
 
 router = APIRouter(tags=["health"])
 
@@ -18,7 +20,15 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "The database does not answer",
+        "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}},
+    }
+}
+
+
+@router.get("/readyz", responses=NOT_READY)
 def readyz(state: StateDep) -> dict[str, str]:
     """The database answers."""
     try:

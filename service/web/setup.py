@@ -1,10 +1,21 @@
 """The initialization screen: the service started with no project waits here.
 
-Only an admin session, or the one-time setup token printed at first start, may use it.
-It asks for the provider, repository, forge token and branches; checks access against the
-forge and shows what it found (default branch, permissions, whether `meltano.yml` exists);
-then registers the project (its token in a 0600 file, never shown again) and, when asked
-and the repository is empty, runs `meltano init` into it."""
+Only an unscoped admin session (role admin, projects `*`: a project-scoped admin could
+otherwise register another project's repository under a new name and read it), or the
+one-time setup token printed at first start, may use it. It asks for the provider,
+repository, forge token and branches; validates them all before anything is looked at
+(422 with the rule); checks access against the forge and shows what it found (default
+branch, permissions, whether `meltano.yml` exists); then registers the project (its token
+in a 0600 file, never shown again) and, when asked and the repository is empty, runs
+`meltano init` into it.
+
+Local repositories live under one folder the environment names
+(MELTANO_FORGE_LOCAL_REPOS_DIR, default `repos` in the data folder). A path is resolved
+(symlinks followed) and refused, before any look at the disk, when it is not inside: the
+screen never says whether an outside path exists or holds a repository.
+
+The forge calls (with their retries) and `meltano init` block, so they run in a worker
+thread: a slow forge never stalls `/healthz` or anyone else's page."""
 
 from __future__ import annotations
 
@@ -16,24 +27,30 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from client.project_init import Initialized, init_repository
 from providers.config import ForgeConfig, ProviderKind
-from providers.errors import InvalidRequest, NotFound, ProviderError
+from providers.errors import InvalidRequest, NotFound, ProviderError, UnsafeInput
 from providers.local import LocalForge
 from providers.names import check_branch_name
 from providers.registry import locate, open_forge
 from service.deps import ServiceState, StateDep
 from service.problems import Problem
-from service.settings import ProjectConfig, Role
+from service.settings import PROJECT_NAME_RULE, ProjectConfig, Role
 from service.web import sessions, setup_store
-from service.web.common import Redirect, current_session, page
+from service.web.common import Redirect, current_session, page, set_private_cookie
 from service.web.overview import set_cookie
+from service.web.sessions import Session
 
 router = APIRouter(include_in_schema=False)
 PENDING_LIFE = 900.0
 HOLDER_COOKIE = "mf_setup"
+PROVIDERS = ("github", "gitlab", "local")
+"""What the screen sets up (a service project is a runner's setting, not a forge)."""
+FIELD_MAX = 2048
+"""Characters in any one field: URLs, branch globs and tokens all fit."""
 
 
 @dataclass
@@ -45,13 +62,17 @@ class Pending:
     created: float = field(default_factory=time.time)
 
 
+def may_set_up(session: Session | None) -> bool:
+    """An admin of every project: setting one up gives its registrar all of it, so a
+    token scoped to some projects may not."""
+    return session is not None and session.may(Role.ADMIN) and "*" in session.token.projects
+
+
 def _admin(request: Request, state: ServiceState, form: dict[str, str]) -> bool:
-    """An admin session whose form carries its CSRF token."""
+    """An unscoped admin session whose form carries its CSRF token."""
     session = current_session(request, state)
     return (
-        session is not None
-        and session.may(Role.ADMIN)
-        and sessions.csrf_ok(session, form.get("csrf"))
+        session is not None and may_set_up(session) and sessions.csrf_ok(session, form.get("csrf"))
     )
 
 
@@ -81,26 +102,30 @@ def _remember_holder(request: Request, state: ServiceState, response: Response) 
     it, so it is never echoed back into a page."""
     holder = secrets.token_urlsafe(24)
     state.setup_holders[holder] = time.time()
-    response.set_cookie(
+    set_private_cookie(
+        response,
+        request,
+        state.settings,
         HOLDER_COOKIE,
         holder,
         max_age=int(PENDING_LIFE),
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
         path="/setup",
     )
 
 
 def _refused() -> Problem:
-    return Problem(403, "Forbidden", "Only an admin, or the setup token, may set up projects")
+    return Problem(
+        403,
+        "Forbidden",
+        "Only an admin of every project (projects: ['*']), or the setup token, may set up projects",
+    )
 
 
 def _config(values: dict[str, Any], token: str) -> ForgeConfig:
     try:
         location = locate(values["repo"], values["provider"], values["api_url"] or None)
     except InvalidRequest as exc:
-        raise Problem(400, "Invalid repository", exc.reason) from exc
+        raise Problem(422, "Invalid repository", exc.reason) from exc
     return ForgeConfig(location, token=SecretStr(token) if token else None)
 
 
@@ -108,9 +133,11 @@ def _config(values: dict[str, Any], token: str) -> ForgeConfig:
 def setup_form(request: Request, state: StateDep) -> Response:
     """The form (for an admin, or whoever holds the setup token)."""
     session = current_session(request, state)
-    admin = session is not None and session.may(Role.ADMIN)
-    if state.projects.projects and not admin:
+    admin = may_set_up(session)
+    if state.projects.projects and session is None:
         raise Redirect("/signin?next=/setup")
+    if state.projects.projects and not admin:
+        raise _refused()
     return page(
         request,
         "setup.html",
@@ -120,6 +147,7 @@ def setup_form(request: Request, state: StateDep) -> Response:
         values={},
         found=None,
         error="",
+        local_root=state.settings.local_repos_root,
     )
 
 
@@ -135,40 +163,128 @@ def _values(form: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _invalid(detail: str) -> Problem:
+    return Problem(422, "Invalid setup", detail)
+
+
+def _globs(text: str) -> list[str]:
+    """Protected branch globs: each a branch name once its wildcards are letters."""
+    globs = [g.strip() for g in text.split(",") if g.strip()]
+    for glob in globs:
+        try:
+            check_branch_name(glob.replace("*", "x").replace("?", "x"))
+        except UnsafeInput as exc:
+            msg = f"Protected branch '{glob}' is not a branch name or glob: {exc.reason}"
+            raise _invalid(f"{msg}. {exc.instruction}") from None
+    return globs
+
+
+def _inside_root(state: ServiceState, values: dict[str, Any]) -> dict[str, Any]:
+    """A local repository's path, resolved (symlinks followed) and inside the local
+    repositories folder; refused before anything looks at the disk there, so the answer
+    is the same for a path that exists, holds a repository, or does not exist."""
+    location = _config(values, "").location
+    if location.kind is not ProviderKind.LOCAL:
+        return values
+    root = state.settings.local_repos_root
+    resolved = Path(location.api_url).resolve()
+    if resolved == root or not resolved.is_relative_to(root):
+        raise _invalid(
+            f"A local repository set up here must be a folder inside {root} (the folder "
+            "MELTANO_FORGE_LOCAL_REPOS_DIR names). Choose a path there, e.g. "
+            f"file://{root / 'warehouse.git'}"
+        )
+    return {**values, "repo": f"file://{resolved}", "provider": "local", "api_url": ""}
+
+
+def validated(state: ServiceState, values: dict[str, Any]) -> dict[str, Any]:
+    """Every field checked against the rules the projects file holds (the project name,
+    branch names, the repository URL, a local repository's folder) before anything is
+    looked at or saved: a `Problem` (422) that says which rule, or the values to use."""
+    for key, value in values.items():
+        if isinstance(value, str) and len(value) > FIELD_MAX:
+            raise _invalid(f"The {key.replace('_', ' ')} is over {FIELD_MAX} characters")
+    if values["provider"] not in PROVIDERS:
+        raise _invalid(f"Unknown provider '{values['provider']}': choose {', '.join(PROVIDERS)}")
+    try:
+        ProjectConfig.model_validate({"name": values["name"], "repo": values["repo"] or "x"})
+    except ValidationError:
+        raise _invalid(
+            f"'{values['name']}' is not a valid project name: {PROJECT_NAME_RULE}"
+        ) from None
+    try:
+        check_branch_name(values["working_branch"])
+    except UnsafeInput as exc:
+        raise _invalid(f"Working branch: {exc.reason}. {exc.instruction}") from None
+    _globs(values["protected_branches"])
+    return _inside_root(state, values)
+
+
+def _form_page(
+    request: Request,
+    state: ServiceState,
+    session: Session | None,
+    values: dict[str, Any],
+    error: Exception | None,
+    *,
+    holder: bool,
+    found: dict[str, Any] | None = None,
+    pending: str = "",
+) -> Response:
+    """The form again, with what was given and why it was refused (422 for bad input)."""
+    response = page(
+        request,
+        "setup.html",
+        session,
+        admin=may_set_up(session),
+        holder=holder,
+        values=values,
+        found=found,
+        error=_said(error) if error else "",
+        pending=pending,
+        local_root=state.settings.local_repos_root,
+    )
+    if isinstance(error, Problem):
+        response.status_code = error.status
+    return response
+
+
+async def _form(request: Request) -> dict[str, str]:
+    return {k: str(v) for k, v in (await request.form()).items()}
+
+
 @router.post("/setup/check", response_class=HTMLResponse)
 async def check(request: Request, state: StateDep) -> Response:
-    """Try the forge with what was given and show what it found; nothing is saved yet."""
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    """Try the forge with what was given and show what it found; nothing is saved yet.
+    The work (the database, the forge and its retries) runs in a worker thread."""
+    form = await _form(request)
+    return await run_in_threadpool(_check, request, state, form)
+
+
+def _check(request: Request, state: ServiceState, form: dict[str, str]) -> Response:
     session = current_session(request, state)
     if not _allowed(request, state, form):
         raise _refused()
+    admin = may_set_up(session)
+    known_holder = _holder(request, state)
     values = _values(form)
-    error = ""
+    error: Exception | None = None
     found: dict[str, Any] | None = None
     try:
-        check_branch_name(values["working_branch"])
+        values = validated(state, values)
         _check_new_name(state, values["name"])
         found = _inspect(values, form.get("forge_token", ""))
     except (ProviderError, Problem) as exc:
-        error = _said(exc)
+        error = exc
     pending_id = ""
     if found is not None:
         pending_id = secrets.token_urlsafe(16)
         _forget_old(state)
         state.setups[pending_id] = Pending(form.get("forge_token", ""), values)
-    admin = session is not None and session.may(Role.ADMIN)
-    response = page(
-        request,
-        "setup.html",
-        session,
-        admin=admin,
-        holder=not admin,
-        values=values,
-        found=found,
-        error=error,
-        pending=pending_id,
+    response = _form_page(
+        request, state, session, values, error, holder=not admin, found=found, pending=pending_id
     )
-    if not admin and not _holder(request, state):
+    if not admin and not known_holder:
         _remember_holder(request, state, response)
     return response
 
@@ -277,8 +393,13 @@ def _forget_old(state: ServiceState) -> None:
 @router.post("/setup/save", response_class=HTMLResponse)
 async def save(request: Request, state: StateDep) -> Response:
     """Register the project, initialize an empty repository if asked, and (after a setup
-    by setup token) sign in with a new admin API token, shown once."""
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    by setup token) sign in with a new admin API token, shown once. `meltano init` and the
+    forge run in a worker thread."""
+    form = await _form(request)
+    return await run_in_threadpool(_save, request, state, form)
+
+
+def _save(request: Request, state: ServiceState, form: dict[str, str]) -> Response:
     session = current_session(request, state)
     if not _allowed(request, state, form):
         raise _refused()
@@ -286,34 +407,24 @@ async def save(request: Request, state: StateDep) -> Response:
     if held is None or time.time() - held.created > PENDING_LIFE:
         raise Problem(400, "Expired", "Check the repository again, then save")
     values = held.values
-    project = {
-        "name": values["name"],
-        "repo": values["repo"],
-        "provider": values["provider"],
-        "api_url": values["api_url"] or None,
-        "working_branch": values["working_branch"],
-        "protected_branches": [
-            g.strip() for g in values["protected_branches"].split(",") if g.strip()
-        ],
-    }
-    checked = ProjectConfig.model_validate({**project, "token": held.token or None})
     try:
+        values = validated(state, values)  # again: the folders may have changed since
+        project = {
+            "name": values["name"],
+            "repo": values["repo"],
+            "provider": values["provider"],
+            "api_url": values["api_url"] or None,
+            "working_branch": values["working_branch"],
+            "protected_branches": _globs(values["protected_branches"]),
+        }
+        checked = ProjectConfig.model_validate({**project, "token": held.token or None})
         _check_new_name(state, checked.name)
         initialized = _initialize(state, checked, values)
-    except (ProviderError, Problem) as exc:
+    except (ProviderError, Problem, ValidationError) as exc:
         # Nothing is registered: fix the cause (install Meltano, free the name) and save again.
         state.setups[form.get("pending", "")] = held
-        return page(
-            request,
-            "setup.html",
-            session,
-            admin=session is not None and session.may(Role.ADMIN),
-            holder=_holder(request, state),
-            values=values,
-            found=None,
-            error=_said(exc),
-            pending="",
-        )
+        refusal = _invalid(_first_error(exc)) if isinstance(exc, ValidationError) else exc
+        return _form_page(request, state, session, values, refusal, holder=_holder(request, state))
     setup_store.register(state.settings, project, held.token)
     state.projects = state.settings.load_projects()
     config = state.projects.project(values["name"])
@@ -321,7 +432,7 @@ async def save(request: Request, state: StateDep) -> Response:
     admin_token = ""
     response_session = session
     cookie = None
-    if session is None or not session.may(Role.ADMIN):
+    if not may_set_up(session):
         taken = {t.name for t in state.projects.tokens}
         name = next(n for n in ("admin", *(f"admin-{i}" for i in range(2, 1000))) if n not in taken)
         admin_token = setup_store.add_admin_token(state.settings, name)
@@ -341,3 +452,8 @@ async def save(request: Request, state: StateDep) -> Response:
     if cookie is not None and response_session is not None:
         set_cookie(response, cookie, response_session.expires_at, request)
     return response
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
