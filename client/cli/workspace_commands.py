@@ -137,8 +137,8 @@ def diff(
             return
         diffs = ws.diffs(changes)
         if as_stat:
-            text = patch.stat(diffs)
-            ctx.emit({"stat": text}, text)
+            named = [dataclasses.replace(d, path=shown(d.path)) for d in diffs]
+            ctx.emit({"stat": patch.stat(diffs)}, patch.stat(named))
             return
         rendered = patch.render(diffs, binary=binary)
         if ctx.as_json:

@@ -56,9 +56,14 @@ def test_status_and_diff_quote_hostile_names(workspace: tuple[Runner, dict[str, 
         shown = run("diff", option, **where)
         assert shown.returncode == 0, shown.stderr
         _clean(shown.stdout)
-    assert '"a\\nnothing to commit, working tree clean"' in run(
-        "diff", "--name-only", **where
-    ).stdout.splitlines()
+    assert (
+        '"a\\nnothing to commit, working tree clean"'
+        in run("diff", "--name-only", **where).stdout.splitlines()
+    )
+    assert (
+        ' "a\\nnothing to commit, working tree clean" | 1 +'
+        in run("diff", "--stat", **where).stdout.splitlines()
+    )
 
     as_json = run("--json", "status", **where)
     paths = {c["path"] for c in json.loads(as_json.stdout)["changes"]}
