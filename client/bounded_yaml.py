@@ -61,7 +61,12 @@ class _BoundedLoader(yaml.SafeLoader):
         self.depth = 0
         self.composed = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:  # type: ignore[override]
+    def _line(self) -> int:
+        """The line (from 1) of the node about to be composed."""
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        return int(event.start_mark.line) + 1
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if not self.check_event(AliasEvent):
             self.composed += 1
             if self.composed > MAX_NODES:
@@ -69,16 +74,15 @@ class _BoundedLoader(yaml.SafeLoader):
                     self.what,
                     f"it holds more than {MAX_NODES:,} values",
                     "Split it with include_paths",
-                    self.peek_event().start_mark.line + 1,
+                    self._line(),
                 )
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            mark = self.peek_event().start_mark
             raise YamlTooLarge(
                 self.what,
                 f"it nests deeper than {MAX_DEPTH} levels",
                 "Flatten the document; Meltano projects never need this depth",
-                mark.line + 1,
+                self._line(),
             )
         try:
             return Composer.compose_node(self, parent, index)

@@ -13,6 +13,9 @@ from providers.errors import InvalidRequest, UnsafeInput
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 # git check-ref-format: no control characters, space, ~ ^ : ? * [ or backslash.
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+MAX_BRANCH_BYTES = 255
+"""Longer names are refused: a loose ref's last part is a file name (255 bytes at most),
+and the service stores branch names in 255-character columns."""
 
 
 def is_sha(value: str) -> bool:
@@ -38,6 +41,8 @@ def check_branch_name(name: str) -> str:
 def _branch_name_problem(name: str) -> str | None:
     if not name:
         return "it is empty"
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_BRANCH_BYTES:
+        return f"it is longer than {MAX_BRANCH_BYTES} bytes"
     if name.startswith("refs/"):
         return "give the short name, without 'refs/'"
     if _REF_FORBIDDEN.search(name):

@@ -14,6 +14,7 @@ from providers.errors import ProviderError
 from service import problems, redeploys, web
 from service.archive_cache import ArchiveCache
 from service.auth import BearerGate, ProjectsWatch
+from service.body_limits import FormLimit
 from service.deps import ServiceState
 from service.events import EventBroker
 from service.outbox import OutboxPolicy, OutboxWorker
@@ -109,6 +110,8 @@ def create_app(
         description="Git-aware Meltano projects over the GitHub and GitLab APIs.",
     )
     app.state.service = service_state
+    # Inside the gate: an unknown caller's /v1 form is refused 401 before it is read.
+    app.add_middleware(FormLimit, limit=lambda: service_state.settings.form_max_bytes)
     app.add_middleware(
         BearerGate,
         projects=ProjectsWatch(service_state),

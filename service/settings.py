@@ -163,6 +163,8 @@ class ServiceSettings(Settings):
     session_hours: float = 8.0
     cache_max_bytes: int = 2 * 1024**3
     webhook_max_bytes: int = 1024 * 1024
+    form_max_bytes: int = 8 * 1024 * 1024
+    """Every form body, urlencoded or multipart, signed in or not (the editor's file too)."""
     outbox_interval: float = 1.0
     outbox_max_attempts: int = 8
     outbox_base_delay: float = 2.0

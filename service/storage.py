@@ -15,6 +15,12 @@ from alembic.config import Config
 
 metadata = sa.MetaData()
 
+WORKSPACE_ID_MAX = 128
+"""Characters in a runner's workspace id: every route refuses a longer one (422) before
+the store, where PostgreSQL would refuse it as a server error."""
+BRANCH_MAX = 255
+"""Characters in a stored branch name (git and the forges allow no longer one either)."""
+
 webhook_events = sa.Table(
     "webhook_events",
     metadata,
@@ -51,8 +57,8 @@ workspaces = sa.Table(
     "workspaces",
     metadata,
     sa.Column("project", sa.String(64), primary_key=True),
-    sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("branch", sa.String(255), nullable=False),
+    sa.Column("id", sa.String(WORKSPACE_ID_MAX), primary_key=True),
+    sa.Column("branch", sa.String(BRANCH_MAX), nullable=False),
     sa.Column("base_sha", sa.String(40), nullable=False),
     sa.Column("dirty", sa.Text, nullable=False, doc="JSON list of uncommitted paths"),
     sa.Column("updated_at", sa.Float, nullable=False),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -12,6 +13,7 @@ from service import operations
 from service.deps import Reader, StateDep, Writer
 from service.paging import Cursor, Limit, page
 from service.problems import API_ERRORS
+from service.storage import BRANCH_MAX, WORKSPACE_ID_MAX
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["collaboration"], responses=API_ERRORS)
 
@@ -33,8 +35,11 @@ class PromotionOut(BaseModel):
     detail: str = ""
 
 
+WorkspaceId = Annotated[str, Path(min_length=1, max_length=WORKSPACE_ID_MAX)]
+
+
 class WorkspaceIn(BaseModel):
-    branch: str
+    branch: str = Field(min_length=1, max_length=BRANCH_MAX)
     base_sha: str = Field(pattern=r"^[0-9a-f]{40}$")
     dirty: list[str] = Field(default_factory=list, max_length=10000)
     diff: str = Field(default="", max_length=256 * 1024, description="The runner's patch")
@@ -54,7 +59,7 @@ def promote(ctx: Writer, body: PromotionIn) -> PromotionOut:
 
 
 @router.put("/workspaces/{workspace_id}")
-def report_workspace(ctx: Writer, workspace_id: str, body: WorkspaceIn) -> WorkspaceOut:
+def report_workspace(ctx: Writer, workspace_id: WorkspaceId, body: WorkspaceIn) -> WorkspaceOut:
     """A runner reports its branch, base, uncommitted files and their patch."""
     view = operations.report_workspace(
         ctx, workspace_id, body.branch, body.base_sha, body.dirty, body.diff

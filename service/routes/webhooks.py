@@ -6,6 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 
 from service import redeploys, webhooks
+from service.body_limits import read_body
 from service.deps import ServiceState, StateDep
 from service.metrics import WEBHOOKS
 from service.problems import Problem
@@ -63,20 +64,7 @@ async def receive(
     config = state.projects.project(project)
     if config is None:
         raise Problem(404, "Not found", f"No project named '{project}'")
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > state.settings.webhook_max_bytes:
-        raise Problem(
-            413,
-            "Payload too large",
-            f"Webhook bodies are limited to {state.settings.webhook_max_bytes} bytes",
-        )
-    body = await request.body()
-    if len(body) > state.settings.webhook_max_bytes:
-        raise Problem(
-            413,
-            "Payload too large",
-            f"Webhook bodies are limited to {state.settings.webhook_max_bytes} bytes",
-        )
+    body = await read_body(request, state.settings.webhook_max_bytes)
     headers = {k.lower(): v for k, v in request.headers.items()}
     forge = webhooks.which_forge(headers)
     if forge is None:
