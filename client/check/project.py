@@ -192,7 +192,15 @@ def _load(project: Project, reader: ProjectReader, path: str) -> Located | None:
         )
         return None
     if doc is None:
-        doc = Located()
+        project.error(
+            "yaml",
+            path,
+            1,
+            "the file is empty, and Meltano fails on an empty project file",
+            "Write `{}` in it, or remove it"
+            + (" from include_paths" if path != MELTANO_YML else ""),
+        )
+        return None
     if not isinstance(doc, Located):
         project.error(
             "yaml",

@@ -80,20 +80,22 @@ class ForgeReader:
     def __init__(self, forge: Forge, sha: str, project_path: str = "") -> None:
         self.forge, self.sha = forge, sha
         self.prefix = project_path.strip("/") + "/" if project_path.strip("/") else ""
-        self._paths: list[str] | None = None
+        self._paths: dict[str, None] | None = None
 
     def paths(self) -> Iterable[str]:
         """The commit's files below the project path (one `list_tree` request)."""
         if self._paths is None:
             n = len(self.prefix)
-            self._paths = [
-                e.path[n:] for e in self.forge.list_tree(self.sha) if e.path.startswith(self.prefix)
-            ]
-        return self._paths
+            self._paths = {
+                e.path[n:]: None
+                for e in self.forge.list_tree(self.sha)
+                if e.path.startswith(self.prefix)
+            }
+        return self._paths.keys()
 
     def read(self, path: str) -> bytes | None:
         """One file at the commit, or None when the tree does not hold it."""
-        if path not in set(self.paths()):
+        if path not in self.paths():
             return None
         return self.forge.read_file(self.sha, self.prefix + path)
 

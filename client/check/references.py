@@ -203,7 +203,9 @@ def _task_problem(
             if commands is not None and command not in commands:
                 return (
                     f"the {singular(plugin.kind)} '{name}' has no command '{command}'",
-                    "Use one of: " + (", ".join(sorted(commands)) or "(it defines none)"),
+                    "Use one of: " + ", ".join(sorted(commands))
+                    if commands
+                    else "It defines no commands: add one under its commands:",
                 )
         if plugin.kind == MAPPERS and name == plugin.name:
             return (
@@ -258,7 +260,7 @@ def _schedules(project: Project) -> None:
                     "schedule-target",
                     schedule.file,
                     schedule.line_of(key),
-                    f"the schedule '{schedule.name}' names the {key} '{value}', which the "
-                    f"project does not define",
+                    f"the schedule '{schedule.name}' names the {key} '{value}', which is not "
+                    f"{'an' if key == 'extractor' else 'a'} {key} of the project",
                     f"Add it to plugins.{kind}, or fix the name",
                 )

@@ -14,7 +14,7 @@ import pytest
 from client.check import CheckResult, FolderReader, ForgeReader, Severity, check_project
 from client.check.project_files import glob_matches
 from tests.check_corpus.cases import BASES
-from tests.client.conftest import FIXTURES, ROOT
+from tests.client.conftest import FIXTURES, ROOT, Runner
 from tests.conftest import Files, ForgeEnv
 
 GH = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
@@ -339,3 +339,32 @@ def test_a_forge_ref_is_read_file_by_file(env: ForgeEnv) -> None:
     if env.double is not None:
         assert env.double.requests(path="big") == [], "only the files the check needs"
         assert env.double.requests(path="tarball|archive") == [], "no snapshot of the project"
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_cli_checks_a_branch_or_a_commit_on_the_forge(
+    env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    good = env.seed({"meltano.yml": BASE})
+    env.forge.create_branch("broken", good)
+    bad = env.seed({"meltano.yml": BASE.replace(b"dbt:run", b"dbt:build")}, "broken", parent=good)
+    run = Runner(env, tmp_path, no_git)
+    assert run("check", "main").returncode == 0
+    failed = run("--json", "check", "broken")
+    assert failed.returncode == 9, failed.stderr
+    report = json.loads(failed.stdout)
+    assert (report["sha"], report["ref"]) == (bad, "broken")
+    assert [(e["rule"], e["file"], e["line"]) for e in report["errors"]] == [
+        ("job-task", "meltano.yml", 27)
+    ]
+    by_sha = run("check", good)
+    assert by_sha.returncode == 0, by_sha.stdout + by_sha.stderr
+    missing = run("check", "no-such-branch")
+    assert missing.returncode == 2, missing.stderr
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_a_monorepo_project_is_read_below_its_path(env: ForgeEnv) -> None:
+    sha = env.seed({"analytics/meltano.yml": BASE.replace(b"tap-x target-y", b"tap-x")})
+    (error,) = check_project(ForgeReader(env.forge, sha, "analytics")).errors
+    assert (error.rule, error.file) == ("job-task", "meltano.yml")
