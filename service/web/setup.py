@@ -271,6 +271,8 @@ def _check(request: Request, state: ServiceState, form: dict[str, str]) -> Respo
     error: Exception | None = None
     found: dict[str, Any] | None = None
     try:
+        if len(form.get("forge_token", "")) > FIELD_MAX:
+            raise _invalid(f"The forge token is over {FIELD_MAX} characters")
         values = validated(state, values)
         _check_new_name(state, values["name"])
         found = _inspect(values, form.get("forge_token", ""))

@@ -358,6 +358,7 @@ def test_bad_names_and_branches_are_refused_up_front_with_the_rule(
             ("provider", "service"),
             ("repo", "ftp://example.com/x"),
             ("api_url", "x" * 3000),
+            ("forge_token", "x" * 3000),
         ):
             answer = service.client.post("/setup/check", data={**good, field: value})
             assert answer.status_code == 422, (field, value, answer.status_code)
