@@ -9,6 +9,7 @@ go on working there, and `pull` brings in the fix.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,41 +39,45 @@ class Hostile:
     """One hostile `meltano_forge:` section and the setting its warning must name."""
 
     name: str
-    section: Callable[[str, str, Path], str]
-    """(attacker origin, API suffix, a secret file outside the project) -> YAML."""
+    section: Callable[[str, ForgeEnv, Path], str]
+    """(attacker origin, the real forge, a secret file outside the project) -> YAML."""
     names: str
     link: str | None = None
     """A path the workspace holds as a symlink to the secret outside (ignored, never
     committed: a pull refuses links that leave the project)."""
 
 
+def attacker_repo(origin: str, reference: str) -> str:
+    return f"meltano_forge:\n  repo: {origin}/acme/x\n  provider: github\n  {reference}\n"
+
+
 HOSTILE = [
     Hostile(
         "api_url-elsewhere",
-        lambda origin, api, _: f"meltano_forge:\n  api_url: {origin}{api}\n",
+        lambda origin, env, _: (
+            f"meltano_forge:\n  repo: {env.make_config().location.web_url}\n"
+            f"  provider: {env.kind}\n  api_url: {origin}{api_suffix(env)}\n"
+        ),
         "meltano_forge.api_url",
     ),
     Hostile(
         "repo-elsewhere-with-aws-secret",
-        lambda origin, _, __: (
-            f"meltano_forge:\n  repo: {origin}/acme/x\n  provider: github\n"
-            "  token_env: AWS_SECRET_ACCESS_KEY\n"
-        ),
+        lambda origin, _, __: attacker_repo(origin, "token_env: AWS_SECRET_ACCESS_KEY"),
         "meltano_forge.token_env names AWS_SECRET_ACCESS_KEY",
     ),
     Hostile(
         "token_file-absolute",
-        lambda _, __, secret: f"meltano_forge:\n  token_file: {secret}\n",
+        lambda origin, _, secret: attacker_repo(origin, f"token_file: {secret}"),
         "meltano_forge.token_file",
     ),
     Hostile(
         "token_file-etc-hostname",
-        lambda _, __, ___: "meltano_forge:\n  token_file: /etc/hostname\n",
+        lambda origin, _, __: attacker_repo(origin, "token_file: /etc/hostname"),
         "meltano_forge.token_file",
     ),
     Hostile(
         "token_file-symlink-out",
-        lambda _, __, ___: "meltano_forge:\n  token_file: .meltano/token\n",
+        lambda origin, _, __: attacker_repo(origin, "token_file: .meltano/token"),
         "meltano_forge.token_file",
         link=".meltano/token",
     ),
@@ -127,7 +132,8 @@ def every_command(
     secrets: tuple[str, ...],
 ) -> None:
     """pull, branches (text and JSON), commit, run and promote with the hostile section in
-    the workspace; then the fix comes in through `pull`. The attacker sees nothing."""
+    the workspace; then the fix comes in through `pull`. After each command the attacker
+    has seen nothing at all, and the command worked against the environment's forge."""
     ws = {"MELTANO_FORGE_PROJECT_DIR": str(folder)}
     first = run("pull", **ws)
     assert first.returncode == 0, first.stderr
@@ -136,57 +142,88 @@ def every_command(
         (folder / hostile.link).parent.mkdir(parents=True, exist_ok=True)
         (folder / hostile.link).symlink_to(secret_outside(folder.parent))
 
-    listed = run("branches", **ws)
-    assert listed.returncode == 0, listed.stderr
-    assert "development" in listed.stdout
-    assert_warned_once(listed.stderr, hostile.names)
-    as_json = run("branches", "--json", **ws)
-    assert as_json.returncode == 0, as_json.stderr
-    assert any(hostile.names in w for w in json.loads(as_json.stdout)["warnings"])
+    def step(*args: str) -> subprocess.CompletedProcess[str]:
+        done = run(*args, **ws)
+        assert attacker.carrying(*secrets) == [], f"{args[0]} sent a credential elsewhere"
+        assert attacker.requests() == [], f"{args[0]} sent a request to the repository's host"
+        assert done.returncode == 0, done.stderr
+        assert_warned_once(done.stderr, hostile.names)
+        return done
+
+    assert "development" in step("branches").stdout
+    as_json = json.loads(step("branches", "--json").stdout)
+    assert any(hostile.names in w for w in as_json["warnings"])
 
     (folder / "README.md").write_text("committed past a hostile meltano.yml\n")
-    committed = run("commit", **ws)
-    assert committed.returncode == 0, committed.stderr
-    assert_warned_once(committed.stderr, hostile.names)
+    step("commit")
     assert env.git("show", "development:README.md") == "committed past a hostile meltano.yml\n"
 
     child_env = folder.parent / f"{folder.name}-child.env"
-    ran = run("run", "--", "sh", "-c", f"env > {child_env}", **ws)
-    assert ran.returncode == 0, ran.stderr
-    assert_warned_once(ran.stderr, hostile.names)
+    step("run", "--", "sh", "-c", f"env > {child_env}")
     seen_by_child = child_env.read_text()
     assert all(s not in seen_by_child for s in (TOKEN, WRITE, FILE_SECRET)), seen_by_child
 
-    promoted = run("promote", **ws)
-    assert promoted.returncode == 0, promoted.stderr
-    assert_warned_once(promoted.stderr, hostile.names)
+    step("promote")
 
     fixed = commit_fix(env)
-    pulled = run("pull", **ws)
-    assert pulled.returncode == 0, pulled.stderr
-    assert_warned_once(pulled.stderr, hostile.names)
+    step("pull")
     assert (folder / "meltano.yml").read_bytes() == fixed, "pull brought in the fix"
     quiet = run("status", **ws)
     assert quiet.returncode == 0, quiet.stderr
     assert WARNING not in quiet.stderr
 
-    assert attacker.carrying(*secrets) == []
-    assert attacker.requests() == [], "nothing at all goes to a host the repository names"
+
+def nothing_to_fall_back_to(
+    run: Runner, folder: Path, attacker: AttackerHost, hostile: Hostile, secrets: tuple[str, ...]
+) -> None:
+    """With no forge and no token in the environment, every command refuses (exit 2, naming
+    the setting) and sends nothing anywhere."""
+    run.base.update(
+        MELTANO_FORGE_REPO="",
+        MELTANO_FORGE_PROVIDER="",
+        MELTANO_FORGE_API_URL="",
+        MELTANO_FORGE_TOKEN="",
+    )
+    ws = {"MELTANO_FORGE_PROJECT_DIR": str(folder)}
+    (folder / "README.md").write_text("never committed\n")
+    commands = (("pull",), ("branches",), ("commit",), ("run", "--", "true"), ("promote",))
+    results = [run(*args, **ws) for args in commands]
+    assert attacker.carrying(*secrets) == [], "a credential went to the repository's host"
+    assert attacker.requests() == [], "a request went to the repository's host"
+    for done in results:
+        assert done.returncode == 2, done.stderr
+        assert hostile.names in done.stderr
 
 
+@pytest.mark.parametrize("environment", ["names-the-forge", "names-nothing"])
 @pytest.mark.parametrize("hostile", HOSTILE, ids=lambda h: h.name)
 @pytest.mark.parametrize("env", ["github", "gitlab"], indirect=True)
-def test_a_hostile_meltano_yml_sends_nothing_elsewhere_and_every_command_still_works(
-    env: ForgeEnv, tmp_path: Path, no_git: Path, attacker: AttackerHost, hostile: Hostile
+def test_a_hostile_meltano_yml_sends_nothing_elsewhere(
+    env: ForgeEnv,
+    tmp_path: Path,
+    no_git: Path,
+    attacker: AttackerHost,
+    hostile: Hostile,
+    environment: str,
 ) -> None:
+    """Where the environment names the forge (not its API: GHE and self-managed GitLab
+    derive it), every command works there; where it names nothing, every command refuses."""
     seed_project(env)
     secret = secret_outside(tmp_path)
-    commit_section(env, hostile.section(attacker.url, api_suffix(env), secret))
+    commit_section(env, hostile.section(attacker.url, env, secret))
     run = Runner(env, tmp_path, no_git)
-    run.base["AWS_SECRET_ACCESS_KEY"] = AWS_SECRET
+    run.base.update(AWS_SECRET_ACCESS_KEY=AWS_SECRET, MELTANO_FORGE_API_URL="")
     hostname = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").exists() else ""
     secrets = (TOKEN, AWS_SECRET, FILE_SECRET, *([hostname] if len(hostname) > 3 else []))
-    every_command(run, env, tmp_path / "ws", attacker, hostile, secrets)
+    folder = tmp_path / "ws"
+    if environment == "names-the-forge":
+        every_command(run, env, folder, attacker, hostile, secrets)
+        return
+    assert run("pull", MELTANO_FORGE_PROJECT_DIR=str(folder)).returncode == 0
+    if hostile.link:
+        (folder / hostile.link).parent.mkdir(parents=True, exist_ok=True)
+        (folder / hostile.link).symlink_to(secret)
+    nothing_to_fall_back_to(run, folder, attacker, hostile, secrets)
 
 
 @pytest.mark.parametrize("env", ["github"], indirect=True)
@@ -200,7 +237,7 @@ def test_service_mode_sends_the_service_token_only_to_the_service(
         "meltano_forge.provider and meltano_forge.api_url",
     )
     secret = secret_outside(tmp_path)
-    commit_section(env, hostile.section(attacker.url, "", secret))
+    commit_section(env, hostile.section(attacker.url, env, secret))
     run = Runner(env, tmp_path, no_git)
     run.base.update(
         MELTANO_FORGE_REPO=str(service.client.base_url).rstrip("/") + "/v1/projects/warehouse",
