@@ -37,7 +37,10 @@ def read_project_yaml(root: Path, rel: str) -> dict[str, Any]:
     except OSError:
         return {}
     except YamlRefused as exc:
-        _warn_once(f"{exc}. Until then, meltano-forge reads it as empty")
+        _warn_once(
+            f"meltano-forge: warning: {exc}. Until it is fixed, meltano-forge finds no "
+            "plugins, include files or project_readonly in it"
+        )
         return {}
     return data if isinstance(data, dict) else {}
 

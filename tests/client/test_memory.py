@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -73,6 +74,11 @@ def _pull(env: ForgeEnv, folder: Path, archive: bytes) -> tuple[int, float, str]
     and stderr."""
     assert env.double is not None
     env.double.inject(Fault(method="GET", path=r"^/_codeload/", status=200, raw=archive))
+    return _meltano_forge(env, folder, "pull")
+
+
+def _meltano_forge(env: ForgeEnv, folder: Path, *args: str, **extra: str) -> tuple[int, float, str]:
+    """`meltano-forge ARGS` in a child process: exit code, peak RSS (MB) and stderr."""
     location = env.make_config().location
     environ = {
         **os.environ,
@@ -82,9 +88,10 @@ def _pull(env: ForgeEnv, folder: Path, archive: bytes) -> tuple[int, float, str]
         "MELTANO_FORGE_TOKEN": TOKEN,
         "MELTANO_FORGE_PROJECT_DIR": str(folder),
         "MELTANO_FORGE_BRANCH": "main",
+        **extra,
     }
     stderr = folder.parent / f"{folder.name}.stderr"
-    pull = [sys.executable, "-c", "from service.entry import main; main()", "pull"]
+    pull = [sys.executable, "-c", "from service.entry import main; main()", *args]
     with stderr.open("wb") as err:
         launched = subprocess.run(
             [sys.executable, "-c", LAUNCHER, *pull],
@@ -142,3 +149,29 @@ def test_a_1_gib_member_is_refused_within_the_bound(env: ForgeEnv, tmp_path: Pat
     assert "over the limit" in stderr
     assert not folder.exists() or not any(folder.iterdir())
     assert peak <= BOUND_MB, f"peak RSS {peak:.0f} MB refusing a 1 GiB member"
+
+
+def test_an_alias_bomb_in_meltano_yml_is_read_within_the_bound(
+    env: ForgeEnv, tmp_path: Path
+) -> None:
+    """545 bytes whose `include_paths` expand to 9^9 patterns: the install key, the install
+    and the read-only check read it without expanding it."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in itertools.pairwise("abcdefghi"):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    bomb = ("\n".join([*lines, "include_paths: *i"]) + "\n").encode()
+    assert len(bomb) < 600
+    env.seed({"meltano.yml": bomb})
+    folder = tmp_path / "project"
+    code, peak, stderr = _meltano_forge(
+        env,
+        folder,
+        "run",
+        "--",
+        "true",
+        MELTANO_FORGE_INSTALL="auto",
+        MELTANO_FORGE_MELTANO_BIN="true",
+    )
+    assert code == 0, stderr
+    assert "its aliases expand to more than 200,000 values" in stderr
+    assert peak <= BOUND_MB, f"peak RSS {peak:.0f} MB reading a 545-byte alias bomb"
