@@ -97,3 +97,22 @@ def test_a_path_no_filesystem_can_hold_is_refused_and_nothing_is_published(
     again = runner("pull", MELTANO_FORGE_PROJECT_DIR=str(fresh))
     assert again.returncode == 7, again.stderr
     assert not fresh.exists() or not [p for p in fresh.iterdir() if p.name != ".meltano-forge"]
+
+
+@LOCAL
+def test_a_local_path_deeper_than_the_limit_is_never_committed(
+    env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    base = env.seed({"meltano.yml": b"version: 1\n"}, branch="development")
+    runner = Runner(env, tmp_path, no_git)
+    folder = tmp_path / "ws"
+    assert runner("pull", MELTANO_FORGE_PROJECT_DIR=str(folder)).returncode == 0
+    deep = "/".join(["d"] * 70) + "/f.sql"
+    (folder / deep).parent.mkdir(parents=True)
+    (folder / deep).write_text("select 1\n")
+    status = runner("status", MELTANO_FORGE_PROJECT_DIR=str(folder))
+    assert status.returncode == 0, status.stderr
+    committed = runner("commit", "-m", "deep", MELTANO_FORGE_PROJECT_DIR=str(folder))
+    assert committed.returncode == 7, committed.stdout + committed.stderr
+    assert f"Refusing the path '{deep}': it is more than 64 levels deep" in committed.stderr
+    assert env.head("development") == base

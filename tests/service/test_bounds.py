@@ -8,6 +8,7 @@ The peak memory of a served process under each attack is measured in `test_memor
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import re
@@ -325,11 +326,30 @@ def test_workspace_ids_and_branches_over_their_columns_are_422_on_every_store(
 
     assert service.get(f"/branches/{'b' * 256}").status_code == 422
     assert service.post("/branches", json={"name": "b" * 256}).status_code == 422
+    change = {"path": "a.sql", "content_base64": base64.b64encode(b"select 1\n").decode()}
     commit = service.post(
         "/commits",
-        json={"branch": "b" * 256, "base_sha": sha, "message": "m", "changes": []},
+        json={"branch": "b" * 256, "base_sha": sha, "message": "m", "changes": [change]},
     )
     assert commit.status_code == 422, commit.text
+    assert "longer than 255 bytes" in commit.json()["detail"]
+    for path, problem in [
+        ("a" * 300, "a name in it is longer than 255 bytes"),
+        ("/".join(["d"] * 100) + "/f.sql", "it is more than 64 levels deep"),
+        ("/".join(["d"] * 2000) + "/f.sql", "it is longer than 1,024 bytes"),
+    ]:
+        refused = service.post(
+            "/commits",
+            json={
+                "branch": "development",
+                "base_sha": sha,
+                "message": "m",
+                "changes": [{**change, "path": path}],
+            },
+        )
+        assert refused.status_code == 422, refused.text[:300]
+        assert problem in refused.json()["detail"]
+    assert env.head("development") is None, "nothing was committed"
 
 
 # --- peak memory ------------------------------------------------------------------------
