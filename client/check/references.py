@@ -152,17 +152,17 @@ def _commands(project: Project, plugin: Entry) -> set[str] | None:
     return found if known or found else None
 
 
-def _task_strings(tasks: Any) -> list[str]:
-    if isinstance(tasks, str):
-        return [tasks]
-    if not isinstance(tasks, list):
-        return []
+def _flat_split(items: Any) -> list[str]:
+    """A job's tasks as `meltano run` reads them: every task flattened into one list of
+    names, split on single spaces (Meltano's `TaskSets.flat_args`)."""
     out: list[str] = []
-    for task in tasks:
-        if isinstance(task, str):
-            out.append(task)
-        elif isinstance(task, list):
-            out.append(" ".join(str(t) for t in task))
+    for item in items:
+        if isinstance(item, list):
+            out += _flat_split(item)
+        elif " " in str(item):
+            out += _flat_split(str(item).split(" "))
+        else:
+            out.append(str(item))
     return out
 
 
@@ -171,44 +171,61 @@ def _jobs(project: Project) -> None:
     jobs = {j.name for j in project.entries("jobs")}
     for job in project.entries("jobs"):
         line = job.line_of("tasks")
-        for task in _task_strings(job.data.get("tasks")):
-            problem = _task_problem(project, names, jobs, task.split())
-            if problem:
-                reason, todo = problem
-                project.error("job-task", job.file, line, f"the job '{job.name}': {reason}", todo)
+        tasks = job.data.get("tasks")
+        if isinstance(tasks, str):
+            project.error(
+                "job-task",
+                job.file,
+                line,
+                f"the tasks of the job '{job.name}' are one string, which Meltano reads one "
+                "character at a time",
+                f"Write them as a list: tasks: [{tasks!r}]",
+            )
+            continue
+        if not isinstance(tasks, list):
+            continue  # the schema reports it
+        problem = _task_problem(project, names, jobs, _flat_split(tasks))
+        if problem:
+            rule, reason, todo = problem
+            project.error(rule, job.file, line, f"the job '{job.name}': {reason}", todo)
 
 
 def _task_problem(
     project: Project, names: dict[str, Entry], jobs: set[str], tokens: list[str]
-) -> tuple[str, str] | None:
-    """Why `meltano run` would refuse one task, following its block parser: every name
-    resolves, a command exists, and an extractor starts a block of mappers that a loader
-    ends."""
+) -> tuple[str, str, str] | None:
+    """(rule, reason, instruction) when `meltano run` would refuse a job's tasks,
+    following its block parser: every name resolves, a command exists, and an extractor
+    starts a block of mappers that a loader ends."""
     resolved: list[tuple[str, Entry, str | None]] = []
     for token in tokens:
         name, _, command = token.partition(":")
         plugin = names.get(name) if ":" not in command else None
         if plugin is None:
             return (
+                "job-task",
                 f"'{token}' names no plugin of the project",
                 "Add the plugin, or fix the name (plugin or plugin:command)",
             )
-        if name in jobs:
+        if token in jobs:
             return (
-                f"'{name}' is both a job and a plugin, which Meltano refuses as ambiguous",
+                "job-task",
+                f"'{token}' is both a job and a plugin, which Meltano refuses as ambiguous",
                 "Rename the job",
             )
         if command:
             commands = _commands(project, plugin)
             if commands is not None and command not in commands:
                 return (
-                    f"the {singular(plugin.kind)} '{name}' has no command '{command}'",
+                    "job-command",
+                    f"the {singular(plugin.kind)} '{name}' has no command '{command}', so "
+                    "`meltano run` fails when it reaches it",
                     "Use one of: " + ", ".join(sorted(commands))
                     if commands
                     else "It defines no commands: add one under its commands:",
                 )
         if plugin.kind == MAPPERS and name == plugin.name:
             return (
+                "job-task",
                 f"'{name}' is a mapper's own name, but a task must name one of its mappings",
                 "Use the name of one of the mapper's mappings",
             )
@@ -222,6 +239,7 @@ def _task_problem(
                 j += 1
             if j >= len(resolved) or resolved[j][1].kind != LOADERS:
                 return (
+                    "job-task",
                     f"the extractor '{token}' is not followed by a loader",
                     "Write the task as 'extractor [mappings...] loader'",
                 )
@@ -229,6 +247,7 @@ def _task_problem(
             continue
         if entry.kind in (EXTRACTORS, LOADERS, MAPPERS):
             return (
+                "job-task",
                 f"'{token}' cannot run on its own here (Meltano expects an extractor first)",
                 "Write the task as 'extractor [mappings...] loader', or a plugin:command",
             )

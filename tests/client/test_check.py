@@ -139,7 +139,7 @@ def test_an_alias_bomb_is_refused_by_the_bounds() -> None:
     ("old", "new", "rule", "line"),
     [
         (b"  - tap-x target-y\n", b"  - tap-z target-y\n", "job-task", 27),
-        (b"  - dbt:run\n", b"  - dbt:build\n", "job-task", 27),
+        (b"  - dbt:run\n", b"  - dbt:build\n", "job-command", 27),
         (b"  - tap-x target-y\n", b"  - target-y tap-x\n", "job-task", 27),
         (b"  - tap-x target-y\n", b"  - tap-x\n", "job-task", 27),
         (b"default_environment: dev\n", b"default_environment: prod\n", "environment", 1),
@@ -355,7 +355,7 @@ def test_cli_checks_a_branch_or_a_commit_on_the_forge(
     report = json.loads(failed.stdout)
     assert (report["sha"], report["ref"]) == (bad, "broken")
     assert [(e["rule"], e["file"], e["line"]) for e in report["errors"]] == [
-        ("job-task", "meltano.yml", 27)
+        ("job-command", "meltano.yml", 27)
     ]
     by_sha = run("check", good)
     assert by_sha.returncode == 0, by_sha.stdout + by_sha.stderr
