@@ -61,6 +61,9 @@ READING = "__meltano_yml__"
 """The key under which the source hands its `Reading` to the settings model."""
 
 
+_FALLBACK = f"meltano-forge ignores {KEY}: in meltano.yml and uses the environment's settings"
+
+
 class MeltanoYmlError(Exception):
     """`meltano.yml` names a location the environment does not trust, and the environment
     names none to fall back to: nothing may be sent anywhere."""
@@ -106,15 +109,11 @@ def read(project_dir: Path, environment: Mapping[str, Any], environ: Mapping[str
     when a refused location leaves no location at all."""
     try:
         section = _section(project_dir)
+        token_file = _token_file(section, project_dir.resolve()) if section else None
     except _Ignored as exc:
         return Reading({}, (f"{exc}. Until it is fixed, {_FALLBACK}",))
     if section is None:
         return Reading({})
-    root = project_dir.resolve()
-    try:
-        token_file = _token_file(section, root)
-    except _Ignored as exc:
-        return Reading({}, (f"{exc}. Until it is fixed, {_FALLBACK}",))
     given = section.model_dump(exclude_none=True)
     values = {k: given[k] for k in PLAIN if k in given}
     if isinstance(values.get("protected_branches"), list):
@@ -126,9 +125,6 @@ def read(project_dir: Path, environment: Mapping[str, Any], environ: Mapping[str
         elif token_file is not None:
             values["token_file"] = str(token_file)
     return Reading(values, tuple(warnings), section.token_env)
-
-
-_FALLBACK = f"meltano-forge ignores {KEY}: in meltano.yml and uses the environment's settings"
 
 
 def _section(project_dir: Path) -> _Section | None:
