@@ -39,6 +39,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from client.bounded_yaml import YamlRefused, load
+from client.policy import DEFAULT_PROTECTED
 from providers.config import ProviderKind
 from providers.errors import InvalidRequest
 from providers.registry import credential_endpoints, is_public, locate, normal_host
@@ -116,8 +117,8 @@ def read(project_dir: Path, environment: Mapping[str, Any], environ: Mapping[str
         return Reading({})
     given = section.model_dump(exclude_none=True)
     values = {k: given[k] for k in PLAIN if k in given}
-    if isinstance(values.get("protected_branches"), list):
-        values["protected_branches"] = ",".join(values["protected_branches"])
+    if "protected_branches" in values:
+        values["protected_branches"] = _more_protected(values["protected_branches"])
     warnings = list(_location(values, environment))
     if not any(environment.get(k) for k in ("token", "token_file")):
         if section.token_env and environ.get(section.token_env):
@@ -125,6 +126,14 @@ def read(project_dir: Path, environment: Mapping[str, Any], environ: Mapping[str
         elif token_file is not None:
             values["token_file"] = str(token_file)
     return Reading(values, tuple(warnings), section.token_env)
+
+
+def _more_protected(globs: list[str] | str) -> str:
+    """The repository's protected globs joined to the defaults: a commit to `development`
+    may protect more branches, never unprotect `main` (`protected_branches: ""`). The
+    environment's `MELTANO_FORGE_PROTECTED_BRANCHES`, when set, wins as a whole."""
+    given = globs.split(",") if isinstance(globs, str) else globs
+    return ",".join(dict.fromkeys([*DEFAULT_PROTECTED, *(g.strip() for g in given if g.strip())]))
 
 
 def _section(project_dir: Path) -> _Section | None:

@@ -10,6 +10,9 @@ from providers.contract import Branch, Forge
 from providers.errors import AlreadyExists, NotFound
 from providers.names import branch_clash, branch_clash_error, check_branch_name
 
+DEFAULT_PROTECTED = ("main", "master")
+"""The seed's read-only branches, when nobody configured others."""
+
 
 class ReadOnly(enum.Enum):
     """Why a branch may not be written."""
@@ -79,7 +82,7 @@ class BranchPolicy:
     optional personal branches `{working}-{user}`."""
 
     working: str = "development"
-    protected: tuple[str, ...] = ("main", "master")
+    protected: tuple[str, ...] = DEFAULT_PROTECTED
     read_only: bool = False
     user: str | None = None
     template: str = "{working}-{user}"

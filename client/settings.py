@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from client.meltano_yml import READING, MeltanoYmlError, MeltanoYmlSource, Reading
+from client.policy import DEFAULT_PROTECTED
 from providers.config import ForgeConfig, system_author
 from providers.contract import Author
 from providers.errors import InvalidRequest
@@ -86,7 +87,7 @@ class Settings(BaseSettings):
         "{working}-{user}", description="name of personal branches"
     )
     protected_branches: str = Field(
-        "main,master", description="comma-separated globs of read-only branches"
+        ",".join(DEFAULT_PROTECTED), description="comma-separated globs of read-only branches"
     )
     read_only: bool = Field(False, description="read-only whatever the branch")
     auto_commit: bool = Field(True, description="commit after commands that changed files")

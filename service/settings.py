@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from client.policy import DEFAULT_PROTECTED
 from client.settings import Settings, SettingsError
 from providers.config import ForgeConfig
 from providers.errors import InvalidRequest
@@ -91,7 +92,7 @@ class ProjectConfig(BaseModel):
     api_url: str | None = None
     token: SecretStr | None = None
     token_file: Path | None = None
-    protected_branches: tuple[str, ...] = ("main", "master")
+    protected_branches: tuple[str, ...] = DEFAULT_PROTECTED
     working_branch: str = "development"
     project_path: str = Field(default="", description="Monorepos: the folder holding meltano.yml")
     webhook_secret: SecretStr | None = None

@@ -76,6 +76,31 @@ def test_a_literal_token_in_meltano_yml_is_refused(
     assert "uses the environment's settings" in unknown.stderr
 
 
+@pytest.mark.parametrize("globs", ['""', "[]", "[release-*]"])
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_meltano_yml_may_protect_more_branches_never_fewer(
+    env: ForgeEnv, tmp_path: Path, no_git: Path, globs: str
+) -> None:
+    """Repository content cannot unprotect `main`: its globs join the defaults (the
+    environment's MELTANO_FORGE_PROTECTED_BRANCHES, when set, still wins as a whole)."""
+    base = seed_project(env)
+    meltano_yml = env.git_bytes("show", f"{base}:meltano.yml")
+    head = env.seed(
+        {"meltano.yml": meltano_yml + f"meltano_forge:\n  protected_branches: {globs}\n".encode()},
+        parent=base,
+    )
+    run = Runner(env, tmp_path, no_git)
+    folder = str(tmp_path / "ws")
+    assert (
+        run("pull", MELTANO_FORGE_PROJECT_DIR=folder, MELTANO_FORGE_BRANCH="main").returncode == 0
+    )
+    (Path(folder) / "README.md").write_text("pushed past the protection\n")
+    refused = run("commit", MELTANO_FORGE_PROJECT_DIR=folder, MELTANO_FORGE_BRANCH="main")
+    assert refused.returncode == 4, refused.stderr
+    assert "The branch 'main' is read-only" in refused.stderr
+    assert env.git("rev-parse", "main").strip() == head, "main did not move"
+
+
 @pytest.mark.parametrize("env", ["github"], indirect=True)
 def test_a_token_named_in_meltano_yml_is_read_from_the_environment(
     env: ForgeEnv, tmp_path: Path, no_git: Path
