@@ -14,6 +14,7 @@ round-trip parser (ruamel) loads afterwards.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -126,12 +127,36 @@ def _expanded_size(root: Node, what: str) -> int:
     return sizes[id(root)]
 
 
+@dataclass
+class Budget:
+    """Values left for documents read together (a project's `meltano.yml` and every file
+    its `include_paths` match): each file is bounded alone, and so is their sum, or a
+    thousand include files of 200,000 values each would make one answer of 200 million."""
+
+    left: int = MAX_NODES
+
+    def spend(self, size: int, what: str) -> None:
+        """Take a document's expanded size, or refuse it once the whole set is too large."""
+        self.left -= size
+        if self.left < 0:
+            raise YamlTooLarge(
+                what,
+                f"with the files read before it, the project's YAML expands to more than "
+                f"{MAX_NODES:,} values",
+                "Move data out of the project's YAML files",
+            )
+
+
 def load(
-    data: str | bytes, what: str = "meltano.yml", loader_class: type[BoundedLoader] | None = None
+    data: str | bytes,
+    what: str = "meltano.yml",
+    loader_class: type[BoundedLoader] | None = None,
+    budget: Budget | None = None,
 ) -> Any:
     """The document as plain Python data (SafeLoader types), or `YamlRefused`.
     `loader_class` lets a caller construct more strictly (the project check refuses
-    duplicate keys and keeps line numbers) within the same bounds."""
+    duplicate keys and keeps line numbers) within the same bounds; `budget` bounds a set
+    of documents together."""
     if len(data) > MAX_BYTES:
         raise YamlTooLarge(
             what,
@@ -143,7 +168,9 @@ def load(
         node = loader.get_single_node()
         if node is None:
             return None
-        _expanded_size(node, what)
+        size = _expanded_size(node, what)
+        if budget is not None:
+            budget.spend(size, what)
         return loader.construct_document(node)
     except YamlRefused:
         raise

@@ -9,14 +9,14 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from client.bounded_yaml import YamlRefused, load
+from client.bounded_yaml import Budget, YamlRefused, load
 from providers.contract import Forge
 from providers.errors import UnsafeInput
 
 
-def _load(data: bytes, path: str) -> dict[str, Any]:
+def _load(data: bytes, path: str, budget: Budget) -> dict[str, Any]:
     try:
-        loaded = load(data, path)
+        loaded = load(data, path, budget=budget)
     except YamlRefused as exc:
         where = f"{path} line {exc.line}" if exc.line is not None else path
         how = exc.instruction[:1].lower() + exc.instruction[1:]
@@ -37,7 +37,8 @@ def _picked(item: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 def summarize(forge: Forge, sha: str, project_path: str = "") -> dict[str, Any]:
     """Plugins (by type), schedules, jobs and environments across meltano.yml and includes."""
     prefix = project_path.strip("/") + "/" if project_path.strip("/") else ""
-    root = _load(forge.read_file(sha, f"{prefix}meltano.yml"), "meltano.yml")
+    budget = Budget()  # the answer holds them all: bounded together, not only one by one
+    root = _load(forge.read_file(sha, f"{prefix}meltano.yml"), "meltano.yml", budget)
     files = ["meltano.yml"]
     documents = [root]
     patterns = [str(p) for p in root.get("include_paths") or [] if isinstance(p, str)]
@@ -47,7 +48,7 @@ def summarize(forge: Forge, sha: str, project_path: str = "") -> dict[str, Any]:
             p for p in tree if any(fnmatch.fnmatch(p, pattern.lstrip("./")) for pattern in patterns)
         ):
             files.append(path)
-            documents.append(_load(forge.read_file(sha, prefix + path), path))
+            documents.append(_load(forge.read_file(sha, prefix + path), path, budget))
     plugins: dict[str, list[dict[str, Any]]] = {}
     schedules: list[dict[str, Any]] = []
     jobs: list[dict[str, Any]] = []

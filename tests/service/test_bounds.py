@@ -122,6 +122,20 @@ def test_hostile_meltano_yml_is_a_clear_refusal_on_every_surface(
 
 
 @on_github
+def test_include_files_are_bounded_together_not_only_one_by_one(
+    service: Service, env: ForgeEnv
+) -> None:
+    part = alias_bomb(5).replace(b"default_environment: *e", b"jobs: [{name: j, tasks: *e}]")
+    files: dict[str, bytes] = {f"inc/{i}.yml": part for i in range(2)}  # 141,000 values each
+    env.seed({"meltano.yml": b"include_paths: ['inc/*.yml']\n", **files})
+    summary = service.get("/meltano", params={"ref": "main"})
+    assert summary.status_code == 422, summary.text[:300]
+    assert "inc/1.yml cannot be read: with the files read before it" in summary.json()["detail"]
+    env.seed({"meltano.yml": b"include_paths: ['inc/*.yml']\n", "inc/0.yml": part}, "one")
+    assert len(service.get("/meltano", params={"ref": "one"}).json()["jobs"]) == 1
+
+
+@on_github
 def test_settings_forms_refuse_hostile_yaml_and_commit_nothing(
     service: Service, env: ForgeEnv
 ) -> None:
