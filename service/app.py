@@ -112,9 +112,10 @@ def create_app(
     app.state.service = service_state
     # Inside the gate: an unknown caller's /v1 form is refused 401 before it is read.
     app.add_middleware(FormLimit, limit=lambda: service_state.settings.form_max_bytes)
+    app.state.projects_watch = watch = ProjectsWatch(service_state)
     app.add_middleware(
         BearerGate,
-        projects=ProjectsWatch(service_state),
+        projects=watch,
         from_cookie=lambda pair: web.bearer_for_cookie(service_state, pair),
     )
     app.add_exception_handler(StarletteHTTPException, problems.handle_http)

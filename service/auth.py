@@ -72,6 +72,25 @@ def _stamp(paths: tuple[Path, ...]) -> Stamp:
     return tuple(stamps)
 
 
+def still_authorized(
+    projects: Callable[[], ProjectsFile], token: ApiToken | None, project: str, role: Role
+) -> Callable[[], bool]:
+    """For a long answer (the event stream): whether `token` may still act on `project`
+    with `role` under the projects in force now."""
+    secret = token.token.get_secret_value() if token and token.token else None
+
+    def check() -> bool:
+        if secret is None:
+            return False
+        try:
+            authorize(projects(), f"Bearer {secret}", project, role)
+        except Problem:
+            return False
+        return True
+
+    return check
+
+
 class ProjectsWatch:
     """The projects and tokens in force, reloaded when a file they come from changes (the
     projects file, the setup screen's, a token's `token_file`). Every request goes through

@@ -65,7 +65,8 @@ class ServiceState:
     """Checked setups waiting to be saved (the web setup screen), by a random id."""
     setup_holders: dict[str, float] = field(default_factory=dict)
     """Browsers that gave the setup token (their cookie's random id -> when)."""
-    _forges: dict[str, Forge] = field(default_factory=dict)
+    _forges: dict[str, tuple[ProjectConfig, Forge]] = field(default_factory=dict)
+    _retired: list[Forge] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _commit_locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
 
@@ -86,16 +87,23 @@ class ServiceState:
         return tuple(sorted(paths, key=len, reverse=True))
 
     def forge(self, project: ProjectConfig) -> Forge:
-        """The project's adapter (one per project, shared by requests)."""
+        """The project's adapter (one per project, shared by requests). A project whose
+        configuration changed in the projects file (another repository, a new token) gets
+        a new adapter at once: the old one would go on using what was removed."""
         with self._lock:
-            if project.name not in self._forges:
+            held = self._forges.get(project.name)
+            if held is None or held[0] != project:
+                if held is not None:
+                    self._retired.append(held[1])  # requests in flight may still use it
+                    self.heads.forget(project.name)
                 config = project.forge_config(self.settings.limits)
-                self._forges[project.name] = open_forge(config)
-            return self._forges[project.name]
+                held = (project, open_forge(config))
+                self._forges[project.name] = held
+            return held[1]
 
     def close(self) -> None:
         """Close adapters and the database pool."""
-        for forge in self._forges.values():
+        for forge in [*(f for _, f in self._forges.values()), *self._retired]:
             forge.close()
         self.engine.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from providers.redaction import redact
@@ -28,8 +28,15 @@ class EventBroker:
             if project is None or project == event.get("project"):
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
-    async def stream(self, project: str | None, heartbeat: float = 15.0) -> AsyncIterator[str]:
-        """SSE frames for one subscriber, with comment heartbeats."""
+    async def stream(
+        self,
+        project: str | None,
+        heartbeat: float = 15.0,
+        allowed: Callable[[], bool] | None = None,
+    ) -> AsyncIterator[str]:
+        """SSE frames for one subscriber, with comment heartbeats. `allowed` is asked
+        before every frame: a token revoked while its stream is open loses the stream at
+        the next event or heartbeat, as it loses every other request."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         entry = (asyncio.get_running_loop(), queue, project)
         with self._lock:
@@ -40,8 +47,12 @@ class EventBroker:
                 try:
                     event = await asyncio.wait_for(queue.get(), heartbeat)
                 except TimeoutError:
+                    if allowed is not None and not allowed():
+                        return
                     yield ": heartbeat\n\n"
                     continue
+                if allowed is not None and not allowed():
+                    return
                 data = redact(json.dumps(event, sort_keys=True))  # one redaction point
                 yield f"event: {event.get('type', 'message')}\ndata: {data}\n\n"
         finally:

@@ -56,3 +56,9 @@ class BranchHeads:
                 self._cache.pop((project, branch), None)
             else:
                 self._cache[(project, branch)] = (sha, self._clock())
+
+    def forget(self, project: str) -> None:
+        """Every cached head of `project` (its repository changed in the projects file)."""
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == project]:
+                del self._cache[key]

@@ -10,9 +10,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from service import operations
+from service.auth import still_authorized
 from service.deps import Reader, StateDep, Writer
 from service.paging import Cursor, Limit, page
 from service.problems import API_ERRORS
+from service.settings import Role
 from service.storage import BRANCH_MAX, WORKSPACE_ID_MAX
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["collaboration"], responses=API_ERRORS)
@@ -98,6 +100,12 @@ def _out(view: operations.WorkspaceView) -> WorkspaceOut:
 
 
 @router.get("/events", response_class=StreamingResponse)
-def events(ctx: Reader, state: StateDep) -> StreamingResponse:
-    """Server-Sent Events: `branch_moved` and `redeploy_requested`."""
-    return StreamingResponse(state.events.stream(ctx.config.name), media_type="text/event-stream")
+def events(ctx: Reader, state: StateDep, request: Request) -> StreamingResponse:
+    """Server-Sent Events: `branch_moved` and `redeploy_requested`; the stream ends when
+    its token is revoked."""
+    allowed = still_authorized(
+        request.app.state.projects_watch, ctx.token, ctx.config.name, Role.READ
+    )
+    return StreamingResponse(
+        state.events.stream(ctx.config.name, allowed=allowed), media_type="text/event-stream"
+    )
