@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from client.check.project import Entry, Project, singular
+from client.check.project import MELTANO_YML, PLUGIN_TYPES, Entry, Project, singular
 
 EXTRACTORS, LOADERS, MAPPERS = "extractors", "loaders", "mappers"
 
@@ -28,33 +28,40 @@ def check_references(project: Project, environment: str | None = None) -> None:
 
 
 def _duplicates(project: Project) -> None:
-    seen: dict[tuple[str, str], Entry] = {}
-    for plugin in project.plugins():
-        key = (plugin.kind, plugin.name)
-        if plugin.name and key in seen:
-            first = seen[key]
-            project.error(
-                "duplicate-name",
-                plugin.file,
-                plugin.line,
-                f"{plugin.what} is defined twice (first in {first.file} line {first.line})",
-                "Keep one definition, or rename one and use inherit_from",
-            )
-        seen.setdefault(key, plugin)
+    """Two entries with one name. Meltano indexes the included files and refuses a name
+    that two of them define (or one defines twice): an error. A duplicate involving
+    `meltano.yml` loads, and the first definition wins: a warning."""
+    groups: list[tuple[str, list[tuple[str, Entry]]]] = [
+        ("plugins", [(f"{p.kind}:{p.name}", p) for p in project.plugins()])
+    ]
     for kind in ("jobs", "schedules", "environments"):
-        named: dict[str, Entry] = {}
-        for entry in project.entries(kind):
-            if entry.name and entry.name in named:
-                first = named[entry.name]
-                project.error(
-                    "duplicate-name",
-                    entry.file,
-                    entry.line,
-                    f"there are two {kind} named '{entry.name}' "
-                    f"(first in {first.file} line {first.line})",
-                    "Rename or remove one of them",
-                )
-            named.setdefault(entry.name, entry)
+        groups.append((kind, [(e.name, e) for e in project.entries(kind)]))
+    for _, entries in groups:
+        seen: dict[str, Entry] = {}
+        for key, entry in entries:
+            first = seen.setdefault(key, entry)
+            if not entry.name or first is entry:
+                continue
+            refused = MELTANO_YML not in (first.file, entry.file)
+            (project.error if refused else project.warn)(
+                "duplicate-name",
+                entry.file,
+                entry.line,
+                f"{_what(entry)} is defined twice (first in {first.file} line {first.line})"
+                + (
+                    ", and Meltano refuses a name that included files define twice"
+                    if refused
+                    else ", and Meltano ignores this one"
+                ),
+                "Keep one definition, or rename one"
+                + (" and use inherit_from" if entry.kind in PLUGIN_TYPES else ""),
+            )
+
+
+def _what(entry: Entry) -> str:
+    if entry.kind in PLUGIN_TYPES:
+        return entry.what
+    return f"the {entry.kind.removesuffix('s')} '{entry.name}'"
 
 
 def _inherit_from(project: Project) -> None:

@@ -165,11 +165,16 @@ def test_schedules_name_a_job_or_an_extractor_and_a_loader() -> None:
     ]
 
 
-def test_duplicate_plugins_and_environments_are_errors() -> None:
+def test_duplicates_fail_where_meltano_refuses_them() -> None:
+    """Meltano indexes included files and refuses a name two of them define; a duplicate
+    in meltano.yml loads (the first wins), so it only warns."""
     text = BASE.replace(b"  loaders:\n", b"  - name: tap-x\n    namespace: t\n  loaders:\n")
     text += b"- name: dev\n"
     found = only(check(text), "duplicate-name")
-    assert found == [("error", "meltano.yml", 15), ("error", "meltano.yml", 34)]
+    assert found == [("warning", "meltano.yml", 15), ("warning", "meltano.yml", 34)]
+    two = b"plugins:\n  loaders:\n  - name: target-z\n    namespace: z\n"
+    included = check(BASE + b"include_paths: [a.yml, b.yml]\n", **{"a.yml": two, "b.yml": two})
+    assert only(included, "duplicate-name") == [("error", "b.yml", 3)]
 
 
 def test_environment_option_must_name_an_environment() -> None:
