@@ -77,6 +77,29 @@ def render(diffs: Iterable[FileDiff], *, binary: bool = False) -> bytes:
     return b"".join(out)
 
 
+_C_ESCAPES = {7: b"\\a", 8: b"\\b", 9: b"\\t", 10: b"\\n", 11: b"\\v", 12: b"\\f", 13: b"\\r"}
+
+
+def quoted(name: bytes) -> bytes:
+    """A path as git writes it in a patch (`quote_c_style`, with core.quotePath on): as it
+    is when plain, else in double quotes with C escapes and octal for other bytes. So a
+    name holding a newline or an escape sequence can neither forge a patch line nor steer
+    a terminal, and `git apply` reads it back exactly."""
+    if not any(b < 0x20 or b >= 0x7F or b in b'"\\' for b in name):
+        return name
+    out = bytearray(b'"')
+    for byte in name:
+        if byte in b'"\\':
+            out += b"\\" + bytes([byte])
+        elif byte in _C_ESCAPES:
+            out += _C_ESCAPES[byte]
+        elif byte < 0x20 or byte >= 0x7F:
+            out += b"\\%03o" % byte
+        else:
+            out.append(byte)
+    return bytes(out + b'"')
+
+
 def _short(sha: str, full: bool) -> str:
     return sha if full else sha[:7]
 
@@ -84,7 +107,7 @@ def _short(sha: str, full: bool) -> str:
 def _file(diff: FileDiff, binary: bool) -> list[bytes]:
     path = diff.path.encode("utf-8", "surrogateescape")
     old, new = diff.old, diff.new
-    head = [b"diff --git a/" + path + b" b/" + path + b"\n"]
+    head = [b"diff --git " + quoted(b"a/" + path) + b" " + quoted(b"b/" + path) + b"\n"]
     as_binary = is_binary(old.data if old else None) or is_binary(new.data if new else None)
     blind = (old is not None and old.data is None) or (new is not None and new.data is None)
     full = binary and (as_binary or blind)
@@ -107,13 +130,19 @@ def _file(diff: FileDiff, binary: bool) -> list[bytes]:
         head.append(f"{index} {new.mode.git}\n".encode())
     if not blind and not (old and old.data) and not (new and new.data):
         return head  # a new or deleted empty file: headers only, as git prints
-    a = b"a/" + path if old else b"/dev/null"
-    b = b"b/" + path if new else b"/dev/null"
+    a = quoted(b"a/" + path) if old else b"/dev/null"
+    b = quoted(b"b/" + path) if new else b"/dev/null"
     if as_binary or blind:
         if not binary:
             return [*head, b"Binary files " + a + b" and " + b + b" differ\n"]
         return [*head, b"GIT binary patch\n", *_binary(new, old)]
-    return [*head, b"--- " + a + b"\n", b"+++ " + b + b"\n", *_hunks(old, new)]
+    tab = b"\t" if b" " in path else b""  # git ends a name that holds a space with a tab
+    return [
+        *head,
+        b"--- " + a + (tab if old else b"") + b"\n",
+        b"+++ " + b + (tab if new else b"") + b"\n",
+        *_hunks(old, new),
+    ]
 
 
 def _hunks(old: Side | None, new: Side | None) -> list[bytes]:

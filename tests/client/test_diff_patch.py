@@ -99,3 +99,45 @@ def test_the_patch_applies_with_git_and_reproduces_the_workspace(
         check=True,
     ).stdout
     assert git_stat.splitlines()[-1] == stat.splitlines()[-1]
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_names_in_the_patch_are_quoted_as_git_quotes_them(
+    env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    """A name holding a newline, an escape sequence, a quote or non-ASCII bytes is written
+    as git writes it (`"a/x\\ny"`), so it forges no patch line and steers no terminal, and
+    `git apply` recreates the very same names."""
+    base = env.seed({"meltano.yml": b"version: 1\n"}, branch="development")
+    run = Runner(env, tmp_path, no_git)
+    ws = tmp_path / "ws"
+    assert run("pull", MELTANO_FORGE_PROJECT_DIR=str(ws)).returncode == 0
+    names = [
+        "x\n+++ b=meltano.yml",
+        "\x1b]0;owned\x07.txt",
+        'quote"back\\slash',
+        "café.txt",
+        "has space.txt",
+    ]
+    for name in names:
+        (ws / name).write_bytes(b"hello\n")
+    ours = run("diff", MELTANO_FORGE_PROJECT_DIR=str(ws))
+    assert ours.returncode == 0, ours.stderr
+    assert "\x1b" not in ours.stdout
+    assert '+++ "b/x\\n+++ b=meltano.yml"' in ours.stdout
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(env.repo_dir), str(clone)], check=True)
+    subprocess.run(["git", "-C", str(clone), "checkout", "-q", base], check=True)
+    (tmp_path / "changes.patch").write_text(ours.stdout)
+    subprocess.run(["git", "-C", str(clone), "apply", str(tmp_path / "changes.patch")], check=True)
+    for name in names:
+        assert (clone / name).read_bytes() == b"hello\n"
+    subprocess.run(["git", "-C", str(clone), "add", "-N", "."], check=True)
+    theirs = subprocess.run(
+        ["git", "-C", str(clone), "diff"], capture_output=True, text=True, check=True
+    ).stdout
+    header = [line for line in theirs.splitlines() if line.startswith(("diff --git", "+++"))]
+    assert header == [
+        line for line in ours.stdout.splitlines() if line.startswith(("diff --git", "+++"))
+    ]
