@@ -43,8 +43,11 @@ def check_sources(project: Project, base: Project | None = None) -> None:
 
 def _hub_lock(project: Project, plugin: Entry) -> None:
     data = plugin.data
-    if "inherit_from" in data or data.get("pip_url") or not data.get("variant"):
+    if "inherit_from" in data or data.get("pip_url"):
         return
+    if not data.get("variant") and data.get("namespace"):
+        return  # a custom plugin: nothing to fetch from the Hub
+    # A variant, or neither a variant nor a namespace: Meltano resolves it on the Hub.
     if project.lock_for(plugin) is None:
         project.warn(
             "hub-lock",

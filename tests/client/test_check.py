@@ -95,6 +95,9 @@ def test_the_multifile_fixture_names_a_mapper_where_meltano_wants_a_mapping() ->
     mapping's name (real `meltano run --dry-run my-job` says so; see the corpus)."""
     result = check_project(FolderReader(FIXTURES / "multifile_project"))
     assert [(f.rule, f.file, f.line) for f in result.errors] == [("job-task", "meltano.yml", 23)]
+    # Neither a namespace nor a pip_url: Meltano looks them up on the Hub, and a runner
+    # without Hub access fails (as real Meltano does on this machine).
+    assert len(only(result, "hub-lock")) == 7
     fixed = check_project(FolderReader(BASES["multifile-custom"]))
     assert fixed.ok, [f.message for f in fixed.errors]
 
