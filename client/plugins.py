@@ -57,15 +57,25 @@ def project_files(root: Path) -> list[str]:
     inside = root.resolve()
     patterns = read_project_yaml(root, "meltano.yml").get("include_paths")
     for pattern in patterns if isinstance(patterns, list) else []:
+        if not isinstance(pattern, str):
+            continue
         # Repository content: `/proc/kcore` or `../../etc/*` would have us read (and hash)
-        # files far outside the project. Only what lies inside it counts.
-        matched = glob.glob(str(root / str(pattern)), recursive=True)
+        # files far outside the project. Only what lies inside it counts. `**/**/**` means
+        # `**`, but glob walks the tree once per `**`, listing each file many times over.
+        matched = set(glob.glob(str(root / _one_recursion(pattern)), recursive=True))
         files += sorted(
             os.path.relpath(p, root)
             for p in matched
             if Path(p).is_file() and Path(p).resolve().is_relative_to(inside)
         )
-    return files
+    return list(dict.fromkeys(files))
+
+
+def _one_recursion(pattern: str) -> str:
+    """`pattern` with each run of `**` components made one (the same files)."""
+    parts = pattern.split("/")
+    kept = [p for i, p in enumerate(parts) if not (p == "**" and i and parts[i - 1] == "**")]
+    return "/".join(kept)
 
 
 def lock_files(root: Path) -> list[str]:

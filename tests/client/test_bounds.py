@@ -116,3 +116,29 @@ def test_a_local_path_deeper_than_the_limit_is_never_committed(
     assert committed.returncode == 7, committed.stdout + committed.stderr
     assert f"Refusing the path '{deep}': it is more than 64 levels deep" in committed.stderr
     assert env.head("development") == base
+
+
+@LOCAL
+def test_include_paths_of_many_recursions_walk_the_tree_once(
+    env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    """`**/**/.../*.yml` names the same files as `**/*.yml`; walked once per `**`, twelve
+    files took 30 s and 646,646 entries with ten of them, and fourteen never finished."""
+    files = {"meltano.yml": b"include_paths: ['" + b"**/" * 14 + b"*.yml']\n"}
+    files |= {"/".join(["d"] * i) + f"/f{i}.yml": b"plugins: {}\n" for i in range(1, 13)}
+    env.seed(files, branch="development")
+    started = Runner(env, tmp_path, no_git).start(
+        "run",
+        "--",
+        "true",
+        MELTANO_FORGE_PROJECT_DIR=str(tmp_path / "ws"),
+        MELTANO_FORGE_INSTALL="auto",
+        MELTANO_FORGE_MELTANO_BIN="true",
+    )
+    try:
+        _, stderr = started.communicate(timeout=120)
+    finally:
+        started.kill()
+        started.communicate()
+    assert started.returncode == 0, stderr
+    assert "installing plugins" in stderr
