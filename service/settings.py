@@ -15,6 +15,7 @@ from client.policy import DEFAULT_PROTECTED
 from client.settings import Settings, SettingsError
 from providers.config import ForgeConfig
 from providers.errors import InvalidRequest
+from providers.redaction import protect_logs
 from providers.registry import locate
 from providers.safety import Limits
 
@@ -147,6 +148,16 @@ class ProjectsFile(BaseModel):
         """A project by name."""
         return next((p for p in self.projects if p.name == name), None)
 
+    def secret_values(self) -> list[str]:
+        """Every secret the file holds (forge tokens, API tokens, webhook and deploy
+        secrets), for the one redaction point: a forge that echoes one in an error body
+        shows `***` wherever the words go."""
+        found: list[SecretStr | None] = [t.token for t in self.tokens]
+        for project in self.projects:
+            found += [project.token, project.webhook_secret, project.gitlab_signing_token]
+            found += [t.secret for t in project.deploy_targets]
+        return [s.get_secret_value() for s in found if s is not None]
+
 
 class ServiceSettings(Settings):
     """Everything `meltano-forge serve` reads from the environment."""
@@ -209,10 +220,12 @@ class ServiceSettings(Settings):
         )
         names = {p.name for p in configured.projects}
         token_names = {t.name for t in configured.tokens}
-        return ProjectsFile(
+        loaded = ProjectsFile(
             projects=(*configured.projects, *(p for p in managed.projects if p.name not in names)),
             tokens=(*configured.tokens, *(t for t in managed.tokens if t.name not in token_names)),
         )
+        protect_logs(*loaded.secret_values())
+        return loaded
 
 
 def _read_projects(path: Path | None, what: str) -> ProjectsFile:

@@ -112,9 +112,10 @@ class ForgeDouble:
         self.roles: dict[str, str] = {token: "write"} if token else {}
         """Accepted tokens and what each may do: 'read' (pull only, GitHub's read
         collaborator or GitLab's Reporter), 'write' (push; GitLab's Developer), 'admin'."""
-        self.echo_token = False
+        self.echo_token: bool | str = False
         """When set, error bodies echo the request's Authorization header, as a careless
-        proxy might: the client must never print it."""
+        proxy might: the client must never print it. `"bare"` echoes the token alone, with
+        no header name for a pattern to find."""
         self.routes: list[Route] = []
         self.faults: list[Fault] = []
         self.log: list[LogEntry] = []
@@ -272,21 +273,25 @@ class ForgeDouble:
             return self.unauthorized(), False
         response = self._route(request)
         if self.echo_token and (response.status >= 400 or b'"errors"' in response.body):
-            response.body = self._echoed(request, response.body)
+            response.body = self._echoed(request, response.body, self.echo_token == "bare")
         if fault and fault.drop_after_apply:
             return response, True
         return response, False
 
     @staticmethod
-    def _echoed(request: Request, body: bytes) -> bytes:
+    def _echoed(request: Request, body: bytes, bare: bool = False) -> bytes:
         """The error body with the request's credentials in its message, as a careless
         proxy or a debugging forge might answer."""
         echoed = request.headers.get("authorization") or request.headers.get("private-token", "")
+        note = (
+            f" (the credential {echoed.rpartition(' ')[2]} was refused)"
+            if bare
+            else f" (request had Authorization: {echoed})"
+        )
         try:
             data = json.loads(body)
         except ValueError:
-            return body + f" (request had Authorization: {echoed})".encode()
-        note = f" (request had Authorization: {echoed})"
+            return body + note.encode()
         if isinstance(data, dict) and isinstance(data.get("errors"), list):  # GraphQL's 200
             for error in data["errors"]:
                 if isinstance(error, dict):

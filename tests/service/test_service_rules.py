@@ -263,6 +263,30 @@ def test_a_token_a_forge_echoes_is_masked_on_pages_and_in_the_api(
         assert "token ***" in text
 
 
+@ON_GITHUB
+def test_a_bare_token_a_forge_echoes_is_masked_too(service: Service, env: ForgeEnv) -> None:
+    """No header name for a pattern to find: the service knows its projects file's secrets
+    and masks them wherever words go."""
+    seeded(env)
+    assert env.double is not None
+    client = signed_in_client(service)
+    env.double.echo_token = "bare"
+    try:
+        api = service.post("/promotions", json={"source": "ghost", "target": "main"})
+        compare = client.get("/projects/warehouse/compare").text
+        page = client.post(
+            "/projects/warehouse/promote",
+            data={"csrf": csrf_of(compare), "source": "ghost", "target": "main"},
+        )
+    finally:
+        env.double.echo_token = False
+        client.close()
+    for text in (api.text, page.text):
+        assert "was refused" in text, "the forge did echo it"
+        assert TOKEN not in text
+        assert "credential *** was refused" in text
+
+
 @ON_LOCAL
 def test_no_promotion_or_page_shows_a_server_path(service: Service, env: ForgeEnv) -> None:
     base = seeded(env)
