@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.client.conftest import Runner
-from tests.conftest import ForgeEnv
+from tests.conftest import Files, ForgeEnv
 
 LOCAL = pytest.mark.parametrize("env", ["local"], indirect=True)
 
@@ -124,7 +124,7 @@ def test_include_paths_of_many_recursions_walk_the_tree_once(
 ) -> None:
     """`**/**/.../*.yml` names the same files as `**/*.yml`; walked once per `**`, twelve
     files took 30 s and 646,646 entries with ten of them, and fourteen never finished."""
-    files = {"meltano.yml": b"include_paths: ['" + b"**/" * 14 + b"*.yml']\n"}
+    files: Files = {"meltano.yml": b"include_paths: ['" + b"**/" * 14 + b"*.yml']\n"}
     files |= {"/".join(["d"] * i) + f"/f{i}.yml": b"plugins: {}\n" for i in range(1, 13)}
     env.seed(files, branch="development")
     started = Runner(env, tmp_path, no_git).start(
