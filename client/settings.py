@@ -298,10 +298,13 @@ def describe(exc: ValidationError) -> str:
     return f"{name}: {message}"
 
 
-def settings_table(model: type[BaseSettings] = Settings) -> str:
-    """The README's Markdown table of every setting, its variable, default and meaning."""
+def settings_table(model: type[BaseSettings] = Settings, *, own_only: bool = False) -> str:
+    """The README's Markdown table of every setting, its variable, default and meaning
+    (`own_only`: only those a subclass adds, e.g. the service's)."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, info in model.model_fields.items():
+        if own_only and name in Settings.model_fields:
+            continue
         if info.default_factory is not None or info.default in (None, ""):
             default = "—"
         elif isinstance(info.default, enum.Enum):

@@ -162,25 +162,46 @@ class ProjectsFile(BaseModel):
 class ServiceSettings(Settings):
     """Everything `meltano-forge serve` reads from the environment."""
 
-    projects_file: Path | None = None
-    database_url: str = "sqlite:///./meltano-forge.db"
-    cache_dir: Path = Path(".meltano-forge-cache")
-    data_dir: Path = Path(".meltano-forge-data")
-    """Projects set up in the browser, their forge tokens (mode 0600), the setup token."""
-    local_repos_dir: Path | None = None
-    """The only folder under which the setup screen registers or creates local repositories
-    (default: `repos` in `data_dir`); no path outside it is ever looked at."""
-    secure_cookies: SecureCookies = SecureCookies.AUTO
-    """`always` behind a TLS proxy whose forwarded headers uvicorn does not trust."""
-    session_hours: float = 8.0
-    cache_max_bytes: int = 2 * 1024**3
-    webhook_max_bytes: int = 1024 * 1024
-    form_max_bytes: int = 8 * 1024 * 1024
-    """Every form body, urlencoded or multipart, signed in or not (the editor's file too)."""
-    outbox_interval: float = 1.0
-    outbox_max_attempts: int = 8
-    outbox_base_delay: float = 2.0
-    outbox_lease_seconds: float = 60.0
+    projects_file: Path | None = Field(
+        None,
+        description="the projects, their forge tokens, webhook secrets, deploy targets "
+        "and API tokens (YAML, `examples/projects.yml`)",
+    )
+    database_url: str = Field(
+        "sqlite:///./meltano-forge.db",
+        description="`postgresql+psycopg://…` for several replicas",
+    )
+    cache_dir: Path = Field(Path(".meltano-forge-cache"), description="archives cached by SHA")
+    data_dir: Path = Field(
+        Path(".meltano-forge-data"),
+        description="projects set up in the browser, their forge tokens (mode 0600), the "
+        "setup token",
+    )
+    local_repos_dir: Path | None = Field(
+        None,
+        description="the only folder under which the setup screen registers or creates local "
+        "repositories (default: `repos` in the data folder); no path outside it is looked at",
+    )
+    secure_cookies: SecureCookies = Field(
+        SecureCookies.AUTO,
+        description="`auto` (from the request's scheme), `always` behind a TLS proxy whose "
+        "forwarded headers uvicorn does not trust, or `never`",
+    )
+    session_hours: float = Field(8.0, description="how long a browser stays signed in")
+    cache_max_bytes: int = Field(2 * 1024**3, description="the archive cache's size on disk")
+    webhook_max_bytes: int = Field(
+        1024 * 1024, description="largest webhook body, counted as it streams"
+    )
+    form_max_bytes: int = Field(
+        8 * 1024 * 1024,
+        description="largest form body, urlencoded or multipart, signed in or not",
+    )
+    outbox_interval: float = Field(1.0, description="seconds between redeploy delivery passes")
+    outbox_max_attempts: int = Field(8, description="attempts before a delivery is dead")
+    outbox_base_delay: float = Field(2.0, description="first retry delay, doubled each time")
+    outbox_lease_seconds: float = Field(
+        60.0, description="how long a replica holds a delivery it is sending"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -247,3 +268,9 @@ def _first_line(exc: Exception) -> str:
         error = exc.errors()[0]
         return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
     return str(exc).splitlines()[0]
+
+
+if __name__ == "__main__":
+    from client.settings import settings_table
+
+    print(settings_table(ServiceSettings, own_only=True))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from client.settings import SettingsError
+from client.settings import SettingsError, settings_table
 from service.settings import Role, ServiceSettings
 
 
@@ -38,3 +38,9 @@ def test_invalid_projects_file_is_one_clear_line(tmp_path: Path) -> None:
         ServiceSettings(projects_file=path).load_projects()
     with pytest.raises(SettingsError, match="cannot be read"):
         ServiceSettings(projects_file=tmp_path / "missing.yml").load_projects()
+
+
+def test_the_readme_documents_every_service_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = settings_table(ServiceSettings, own_only=True)
+    assert table in readme, "regenerate with: python -m service.settings"
