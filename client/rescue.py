@@ -23,7 +23,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 from client import patch
-from client.workspace import LocalChange, Workspace
+from client.workspace import ChangeKind, LocalChange, Workspace
 from providers.contract import Author
 
 README = """Changes meltano-forge could not push ({reason}).
@@ -65,7 +65,7 @@ def write_bundle(
     )
     (target / "changes.patch").write_bytes(mail)
     for change in changes:
-        if change.kind == "deleted":
+        if change.kind is ChangeKind.DELETED:
             continue
         source, copy = ws.root / change.path, target / "files" / change.path
         copy.parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +82,8 @@ def write_bundle(
                 "project_path": manifest.project_path,
                 "run_id": run_id,
                 "reason": reason,
-                "changed": sorted(c.path for c in changes if c.kind != "deleted"),
-                "deleted": sorted(c.path for c in changes if c.kind == "deleted"),
+                "changed": sorted(c.path for c in changes if c.kind is not ChangeKind.DELETED),
+                "deleted": sorted(c.path for c in changes if c.kind is ChangeKind.DELETED),
             },
             indent=1,
         )
