@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from client import exits, messages, patch, sync
-from client.guard import screen
 from client.install import install, needs_install, remember_install
 from client.manifest import STATE_DIR
 from client.plugins import read_project_yaml
@@ -32,23 +31,12 @@ from client.settings import ENV_PREFIX, CommitOnFailure, Settings
 from client.subprocesses import run_child
 from client.workspace import LocalChange, Workspace
 from providers.contract import Branch, Forge, WorkspaceReporter
-from providers.errors import (
-    AlreadyExists,
-    AuthenticationFailed,
-    InvalidRequest,
-    NotFound,
-    PermissionDenied,
-    ProviderError,
-    RateLimited,
-    Unavailable,
-)
+from providers.errors import AlreadyExists, InvalidRequest, NotFound, ProviderError
 
 log = logging.getLogger(__name__)
 
 REPORTED_DIFF = 200_000
 """Characters of a dirty workspace's patch the service is told (its limit is 256 KiB)."""
-UNPUSHABLE = (PermissionDenied, AuthenticationFailed, Unavailable, RateLimited)
-"""Commit failures after which only a local rescue bundle can keep the change."""
 
 
 @dataclass
@@ -275,7 +263,7 @@ def _execute(
                 allowed=settings.allowed_secret_globs,
                 local=local,
             )
-    except UNPUSHABLE as exc:
+    except sync.UNPUSHABLE as exc:
         _bundle(ws, settings, local, report, message, str(exc))
 
 
@@ -317,22 +305,19 @@ def rescue(
     """Push a failed run's changes to `{branch}-rescue-{run id}`; the branch is untouched
     and the workspace returns to its head."""
     manifest = ws.manifest
-    outcome = sync.CommitOutcome(manifest.branch)
-    keep, outcome.held = screen(
-        ws.root, local, settings.secret_glob_list, settings.allowed_secret_globs
+    screened = sync.screen_changes(
+        ws, local, secret_globs=settings.secret_glob_list, allowed=settings.allowed_secret_globs
     )
-    if not keep:
+    outcome = screened.outcome(manifest.branch)
+    if not screened.keep:
         return outcome
-    changes = ws.change_set(keep)
-    outcome.paths = [c.path for c in changes]
-    return sync.side_branch(
+    side = sync.side_branch(
         ws,
-        keep,
-        changes,
+        screened,
         message,
         settings.author,
-        outcome,
         (),
         name=f"{manifest.branch}-rescue-{run_id}",
         reason="command failed",
     )
+    return sync.saved(outcome, side)

@@ -7,13 +7,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from client.guard import HeldBack, screen
 from client.manifest import Rescue
 from client.workspace import LocalChange, Workspace, merge_text
 from providers.contract import Author, FileChange, Forge
-from providers.errors import AlreadyExists, Conflict, NotFound
+from providers.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Unavailable,
+)
+
+UNPUSHABLE = (PermissionDenied, AuthenticationFailed, Unavailable, RateLimited)
+"""Commit failures after which only a local rescue bundle can keep the change: the token
+may not push, or the forge stayed down after retries."""
 
 
 @dataclass
@@ -37,6 +49,55 @@ def _read(forge: Forge, sha: str, path: str) -> bytes | None:
         return None
 
 
+@dataclass(frozen=True)
+class Screened:
+    """The first half of every commit: what may go, what the guard held back, and the
+    change set (repository paths) of what may go."""
+
+    keep: list[LocalChange]
+    held: list[HeldBack]
+    changes: list[FileChange]
+
+    def outcome(self, branch: str) -> CommitOutcome:
+        """The outcome so far: what goes to `branch` and what was held back."""
+        return CommitOutcome(branch, paths=[c.path for c in self.changes], held=self.held)
+
+
+def screen_changes(
+    ws: Workspace,
+    local: list[LocalChange] | None = None,
+    *,
+    secret_globs: Sequence[str] = (),
+    allowed: Sequence[str] = (),
+) -> Screened:
+    """Screen the workspace's changes (`local`, when the caller already walked it) for
+    secrets, refuse a link out of the project, and build the change set: before anything
+    reaches the forge, whatever branch it goes to."""
+    if local is None:
+        local = ws.status().changes
+    keep, held = screen(ws.root, local, secret_globs, allowed)
+    if not keep:
+        return Screened([], held, [])
+    ws.check_links_after(keep)
+    return Screened(keep, held, ws.change_set(keep))
+
+
+@dataclass(frozen=True)
+class SideBranch:
+    """A change set saved on a side branch (and taken out of the workspace)."""
+
+    name: str
+    sha: str
+    conflicts: tuple[str, ...]
+
+
+def saved(outcome: CommitOutcome, side: SideBranch) -> CommitOutcome:
+    """The outcome of a commit whose change went to `side` instead of its branch."""
+    return replace(
+        outcome, side_branch=side.name, sha=side.sha, conflicts=side.conflicts, merged=[]
+    )
+
+
 def commit(
     ws: Workspace,
     message: str,
@@ -48,19 +109,15 @@ def commit(
 ) -> CommitOutcome:
     """Commit the workspace's changes (`local`, when the caller already walked it)."""
     manifest = ws.manifest
-    outcome = CommitOutcome(manifest.branch)
-    if local is None:
-        local = ws.status().changes
-    keep, outcome.held = screen(ws.root, local, secret_globs, allowed)
-    if not keep:
+    screened = screen_changes(ws, local, secret_globs=secret_globs, allowed=allowed)
+    outcome = screened.outcome(manifest.branch)
+    if not screened.keep:
         return outcome
-    ws.check_links_after(keep)
-    changes = ws.change_set(keep)
-    outcome.paths = [c.path for c in changes]
+    keep, changes = screened.keep, screened.changes
     try:
         result = ws.forge.commit(manifest.branch, manifest.base_sha, changes, message, author)
     except Conflict as conflict:
-        return _resolve(ws, keep, changes, conflict, message, author, outcome)
+        return _resolve(ws, screened, conflict, message, author, outcome)
     outcome.sha, outcome.rebased = result.sha, result.rebased
     if result.rebased:  # bring the upstream commits in; ours are already on disk
         ws.update(manifest.branch, result.sha)
@@ -71,8 +128,7 @@ def commit(
 
 def _resolve(
     ws: Workspace,
-    keep: list[LocalChange],
-    changes: list[FileChange],
+    screened: Screened,
     conflict: Conflict,
     message: str,
     author: Author | None,
@@ -83,7 +139,7 @@ def _resolve(
     head = forge.branch(manifest.branch).head
     modes = {e.path: e.mode for e in forge.list_tree(head)}
     merged: list[FileChange] = []
-    for change in changes:
+    for change in screened.changes:
         if change.path not in conflict.paths:
             merged.append(change)
             continue
@@ -91,13 +147,13 @@ def _resolve(
         theirs = _read(forge, head, change.path)
         result = merge_text(base, change.content, theirs)
         if result is None or change.path not in modes:
-            return side_branch(ws, keep, changes, message, author, outcome, conflict.paths)
+            return saved(outcome, side_branch(ws, screened, message, author, conflict.paths))
         merged.append(FileChange.put(change.path, result, change.mode, modes[change.path]))
         outcome.merged.append(change.path)
     try:
         landed = forge.commit(manifest.branch, head, merged, message, author)
     except Conflict as again:
-        return side_branch(ws, keep, changes, message, author, outcome, again.paths)
+        return saved(outcome, side_branch(ws, screened, message, author, again.paths))
     ws.update(manifest.branch, landed.sha)  # the merge comes in over our own edits
     outcome.sha, outcome.rebased = landed.sha, True
     return outcome
@@ -105,16 +161,14 @@ def _resolve(
 
 def side_branch(
     ws: Workspace,
-    keep: list[LocalChange],
-    changes: list[FileChange],
+    screened: Screened,
     message: str,
     author: Author | None,
-    outcome: CommitOutcome,
     paths: Sequence[str],
     *,
     name: str | None = None,
     reason: str = "conflict",
-) -> CommitOutcome:
+) -> SideBranch:
     """Save the change set on `name` (default `{branch}-conflict-{shortsha}`, from the
     workspace's base), record it, and put the workspace back at the branch's base: the
     change is safe on the side branch and no later run commits it again."""
@@ -126,14 +180,11 @@ def side_branch(
             forge.create_branch(candidate, manifest.base_sha)
         except AlreadyExists:
             continue
-        result = forge.commit(candidate, manifest.base_sha, changes, message, author)
-        outcome.side_branch, outcome.sha, outcome.conflicts = candidate, result.sha, tuple(paths)
-        outcome.merged = []
-        manifest.rescues.append(
-            Rescue(candidate, manifest.base_sha, [c.path for c in keep], reason, time.time())
-        )
+        result = forge.commit(candidate, manifest.base_sha, screened.changes, message, author)
+        keep = [c.path for c in screened.keep]
+        manifest.rescues.append(Rescue(candidate, manifest.base_sha, keep, reason, time.time()))
         manifest.save(ws.root)
-        ws.restore(c.path for c in keep)
-        return outcome
+        ws.restore(keep)
+        return SideBranch(candidate, result.sha, tuple(paths))
     msg = f"Could not find a free side branch name for {name}"
     raise AlreadyExists(msg)

@@ -424,3 +424,28 @@ def test_permission_lost_mid_run_bundles_the_change(
     assert "saved in" in out
     assert env.head("development") == base
     shutil.rmtree(bundle)
+
+
+@LOCAL
+def test_a_failed_run_that_leaves_an_escaping_link_makes_no_rescue_branch(
+    env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    """A rescue screens its change set as a commit does (one first half, in `sync`): a link
+    out of the project is refused before any side branch is made, not after."""
+    seed_project(env)
+    run = Runner(env, tmp_path, no_git)
+    folder = str(tmp_path / "ws")
+    committed = run(
+        "run", "--", "sh", "-c", "ln -s ../../outside escape", MELTANO_FORGE_PROJECT_DIR=folder
+    )
+    failed = run(
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "ln -s ../../outside escape; exit 3",
+        MELTANO_FORGE_PROJECT_DIR=str(tmp_path / "ws2"),
+    )
+    assert failed.returncode == committed.returncode == 7, failed.stderr
+    assert "escape" in failed.stderr
+    assert env.git("branch", "--list", "development-rescue-*").split() == []
