@@ -8,6 +8,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -27,9 +28,10 @@ from providers.contract import (
     FileChange,
     FileMode,
 )
-from providers.errors import NotFound
+from providers.errors import Conflict, NotFound, UnsafeInput
 from providers.names import check_branch_name, is_sha
 from providers.safety import check_links
+from service import meltano_edits
 from service.deps import ProjectContext, ServiceState
 from service.meltano_summary import summarize
 from service.problems import Problem, public
@@ -312,14 +314,10 @@ def _admin(ctx: ProjectContext) -> bool:
     return ctx.token is None or ctx.token.role >= Role.ADMIN
 
 
-def merge_draft(
-    ctx: ProjectContext, path: str, base_sha: str, head_sha: str, draft: bytes
-) -> tuple[bytes, bool]:
-    """A draft edited on `base_sha`, brought onto `head_sha`: the client's three-way merge,
-    or, when it conflicts, the text with git's conflict markers (nothing is dropped).
+def _merged(base: bytes | None, draft: bytes, theirs: bytes | None) -> tuple[bytes, bool]:
+    """A draft edited on `base`, brought onto `theirs`: the client's three-way merge, or,
+    when it conflicts, the text with git's conflict markers (nothing is dropped).
     Returns (text, clean)."""
-    base = _read(ctx, base_sha, path)
-    theirs = _read(ctx, head_sha, path)
     merged = merge_text(base, draft, theirs)
     if merged is not None:
         return merged, True
@@ -329,6 +327,161 @@ def merge_draft(
         (base or b"").splitlines(True), draft.splitlines(True), (theirs or b"").splitlines(True)
     ).merge_lines(name_a=b"your draft", name_b=b"the branch")
     return b"".join(lines), False
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The file was committed."""
+
+    result: CommitResult
+
+
+@dataclass(frozen=True)
+class Merged:
+    """The branch had moved: the draft brought onto its head, to review before a commit."""
+
+    text: bytes
+    head: str
+    clean: bool
+    """False when the text holds git's conflict markers."""
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """The draft is the file as the commit has it: nothing to commit."""
+
+
+@dataclass(frozen=True)
+class UpToDate:
+    """The branch is still where the draft was made: nothing to pull."""
+
+
+def link_refused(path: str, target: bytes) -> UnsafeInput:
+    """A symbolic link is shown, never edited as text (nor turned into a regular file)."""
+    shown_target = target.decode("utf-8", "replace")
+    return UnsafeInput(
+        f"{path} is a symbolic link to {shown_target}: links are shown here, never edited as text",
+        "Open the file it points to instead",
+    )
+
+
+def file_mode(ctx: ProjectContext, sha: str, path: str) -> FileMode | None:
+    """The file's mode at a commit (None when it has no such file)."""
+    return next((e.mode for e in ctx.forge.list_tree(sha) if e.path == path), None)
+
+
+def as_the_file_holds(draft: str, original: bytes | None) -> bytes:
+    """A person's draft as the file would hold it: line ends as the file has them (a
+    browser sends CRLF whatever the file had; a file with CRLF keeps CRLF)."""
+    data = draft.replace("\r\n", "\n").encode()
+    if original is not None and b"\r\n" in original:
+        data = data.replace(b"\n", b"\r\n")
+    return data
+
+
+def commit_file(
+    ctx: ProjectContext, branch: str, base: str, path: str, draft: str, message: str
+) -> Committed | Merged | Unchanged:
+    """Commit one text file as a person edited it on `base` (the editor, a settings form):
+    it keeps its mode and its line ends, a draft that changes nothing commits nothing, a
+    link or a file that is not UTF-8 is refused, and a branch that moved comes back as the
+    draft merged onto its head, never a silent overwrite. The rest is `commit`'s."""
+    original = _read(ctx, base, path)
+    base_mode = file_mode(ctx, base, path) if original is not None else None
+    if base_mode is FileMode.SYMLINK:
+        raise link_refused(path, original or b"")
+    if original is not None and not _utf8(original):
+        raise Problem(400, "Not text", f"{path} is not UTF-8 text: it cannot be edited here")
+    data = as_the_file_holds(draft, original)
+    if data == original:
+        return Unchanged()
+    change = FileChange.put(path, data, base_mode or FileMode.REGULAR, base_mode)
+    try:
+        return Committed(commit(ctx, branch, base, [change], message or "Update"))
+    except Conflict:
+        head = fresh_head(ctx, branch)
+        merged, clean = _merged(original, data, _read(ctx, head, path))
+        return Merged(merged, head, clean)
+
+
+def pull_file(
+    ctx: ProjectContext, branch: str, base: str, path: str, draft: str
+) -> Merged | UpToDate:
+    """A draft made on `base`, brought to the branch's head now (a three-way merge), in
+    the line ends the file has, as `commit_file` would commit it."""
+    head = fresh_head(ctx, branch)
+    if head == base:
+        return UpToDate()
+    original = _read(ctx, base, path)
+    merged, clean = _merged(original, as_the_file_holds(draft, original), _read(ctx, head, path))
+    return Merged(merged, head, clean)
+
+
+def page_branch(ctx: ProjectContext, branch: str | None) -> str:
+    """The branch a page is about: the one given, else the working branch, else the
+    default branch while the working one does not exist yet."""
+    if branch:
+        return branch
+    try:
+        ctx.forge.branch(ctx.policy.working)
+    except NotFound:
+        return default_branch(ctx)
+    return ctx.policy.working
+
+
+def meltano_yml_path(ctx: ProjectContext) -> str:
+    """Where the project's `meltano.yml` is in the repository."""
+    project = ctx.config.project_path
+    return f"{project}/meltano.yml" if project else "meltano.yml"
+
+
+class MeltanoChange(StrEnum):
+    """The common changes the settings forms make without raw YAML."""
+
+    SETTING = "setting"
+    SCHEDULE = "schedule"
+    ENVIRONMENT = "environment"
+
+
+def change_meltano_yml(
+    ctx: ProjectContext, branch: str, kind: MeltanoChange, name: str, field: str, value: str
+) -> Committed | Merged | Unchanged:
+    """One common change to `meltano.yml` as a minimal YAML edit, made on what the branch
+    holds now and committed as `commit_file` commits an edited file."""
+    path = meltano_yml_path(ctx)
+    head = fresh_head(ctx, branch)
+    text = ctx.forge.read_file(head, path)
+    if kind is MeltanoChange.SETTING:
+        new = meltano_edits.set_setting(text, name, field, value, _locked(ctx, head, name))
+        message = f"Set {name} {field} in {path} from the web UI"
+    elif kind is MeltanoChange.SCHEDULE:
+        new = meltano_edits.set_schedule_interval(text, name, value)
+        message = f"Set the interval of schedule {name} in {path} from the web UI"
+    else:
+        new = meltano_edits.add_environment(text, name)
+        message = f"Add the environment {name} to {path} from the web UI"
+    return commit_file(ctx, branch, head, path, new.decode(), message)
+
+
+def _locked(ctx: ProjectContext, head: str, plugin: str) -> list[Any]:
+    """The plugin's setting definitions from its lock file, if the project has one."""
+    prefix = f"{ctx.config.project_path}/plugins/" if ctx.config.project_path else "plugins/"
+    for entry in ctx.forge.list_tree(head):
+        parts = entry.path.removeprefix(prefix).split("/")
+        if not entry.path.startswith(prefix) or len(parts) != 2:
+            continue  # plugins/<type>/<file>
+        file = parts[1]
+        if file == f"{plugin}.lock" or (file.startswith(f"{plugin}--") and file.endswith(".lock")):
+            return meltano_edits.locked_settings(ctx.forge.read_file(head, entry.path))
+    return []
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _read(ctx: ProjectContext, sha: str, path: str) -> bytes | None:

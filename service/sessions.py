@@ -12,6 +12,9 @@ The sign-in form itself carries a token too (login CSRF): the form's hidden valu
 equal the pre-session cookie that the form's page set (HttpOnly, SameSite=Strict, path
 `/signin`). Another site can neither read the value nor make the browser send the cookie,
 so it cannot sign a browser in as the attacker's token.
+
+This sits beside `auth`, below `deps`: the pages' dependencies (`WebReader` and the rest)
+look sessions up as the API's look tokens up.
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from service.auth import authorize
-from service.deps import ServiceState
 from service.settings import ApiToken, Role
 from service.storage import web_sessions
+
+if TYPE_CHECKING:  # the state holds what sessions need; `deps` builds on sessions
+    from service.deps import ServiceState
 
 COOKIE = "mf_session"
 SIGNIN_COOKIE = "mf_signin"

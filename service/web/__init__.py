@@ -12,9 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.deps import ServiceState
-from service.web import editor, overview, review, sessions, setup
-from service.web.common import HERE, Redirect, current_session, handle_redirect, page
+from service import sessions
+from service.deps import Redirect, ServiceState, current_session
+from service.web import editor, overview, review, setup
+from service.web.common import HERE, handle_redirect, page
 
 
 def mount(app: FastAPI) -> None:

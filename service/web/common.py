@@ -1,26 +1,23 @@
-"""What every page shares: templates, the signed-in session, the project a page is about
-(checked with the same `authorize` as the API), CSRF checks, cookies and redirects."""
+"""What every page shares: templates and their filters, rendering, cookies and redirects.
+Who may see a page (the session, its role, its CSRF token) is decided by the dependencies
+in `service.deps`, as for the API's routes."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import urlencode
+from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from client.policy import BranchPolicy
-from service.auth import authorize
-from service.deps import ProjectContext, ServiceState, StateDep
-from service.problems import Problem
+from service import sessions
+from service.deps import Redirect, ServiceState
+from service.sessions import Session
 from service.settings import Role, SecureCookies, ServiceSettings
-from service.web import sessions
-from service.web.sessions import Session
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -61,55 +58,10 @@ templates.env.filters["short"] = lambda sha: (sha or "")[:12]
 templates.env.filters["headline"] = lambda message: (message or "").split("\n", 1)[0]
 
 
-class Redirect(Exception):
-    """Answer with a redirect (see other)."""
-
-    def __init__(self, location: str) -> None:
-        super().__init__(location)
-        self.location = location
-
-
 async def handle_redirect(request: Request, exc: Exception) -> RedirectResponse:
     """The exception handler for `Redirect`."""
     assert isinstance(exc, Redirect)  # noqa: S101
     return RedirectResponse(exc.location, status_code=303)
-
-
-def current_session(request: Request, state: StateDep) -> Session | None:
-    """The signed-in session, if any."""
-    return sessions.lookup(state, request.cookies.get(sessions.COOKIE))
-
-
-def signed_in(
-    request: Request, session: Annotated[Session | None, Depends(current_session)]
-) -> Session:
-    """The session; a person who is not signed in goes to the sign-in page first."""
-    if session is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise Redirect("/signin?" + urlencode({"next": target}, safe="/"))
-    return session
-
-
-Signed = Annotated[Session, Depends(signed_in)]
-
-
-def project_for(state: ServiceState, session: Session, project: str, role: Role) -> ProjectContext:
-    """The page's project, for this session's token (403/404 problems as the API's)."""
-    assert session.token.token is not None  # noqa: S101 - sessions need a token's secret
-    token = authorize(
-        state.projects, f"Bearer {session.token.token.get_secret_value()}", project, role
-    )
-    config = state.projects.project(project)
-    if config is None:
-        raise Problem(404, "Not found", f"No project named '{project}'")
-    policy = BranchPolicy(config.working_branch, config.protected_branches)
-    return ProjectContext(config, state.forge(config), policy, token, state)
-
-
-def check_csrf(session: Session, offered: str | None) -> None:
-    """Refuse a state change whose form does not carry the session's CSRF token."""
-    if not sessions.csrf_ok(session, offered):
-        raise Problem(403, "Forbidden", "The form's CSRF token is missing or wrong; reload it")
 
 
 def page(request: Request, template: str, session: Session | None, **data: Any) -> HTMLResponse:

@@ -5,26 +5,25 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel
 
 from providers.errors import NotFound, ProviderError
-from service import operations, problems
-from service.deps import ProjectContext, StateDep
-from service.problems import Problem
-from service.settings import ProjectConfig, Role
-from service.web import sessions
-from service.web.common import (
+from service import operations, problems, sessions
+from service.deps import (
+    PageContext,
+    ProjectContext,
+    ReadableProjects,
     Redirect,
     Signed,
-    check_csrf,
+    StateDep,
+    WebReader,
     current_session,
-    page,
-    project_for,
-    set_private_cookie,
-    signin_from_this_site,
-    signin_page,
 )
+from service.problems import Problem
+from service.sessions import Session
+from service.web.common import page, set_private_cookie, signin_from_this_site, signin_page
 from service.web.setup_store import setup_token
 
 router = APIRouter(include_in_schema=False)
@@ -39,17 +38,20 @@ def signin_form(request: Request, state: StateDep, next: str = "/") -> Response:
     return signin_page(request, state, _local(next))
 
 
+class SignInForm(BaseModel):
+    """The sign-in form: an API token, where to go next, and the form's login-CSRF token."""
+
+    token: str
+    next: str = "/"
+    csrf: str = ""
+
+
 @router.post("/signin", response_class=HTMLResponse)
-def signin(
-    request: Request,
-    state: StateDep,
-    token: Annotated[str, Form()],
-    next: Annotated[str, Form()] = "/",
-    csrf: Annotated[str, Form()] = "",
-) -> Response:
+def signin(request: Request, state: StateDep, form: Annotated[SignInForm, Form()]) -> Response:
     """Trade the token for a session cookie (HttpOnly, SameSite=Strict, expiring); only
     from this site's sign-in form (login CSRF)."""
-    if not signin_from_this_site(request, csrf):
+    token, next = form.token, form.next
+    if not signin_from_this_site(request, form.csrf):
         return signin_page(
             request,
             state,
@@ -86,11 +88,8 @@ def _local(target: str) -> str:
 
 
 @router.post("/signout")
-def signout(
-    request: Request, state: StateDep, session: Signed, csrf: Annotated[str, Form()]
-) -> Response:
+def signout(request: Request, state: StateDep, session: Signed) -> Response:
     """End the session (the form carries the CSRF token like every other)."""
-    check_csrf(session, csrf)
     sessions.sign_out(state, request.cookies.get(sessions.COOKIE))
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(sessions.COOKIE, path="/")
@@ -98,21 +97,22 @@ def signout(
 
 
 @router.get("/", response_class=HTMLResponse)
-def projects(request: Request, state: StateDep) -> Response:
+def projects(
+    request: Request,
+    state: StateDep,
+    session: Annotated[Session | None, Depends(current_session)],
+    readable: ReadableProjects,
+) -> Response:
     """Every project the token may see, in one view; the setup screen when there is none."""
     if not state.projects.projects:
         raise Redirect("/setup")
-    session = current_session(request, state)
     if session is None:
         raise Redirect("/signin")
-    rows = [
-        _project_row(state, session, p) for p in operations.visible_projects(state, session.token)
-    ]
-    return page(request, "projects.html", session, projects=rows)
+    return page(request, "projects.html", session, projects=[_project_row(c) for c in readable])
 
 
-def _project_row(state: Any, session: Any, config: ProjectConfig) -> dict[str, Any]:
-    ctx = project_for(state, session, config.name, Role.READ)
+def _project_row(ctx: PageContext) -> dict[str, Any]:
+    state, config = ctx.state, ctx.config
     row: dict[str, Any] = {
         "name": config.name,
         "provider": config.forge_config().location.kind.value,
@@ -140,11 +140,8 @@ def _project_row(state: Any, session: Any, config: ProjectConfig) -> dict[str, A
 
 
 @router.get("/projects/{project}", response_class=HTMLResponse)
-def project_page(
-    request: Request, state: StateDep, session: Signed, project: str, page_number: int = 1
-) -> Response:
+def project_page(request: Request, ctx: WebReader, page_number: int = 1) -> Response:
     """Branches with badges and ahead/behind, the Meltano summary, the recent history."""
-    ctx = project_for(state, session, project, Role.READ)
     views = operations.branches(ctx, counts=False)
     start = (max(page_number, 1) - 1) * PER_PAGE
     shown = views[start : start + PER_PAGE]
@@ -162,7 +159,7 @@ def project_page(
     return page(
         request,
         "project.html",
-        session,
+        ctx.session,
         project=ctx.config,
         default=default,
         branches=counted,
@@ -170,7 +167,7 @@ def project_page(
         more=start + PER_PAGE < len(views),
         summary=summary,
         history=_history(ctx, None),
-        dirty=sum(1 for w in operations.list_workspaces(state, project) if w.dirty),
+        dirty=sum(1 for w in operations.list_workspaces(ctx.state, ctx.config.name) if w.dirty),
         committed=request.query_params.get("committed", ""),
         draft=request.query_params.get("draft", ""),
         promoted=request.query_params.get("promoted", ""),
@@ -185,7 +182,7 @@ def _history(ctx: ProjectContext, branch: str | None) -> list[Any]:
 
 
 @router.get("/projects/{project}/fragments/history", response_class=HTMLResponse)
-def history_fragment(request: Request, state: StateDep, session: Signed, project: str) -> Response:
+def history_fragment(request: Request, ctx: WebReader) -> Response:
     """The history list alone, for live updates."""
-    ctx = project_for(state, session, project, Role.READ)
-    return page(request, "_history.html", session, history=_history(ctx, None), project=ctx.config)
+    history = _history(ctx, None)
+    return page(request, "_history.html", ctx.session, history=history, project=ctx.config)

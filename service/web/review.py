@@ -8,15 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
+from pydantic import BaseModel
 
 from client import patch
 from providers.contract import FileMode
 from providers.errors import InvalidRequest, NotFound
 from service import operations
-from service.deps import ProjectContext, StateDep
+from service.deps import ProjectContext, WebAdmin, WebReader, WebWriter
 from service.problems import Problem, shown
-from service.settings import Role
-from service.web.common import Signed, check_csrf, page, project_for
+from service.web.common import page
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,17 +37,18 @@ def _split(diff: patch.FileDiff) -> Markup:
     return Markup(table)  # noqa: S704 - difflib escapes every line it puts in the table
 
 
+class PromoteForm(BaseModel):
+    """The compare page's Promote button: which branch into which."""
+
+    source: str
+    target: str
+
+
 @router.get("/projects/{project}/compare", response_class=HTMLResponse)
 def compare(
-    request: Request,
-    state: StateDep,
-    session: Signed,
-    project: str,
-    head: str | None = None,
-    view: str = "unified",
+    request: Request, ctx: WebReader, head: str | None = None, view: str = "unified"
 ) -> Response:
     """The working branch against the default branch, file by file."""
-    ctx = project_for(state, session, project, Role.READ)
     target = operations.default_branch(ctx)
     source = head or ctx.policy.working
     base_sha, head_sha = operations.resolve(ctx, target), operations.resolve(ctx, source)
@@ -66,7 +67,7 @@ def compare(
     return page(
         request,
         "compare.html",
-        session,
+        ctx.session,
         project=ctx.config,
         source=source,
         target=target,
@@ -79,73 +80,51 @@ def compare(
 
 
 @router.post("/projects/{project}/promote", response_class=HTMLResponse)
-def promote(
-    request: Request,
-    state: StateDep,
-    session: Signed,
-    project: str,
-    csrf: Annotated[str, Form()],
-    source: Annotated[str, Form()],
-    target: Annotated[str, Form()],
-) -> Response:
+def promote(request: Request, ctx: WebWriter, form: Annotated[PromoteForm, Form()]) -> Response:
     """Open or reuse the pull/merge request (a local repository merges at once)."""
-    check_csrf(session, csrf)
-    ctx = project_for(state, session, project, Role.WRITE)
+    error, status, made = "", 200, None
     try:
-        request_made = operations.promote(
-            ctx, source, target, None, "Opened from the meltano-forge web UI."
+        made = operations.promote(
+            ctx, form.source, form.target, None, "Opened from the meltano-forge web UI."
         )
     except Problem as exc:  # refused by the service itself (a direct promotion to main)
-        refused = page(
-            request, "promoted.html", session, project=ctx.config, error=exc.detail, result=None
-        )
-        refused.status_code = exc.status
-        return refused
+        error, status = exc.detail, exc.status
     except InvalidRequest as exc:
-        error = shown(exc, state.hidden_paths())
-        return page(request, "promoted.html", session, project=ctx.config, error=error, result=None)
-    return page(
-        request, "promoted.html", session, project=ctx.config, error="", result=request_made
+        error = shown(exc, ctx.state.hidden_paths())
+    answer = page(
+        request, "promoted.html", ctx.session, project=ctx.config, error=error, result=made
     )
+    answer.status_code = status
+    return answer
 
 
 @router.get("/projects/{project}/workspaces", response_class=HTMLResponse)
-def workspaces(request: Request, state: StateDep, session: Signed, project: str) -> Response:
+def workspaces(request: Request, ctx: WebReader) -> Response:
     """Runners that report to the service; the dirty ones first, with their patches."""
-    ctx = project_for(state, session, project, Role.READ)
-    views = operations.list_workspaces(state, project)
-    return page(request, "workspaces.html", session, project=ctx.config, workspaces=views)
+    views = operations.list_workspaces(ctx.state, ctx.config.name)
+    return page(request, "workspaces.html", ctx.session, project=ctx.config, workspaces=views)
+
+
+def _deliveries(request: Request, ctx: WebReader, template: str) -> Response:
+    rows = operations.list_deliveries(ctx.state, ctx.config.name, limit=200)
+    return page(request, template, ctx.session, project=ctx.config, deliveries=rows)
 
 
 @router.get("/projects/{project}/deliveries", response_class=HTMLResponse)
-def deliveries(request: Request, state: StateDep, session: Signed, project: str) -> Response:
+def deliveries(request: Request, ctx: WebReader) -> Response:
     """Redeploys: state, attempts, last error; dead letters can be retried by admins."""
-    ctx = project_for(state, session, project, Role.READ)
-    rows = operations.list_deliveries(state, project, limit=200)
-    return page(request, "deliveries.html", session, project=ctx.config, deliveries=rows)
+    return _deliveries(request, ctx, "deliveries.html")
 
 
 @router.get("/projects/{project}/fragments/deliveries", response_class=HTMLResponse)
-def deliveries_fragment(
-    request: Request, state: StateDep, session: Signed, project: str
-) -> Response:
+def deliveries_fragment(request: Request, ctx: WebReader) -> Response:
     """The deliveries table alone, for live updates."""
-    ctx = project_for(state, session, project, Role.READ)
-    rows = operations.list_deliveries(state, project, limit=200)
-    return page(request, "_deliveries.html", session, project=ctx.config, deliveries=rows)
+    return _deliveries(request, ctx, "_deliveries.html")
 
 
 @router.post("/projects/{project}/deliveries/{delivery_id}/retry")
-def retry(
-    state: StateDep,
-    session: Signed,
-    project: str,
-    delivery_id: operations.DeliveryId,
-    csrf: Annotated[str, Form()],
-) -> Response:
+def retry(ctx: WebAdmin, delivery_id: operations.DeliveryId) -> Response:
     """Another round of attempts for a dead letter (admins only)."""
-    check_csrf(session, csrf)
-    ctx = project_for(state, session, project, Role.ADMIN)
-    if not operations.retry_delivery(state, ctx.config.name, delivery_id):
+    if not operations.retry_delivery(ctx.state, ctx.config.name, delivery_id):
         raise Problem(404, "Not found", f"No dead delivery {delivery_id}")
-    return RedirectResponse(f"/projects/{project}/deliveries", status_code=303)
+    return RedirectResponse(f"/projects/{ctx.config.name}/deliveries", status_code=303)

@@ -19,15 +19,14 @@ thread: a slow forge never stalls `/healthz` or anyone else's page."""
 
 from __future__ import annotations
 
-import secrets
-import time
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from client.project_init import Initialized, init_repository
@@ -36,16 +35,17 @@ from providers.errors import InvalidRequest, NotFound, ProviderError, UnsafeInpu
 from providers.local import LocalForge
 from providers.names import check_branch_name
 from providers.registry import locate, open_forge
-from service.deps import ServiceState, StateDep
+from service import sessions
+from service.deps import Redirect, ServiceState, StateDep, current_session
+from service.pending_setups import PENDING_LIFE, Pending, SetupValues
 from service.problems import Problem
+from service.sessions import Session
 from service.settings import PROJECT_NAME_RULE, ProjectConfig, Role
-from service.web import sessions, setup_store
-from service.web.common import Redirect, current_session, page, set_private_cookie
+from service.web import setup_store
+from service.web.common import page, set_private_cookie
 from service.web.overview import set_cookie
-from service.web.sessions import Session
 
 router = APIRouter(include_in_schema=False)
-PENDING_LIFE = 900.0
 HOLDER_COOKIE = "mf_setup"
 PROVIDERS = ("github", "gitlab", "local")
 """What the screen sets up (a service project is a runner's setting, not a forge)."""
@@ -53,13 +53,56 @@ FIELD_MAX = 2048
 """Characters in any one field: URLs, branch globs and tokens all fit."""
 
 
-@dataclass
-class Pending:
-    """A checked setup waiting to be saved: the forge token stays on the server."""
+class SetupForm(BaseModel):
+    """The setup screen's form, both steps (Check access, then Save)."""
 
-    token: str
-    values: dict[str, Any]
-    created: float = field(default_factory=time.time)
+    name: str = ""
+    provider: str = "github"
+    repo: str = ""
+    api_url: str = ""
+    working_branch: str = "development"
+    protected_branches: str = "main,master"
+    initialize: str = ""
+    """"on" when the box is ticked (as browsers send a checkbox)."""
+    forge_token: str = ""
+    pending: str = ""
+    """The checked setup that Save registers."""
+
+    def values(self) -> SetupValues:
+        """The project as given, trimmed and defaulted."""
+        return SetupValues(
+            name=self.name.strip(),
+            provider=self.provider,
+            repo=self.repo.strip(),
+            api_url=self.api_url.strip(),
+            working_branch=self.working_branch.strip() or "development",
+            protected_branches=self.protected_branches.strip(),
+            initialize=self.initialize == "on",
+        )
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the forge says about the repository (or what Save will create)."""
+
+    default_branch: str
+    empty: bool
+    web_url: str
+    can_push: bool | None
+    default_can_push: bool | None = None
+    meltano_yml: bool = False
+    create: bool = False
+    """A local repository that is not there yet."""
+
+
+@dataclass(frozen=True)
+class SetupCaller:
+    """Who uses the screen: an unscoped admin session, or whoever holds the setup token."""
+
+    session: Session | None
+    admin: bool
+    holder: bool
+    """A browser that gave the setup token a moment ago (its cookie)."""
 
 
 def may_set_up(session: Session | None) -> bool:
@@ -68,46 +111,56 @@ def may_set_up(session: Session | None) -> bool:
     return session is not None and session.may(Role.ADMIN) and "*" in session.token.projects
 
 
-def _admin(request: Request, state: ServiceState, form: dict[str, str]) -> bool:
-    """An unscoped admin session whose form carries its CSRF token."""
-    session = current_session(request, state)
-    return (
-        session is not None and may_set_up(session) and sessions.csrf_ok(session, form.get("csrf"))
-    )
-
-
 def _holder(request: Request, state: ServiceState) -> bool:
     """A browser that gave the setup token on this screen a moment ago (its cookie), while
     the token is still unspent: it is not asked for the token on every form."""
     if state.projects.projects or setup_store.setup_token(state.settings, create=False) is None:
         return False
-    since = state.setup_holders.get(request.cookies.get(HOLDER_COOKIE, ""))
-    return since is not None and time.time() - since < PENDING_LIFE
+    return state.setups.is_holder(request.cookies.get(HOLDER_COOKIE, ""))
 
 
-def _allowed(request: Request, state: ServiceState, form: dict[str, str]) -> bool:
-    """The setup token (given now, or a moment ago), or an admin session."""
-    offered = form.get("setup_token", "")
-    if (
-        offered
+async def _offered(request: Request) -> tuple[str, str]:
+    """The form's setup token and CSRF token (read before the rest of the form is)."""
+    form = await request.form()
+    token, csrf = form.get("setup_token"), form.get("csrf")
+    return (token if isinstance(token, str) else "", csrf if isinstance(csrf, str) else "")
+
+
+def setup_caller(
+    request: Request,
+    state: StateDep,
+    session: Annotated[Session | None, Depends(current_session)],
+    offered: Annotated[tuple[str, str], Depends(_offered)],
+) -> SetupCaller:
+    """The dependency of the screen's forms: the setup token (given now, or a moment ago),
+    or an unscoped admin session whose form carries its CSRF token; 403 for anyone else,
+    before the form is looked at."""
+    token, csrf = offered
+    admin = may_set_up(session)
+    holder = _holder(request, state)
+    by_token = (
+        bool(token)
         and not state.projects.projects
-        and setup_store.setup_token_ok(state.settings, offered)
-    ):
-        return True
-    return _holder(request, state) or _admin(request, state, form)
+        and setup_store.setup_token_ok(state.settings, token)
+    )
+    signed_admin = session is not None and admin and sessions.csrf_ok(session, csrf)
+    if not (by_token or holder or signed_admin):
+        raise _refused()
+    return SetupCaller(session, admin, holder)
+
+
+Caller = Annotated[SetupCaller, Depends(setup_caller)]
 
 
 def _remember_holder(request: Request, state: ServiceState, response: Response) -> None:
     """After the setup token was given: a cookie (HttpOnly, SameSite=Strict) that stands for
     it, so it is never echoed back into a page."""
-    holder = secrets.token_urlsafe(24)
-    state.setup_holders[holder] = time.time()
     set_private_cookie(
         response,
         request,
         state.settings,
         HOLDER_COOKIE,
-        holder,
+        state.setups.add_holder(),
         max_age=int(PENDING_LIFE),
         path="/setup",
     )
@@ -121,18 +174,21 @@ def _refused() -> Problem:
     )
 
 
-def _config(values: dict[str, Any], token: str) -> ForgeConfig:
+def _config(values: SetupValues, token: str) -> ForgeConfig:
     try:
-        location = locate(values["repo"], values["provider"], values["api_url"] or None)
+        location = locate(values.repo, values.provider, values.api_url or None)
     except InvalidRequest as exc:
         raise Problem(422, "Invalid repository", exc.reason) from exc
     return ForgeConfig(location, token=SecretStr(token) if token else None)
 
 
 @router.get("/setup", response_class=HTMLResponse)
-def setup_form(request: Request, state: StateDep) -> Response:
+def setup_form(
+    request: Request,
+    state: StateDep,
+    session: Annotated[Session | None, Depends(current_session)],
+) -> Response:
     """The form (for an admin, or whoever holds the setup token)."""
-    session = current_session(request, state)
     admin = may_set_up(session)
     if state.projects.projects and session is None:
         raise Redirect("/signin?next=/setup")
@@ -144,23 +200,11 @@ def setup_form(request: Request, state: StateDep) -> Response:
         session,
         admin=admin,
         holder=_holder(request, state),
-        values={},
+        values=SetupValues(),
         found=None,
         error="",
         local_root=state.settings.local_repos_root,
     )
-
-
-def _values(form: dict[str, str]) -> dict[str, Any]:
-    return {
-        "name": form.get("name", "").strip(),
-        "provider": form.get("provider", "github"),
-        "repo": form.get("repo", "").strip(),
-        "api_url": form.get("api_url", "").strip(),
-        "working_branch": form.get("working_branch", "development").strip() or "development",
-        "protected_branches": form.get("protected_branches", "main,master").strip(),
-        "initialize": form.get("initialize") == "on",
-    }
 
 
 def _invalid(detail: str) -> Problem:
@@ -179,7 +223,7 @@ def _globs(text: str) -> list[str]:
     return globs
 
 
-def _inside_root(state: ServiceState, values: dict[str, Any]) -> dict[str, Any]:
+def _inside_root(state: ServiceState, values: SetupValues) -> SetupValues:
     """A local repository's path, resolved (symlinks followed) and inside the local
     repositories folder; refused before anything looks at the disk there, so the answer
     is the same for a path that exists, holds a repository, or does not exist."""
@@ -194,49 +238,49 @@ def _inside_root(state: ServiceState, values: dict[str, Any]) -> dict[str, Any]:
             "MELTANO_FORGE_LOCAL_REPOS_DIR names). Choose a path there, e.g. "
             f"file://{root / 'warehouse.git'}"
         )
-    return {**values, "repo": f"file://{resolved}", "provider": "local", "api_url": ""}
+    return dataclasses.replace(values, repo=f"file://{resolved}", provider="local", api_url="")
 
 
-def validated(state: ServiceState, values: dict[str, Any]) -> dict[str, Any]:
+def validated(state: ServiceState, values: SetupValues) -> SetupValues:
     """Every field checked against the rules the projects file holds (the project name,
     branch names, the repository URL, a local repository's folder) before anything is
     looked at or saved: a `Problem` (422) that says which rule, or the values to use."""
-    for key, value in values.items():
+    for key, value in dataclasses.asdict(values).items():
         if isinstance(value, str) and len(value) > FIELD_MAX:
             raise _invalid(f"The {key.replace('_', ' ')} is over {FIELD_MAX} characters")
-    if values["provider"] not in PROVIDERS:
-        raise _invalid(f"Unknown provider '{values['provider']}': choose {', '.join(PROVIDERS)}")
+    if values.provider not in PROVIDERS:
+        raise _invalid(f"Unknown provider '{values.provider}': choose {', '.join(PROVIDERS)}")
     try:
-        ProjectConfig.model_validate({"name": values["name"], "repo": values["repo"] or "x"})
+        ProjectConfig.model_validate({"name": values.name, "repo": values.repo or "x"})
     except ValidationError:
         raise _invalid(
-            f"'{values['name']}' is not a valid project name: {PROJECT_NAME_RULE}"
+            f"'{values.name}' is not a valid project name: {PROJECT_NAME_RULE}"
         ) from None
     try:
-        check_branch_name(values["working_branch"])
+        check_branch_name(values.working_branch)
     except UnsafeInput as exc:
         raise _invalid(f"Working branch: {exc.reason}. {exc.instruction}") from None
-    _globs(values["protected_branches"])
+    _globs(values.protected_branches)
     return _inside_root(state, values)
 
 
 def _form_page(
     request: Request,
     state: ServiceState,
-    session: Session | None,
-    values: dict[str, Any],
+    caller: SetupCaller,
+    values: SetupValues,
     error: Exception | None,
     *,
     holder: bool,
-    found: dict[str, Any] | None = None,
+    found: Found | None = None,
     pending: str = "",
 ) -> Response:
     """The form again, with what was given and why it was refused (422 for bad input)."""
     response = page(
         request,
         "setup.html",
-        session,
-        admin=may_set_up(session),
+        caller.session,
+        admin=caller.admin,
         holder=holder,
         values=values,
         found=found,
@@ -249,93 +293,81 @@ def _form_page(
     return response
 
 
-async def _form(request: Request) -> dict[str, str]:
-    return {k: str(v) for k, v in (await request.form()).items()}
-
-
 @router.post("/setup/check", response_class=HTMLResponse)
-async def check(request: Request, state: StateDep) -> Response:
+async def check(
+    request: Request, state: StateDep, caller: Caller, form: Annotated[SetupForm, Form()]
+) -> Response:
     """Try the forge with what was given and show what it found; nothing is saved yet.
     The work (the database, the forge and its retries) runs in a worker thread."""
-    form = await _form(request)
-    return await run_in_threadpool(_check, request, state, form)
+    return await run_in_threadpool(_check, request, state, caller, form)
 
 
-def _check(request: Request, state: ServiceState, form: dict[str, str]) -> Response:
-    session = current_session(request, state)
-    if not _allowed(request, state, form):
-        raise _refused()
-    admin = may_set_up(session)
-    known_holder = _holder(request, state)
-    values = _values(form)
+def _check(request: Request, state: ServiceState, caller: SetupCaller, form: SetupForm) -> Response:
+    values = form.values()
     error: Exception | None = None
-    found: dict[str, Any] | None = None
+    found: Found | None = None
     try:
-        if len(form.get("forge_token", "")) > FIELD_MAX:
+        if len(form.forge_token) > FIELD_MAX:
             raise _invalid(f"The forge token is over {FIELD_MAX} characters")
         values = validated(state, values)
-        _check_new_name(state, values["name"])
-        found = _inspect(values, form.get("forge_token", ""))
+        _check_new_name(state, values.name)
+        found = _inspect(values, form.forge_token)
     except (ProviderError, Problem) as exc:
         error = exc
     pending_id = ""
     if found is not None:
-        pending_id = secrets.token_urlsafe(16)
-        _forget_old(state)
-        state.setups[pending_id] = Pending(form.get("forge_token", ""), values)
+        pending_id = state.setups.hold(Pending(SecretStr(form.forge_token), values))
     response = _form_page(
-        request, state, session, values, error, holder=not admin, found=found, pending=pending_id
+        request,
+        state,
+        caller,
+        values,
+        error,
+        holder=not caller.admin,
+        found=found,
+        pending=pending_id,
     )
-    if not admin and not known_holder:
+    if not caller.admin and not caller.holder:
         _remember_holder(request, state, response)
     return response
 
 
-def _to_create(config: ForgeConfig, values: dict[str, Any]) -> bool:
+def _to_create(config: ForgeConfig, values: SetupValues) -> bool:
     """A local repository that is not there yet, which Save will create (when asked to)."""
     if config.location.kind is not ProviderKind.LOCAL:
         return False
     if (Path(config.location.api_url) / "HEAD").exists():
         return False
-    if not values["initialize"]:
+    if not values.initialize:
         msg = f"There is no git repository at {config.location.api_url}"
         raise InvalidRequest(msg, "Tick 'Run meltano init' to create one there")
     return True
 
 
-def _inspect(values: dict[str, Any], token: str) -> dict[str, Any]:
+def _inspect(values: SetupValues, token: str) -> Found:
     config = _config(values, token)
     if _to_create(config, values):
-        return {
-            "default_branch": "main",
-            "empty": True,
-            "web_url": config.location.web_url,
-            "can_push": True,
-            "default_can_push": True,
-            "meltano_yml": False,
-            "create": True,
-        }
+        return Found("main", True, config.location.web_url, True, True, create=True)
     forge = open_forge(config)
     try:
         info = forge.repository()
-        found: dict[str, Any] = {
-            "default_branch": info.default_branch,
-            "empty": info.empty,
-            "web_url": info.web_url,
-            "can_push": info.can_push,
-            "default_can_push": None,
-            "meltano_yml": False,
-            "create": False,
-        }
-        if not info.empty:
-            branch = forge.branch(info.default_branch)
-            found["default_can_push"] = branch.can_push
-            try:
-                forge.read_file(branch.head, "meltano.yml")
-                found["meltano_yml"] = True
-            except NotFound:
-                pass
-        return found
+        if info.empty:
+            return Found(info.default_branch, True, info.web_url, info.can_push)
+        branch = forge.branch(info.default_branch)
+        try:
+            forge.read_file(branch.head, "meltano.yml")
+        except NotFound:
+            has_meltano_yml = False
+        else:
+            has_meltano_yml = True
+        return Found(
+            info.default_branch,
+            False,
+            info.web_url,
+            info.can_push,
+            branch.can_push,
+            meltano_yml=has_meltano_yml,
+        )
     finally:
         forge.close()
 
@@ -355,11 +387,11 @@ def _check_new_name(state: ServiceState, name: str) -> None:
 
 
 def _initialize(
-    state: ServiceState, config: ProjectConfig, values: dict[str, Any]
+    state: ServiceState, config: ProjectConfig, values: SetupValues
 ) -> Initialized | None:
     """Create a missing local repository and run `meltano init` into an empty one, when
     asked; before anything is registered, so a failure leaves no half-set-up project."""
-    if not values["initialize"]:
+    if not values.initialize:
         return None
     forge_config = config.forge_config()
     if forge_config.location.kind is ProviderKind.LOCAL:
@@ -375,71 +407,54 @@ def _initialize(
         return init_repository(
             forge,
             meltano_bin=state.settings.meltano_bin,
-            project_name=values["name"],
-            working_branch=values["working_branch"],
-            repo=values["repo"],
+            project_name=values.name,
+            working_branch=values.working_branch,
+            repo=values.repo,
         )
     finally:
         forge.close()
 
 
-def _forget_old(state: ServiceState) -> None:
-    old = [k for k, p in state.setups.items() if time.time() - p.created > PENDING_LIFE]
-    for key in old:
-        state.setups.pop(key, None)
-    for holder, since in list(state.setup_holders.items()):
-        if time.time() - since > PENDING_LIFE:
-            state.setup_holders.pop(holder, None)
-
-
 @router.post("/setup/save", response_class=HTMLResponse)
-async def save(request: Request, state: StateDep) -> Response:
+async def save(
+    request: Request, state: StateDep, caller: Caller, form: Annotated[SetupForm, Form()]
+) -> Response:
     """Register the project, initialize an empty repository if asked, and (after a setup
     by setup token) sign in with a new admin API token, shown once. `meltano init` and the
     forge run in a worker thread."""
-    form = await _form(request)
-    return await run_in_threadpool(_save, request, state, form)
+    return await run_in_threadpool(_save, request, state, caller, form.pending)
 
 
-def _save(request: Request, state: ServiceState, form: dict[str, str]) -> Response:
-    session = current_session(request, state)
-    if not _allowed(request, state, form):
-        raise _refused()
-    held = state.setups.pop(form.get("pending", ""), None)
-    if held is None or time.time() - held.created > PENDING_LIFE:
+def _save(request: Request, state: ServiceState, caller: SetupCaller, pending: str) -> Response:
+    held = state.setups.take(pending)
+    if held is None:
         raise Problem(400, "Expired", "Check the repository again, then save")
     values = held.values
+    forge_token = held.token.get_secret_value()
     try:
         values = validated(state, values)  # again: the folders may have changed since
-        project = {
-            "name": values["name"],
-            "repo": values["repo"],
-            "provider": values["provider"],
-            "api_url": values["api_url"] or None,
-            "working_branch": values["working_branch"],
-            "protected_branches": _globs(values["protected_branches"]),
-        }
-        checked = ProjectConfig.model_validate({**project, "token": held.token or None})
+        entry = setup_store.project_entry(values, _globs(values.protected_branches))
+        checked = ProjectConfig.model_validate({**entry, "token": forge_token or None})
         _check_new_name(state, checked.name)
         initialized = _initialize(state, checked, values)
     except (ProviderError, Problem, ValidationError) as exc:
         # Nothing is registered: fix the cause (install Meltano, free the name) and save again.
-        state.setups[form.get("pending", "")] = held
+        state.setups.put_back(pending, held)
         refusal = _invalid(_first_error(exc)) if isinstance(exc, ValidationError) else exc
-        return _form_page(request, state, session, values, refusal, holder=_holder(request, state))
-    setup_store.register(state.settings, project, held.token)
+        return _form_page(request, state, caller, values, refusal, holder=_holder(request, state))
+    setup_store.register(state.settings, entry, forge_token)
     state.projects = state.settings.load_projects()
-    config = state.projects.project(values["name"])
+    config = state.projects.project(values.name)
     assert config is not None  # noqa: S101 - just registered
     admin_token = ""
-    response_session = session
+    response_session = caller.session
     cookie = None
-    if not may_set_up(session):
+    if not caller.admin:
         taken = {t.name for t in state.projects.tokens}
         name = next(n for n in ("admin", *(f"admin-{i}" for i in range(2, 1000))) if n not in taken)
         admin_token = setup_store.add_admin_token(state.settings, name)
         setup_store.consume_setup_token(state.settings)
-        state.setup_holders.clear()
+        state.setups.forget_holders()
         state.projects = state.settings.load_projects()
         token = next(t for t in state.projects.tokens if t.name == name)
         cookie, response_session = sessions.start(state, token)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from service.pending_setups import SetupValues
 from service.settings import ServiceSettings
 
 SETUP_TOKEN_FILE = "setup-token"  # noqa: S105 - a file name
@@ -59,6 +60,18 @@ def _managed(settings: ServiceSettings) -> dict[str, Any]:
     path = settings.managed_projects_file
     data = yaml.safe_load(path.read_text()) if path.exists() else None
     return data if isinstance(data, dict) else {"projects": [], "tokens": []}
+
+
+def project_entry(values: SetupValues, protected: list[str]) -> dict[str, Any]:
+    """A checked setup as `projects.yml` lists it (the projects file's own keys)."""
+    return {
+        "name": values.name,
+        "repo": values.repo,
+        "provider": values.provider,
+        "api_url": values.api_url or None,
+        "working_branch": values.working_branch,
+        "protected_branches": protected,
+    }
 
 
 def register(settings: ServiceSettings, project: dict[str, Any], forge_token: str) -> None:
