@@ -138,7 +138,7 @@ class Workspace:
                     except (NotFound, Unavailable, RateLimited, PermissionDenied):
                         data = None
                 old = Side(data, record.file_mode, record.sha)
-            new = None if change.kind == "deleted" else Side.of(*self.read(change.path))
+            new = None if change.kind is ChangeKind.DELETED else Side.of(*self.read(change.path))
             out.append(FileDiff(change.path, old, new))
         return out
 
