@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Generic, TypeVar
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from client.policy import BranchPolicy
@@ -24,6 +25,7 @@ from service.archive_cache import ArchiveCache
 from service.auth import authorize
 from service.events import EventBroker
 from service.heads import BranchHeads
+from service.paging import Cursor, Limit, offset, page
 from service.pending_setups import PendingSetups
 from service.problems import Problem
 from service.sessions import Session
@@ -191,6 +193,36 @@ Reader = Annotated[ProjectContext, Security(ProjectAccess(Role.READ), scopes=["r
 Writer = Annotated[ProjectContext, Security(ProjectAccess(Role.WRITE), scopes=["write"])]
 Admin = Annotated[ProjectContext, Security(ProjectAccess(Role.ADMIN), scopes=["admin"])]
 Viewer = Annotated[ApiToken, Security(TokenAccess(Role.READ), scopes=["read"])]
+
+
+@dataclass(frozen=True)
+class Pages:
+    """A list route's page: `?limit=` and `?cursor=`, and the response that carries the
+    next page's `Link`."""
+
+    request: Request
+    response: Response
+    limit: int
+    cursor: str | None
+
+    @property
+    def through(self) -> int:
+        """How many items to fetch to fill this page and know whether another follows."""
+        return offset(self.cursor) + self.limit + 1
+
+    def of(self, items: Sequence[K]) -> list[K]:
+        """This page of `items` (and the `Link` to the next one)."""
+        return page(items, self.request, self.response, self.limit, self.cursor)
+
+
+def pages(
+    request: Request, response: Response, limit: int = Limit, cursor: str | None = Cursor
+) -> Pages:
+    """The page a list route was asked for."""
+    return Pages(request, response, limit, cursor)
+
+
+Paged = Annotated[Pages, Depends(pages)]
 
 
 class Redirect(Exception):

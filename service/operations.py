@@ -386,11 +386,11 @@ def commit_file(
     it keeps its mode and its line ends, a draft that changes nothing commits nothing, a
     link or a file that is not UTF-8 is refused, and a branch that moved comes back as the
     draft merged onto its head, never a silent overwrite. The rest is `commit`'s."""
-    original = _read(ctx, base, path)
+    original = file_at(ctx, base, path)
     base_mode = file_mode(ctx, base, path) if original is not None else None
     if base_mode is FileMode.SYMLINK:
         raise link_refused(path, original or b"")
-    if original is not None and not _utf8(original):
+    if original is not None and not is_text(original):
         raise Problem(400, "Not text", f"{path} is not UTF-8 text: it cannot be edited here")
     data = as_the_file_holds(draft, original)
     if data == original:
@@ -400,7 +400,7 @@ def commit_file(
         return Committed(commit(ctx, branch, base, [change], message or "Update"))
     except Conflict:
         head = fresh_head(ctx, branch)
-        merged, clean = _merged(original, data, _read(ctx, head, path))
+        merged, clean = _merged(original, data, file_at(ctx, head, path))
         return Merged(merged, head, clean)
 
 
@@ -412,8 +412,8 @@ def pull_file(
     head = fresh_head(ctx, branch)
     if head == base:
         return UpToDate()
-    original = _read(ctx, base, path)
-    merged, clean = _merged(original, as_the_file_holds(draft, original), _read(ctx, head, path))
+    original = file_at(ctx, base, path)
+    merged, clean = _merged(original, as_the_file_holds(draft, original), file_at(ctx, head, path))
     return Merged(merged, head, clean)
 
 
@@ -476,7 +476,8 @@ def _locked(ctx: ProjectContext, head: str, plugin: str) -> list[Any]:
     return []
 
 
-def _utf8(data: bytes) -> bool:
+def is_text(data: bytes) -> bool:
+    """Whether a file is UTF-8 text, which the pages may edit."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
@@ -484,7 +485,8 @@ def _utf8(data: bytes) -> bool:
     return True
 
 
-def _read(ctx: ProjectContext, sha: str, path: str) -> bytes | None:
+def file_at(ctx: ProjectContext, sha: str, path: str) -> bytes | None:
+    """A file's bytes at a commit (None when it has no such file)."""
     try:
         return ctx.forge.read_file(sha, path)
     except NotFound:

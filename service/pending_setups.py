@@ -8,25 +8,44 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from pydantic import SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
 
 PENDING_LIFE = 900.0
 """Seconds a checked setup (and a setup-token holder's cookie) stays usable."""
 
 
-@dataclass(frozen=True)
-class SetupValues:
+def _trimmed(text: object) -> object:
+    """A field a person typed: spaces around it are not part of it."""
+    return text.strip() if isinstance(text, str) else text
+
+
+def _branch_or_development(text: object) -> object:
+    return _trimmed(text) or "development"
+
+
+def _ticked(value: object) -> bool:
+    """A checkbox as browsers send it: "on" when ticked, absent otherwise."""
+    return value is True or value == "on"
+
+
+Trimmed = Annotated[str, BeforeValidator(_trimmed)]
+
+
+class SetupValues(BaseModel):
     """A project as the setup screen was given it (the form, trimmed and defaulted)."""
 
-    name: str = ""
+    model_config = ConfigDict(frozen=True)
+
+    name: Trimmed = ""
     provider: str = "github"
-    repo: str = ""
-    api_url: str = ""
-    working_branch: str = "development"
-    protected_branches: str = "main,master"
+    repo: Trimmed = ""
+    api_url: Trimmed = ""
+    working_branch: Annotated[str, BeforeValidator(_branch_or_development)] = "development"
+    protected_branches: Trimmed = "main,master"
     """Comma-separated branch globs, as typed."""
-    initialize: bool = False
+    initialize: Annotated[bool, BeforeValidator(_ticked)] = False
     """Run `meltano init` into an empty repository (and create a missing local one)."""
 
 

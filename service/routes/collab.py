@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service import operations
 from service.auth import still_authorized
-from service.deps import Reader, StateDep, Writer
-from service.paging import Cursor, Limit, page
+from service.deps import Paged, Reader, StateDep, Writer
 from service.problems import API_ERRORS
 from service.settings import Role
 from service.storage import BRANCH_MAX, WORKSPACE_ID_MAX
@@ -48,6 +47,8 @@ class WorkspaceIn(BaseModel):
 
 
 class WorkspaceOut(WorkspaceIn):
+    model_config = ConfigDict(from_attributes=True)  # read from a `WorkspaceView`
+
     id: str
     updated_at: float
     stale: bool = False
@@ -70,33 +71,18 @@ def report_workspace(ctx: Writer, workspace_id: WorkspaceId, body: WorkspaceIn) 
 
 
 @router.get("/workspaces")
-def list_workspaces(
-    ctx: Reader,
-    request: Request,
-    response: Response,
-    dirty: bool | None = None,
-    limit: int = Limit,
-    cursor: str | None = Cursor,
-) -> list[WorkspaceOut]:
+def list_workspaces(ctx: Reader, paged: Paged, dirty: bool | None = None) -> list[WorkspaceOut]:
     """Workspaces, dirty ones first (the "uncommitted changes" prompt)."""
     views = [
         w
         for w in operations.list_workspaces(ctx.state, ctx.config.name)
         if dirty is None or bool(w.dirty) == dirty
     ]
-    return [_out(w) for w in page(views, request, response, limit, cursor)]
+    return [_out(w) for w in paged.of(views)]
 
 
 def _out(view: operations.WorkspaceView) -> WorkspaceOut:
-    return WorkspaceOut(
-        id=view.id,
-        branch=view.branch,
-        base_sha=view.base_sha,
-        dirty=view.dirty,
-        diff=view.diff,
-        updated_at=view.updated_at,
-        stale=view.stale,
-    )
+    return WorkspaceOut.model_validate(view)
 
 
 @router.get("/events", response_class=StreamingResponse)

@@ -6,13 +6,12 @@ import base64
 import binascii
 import dataclasses
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from providers.contract import Author, CommitMeta, FileChange, FileMode
 from service import operations
-from service.deps import Reader, Writer
-from service.paging import Cursor, Limit, offset, page
+from service.deps import Paged, Reader, Writer
 from service.problems import API_ERRORS, Problem, documented
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["commits"], responses=API_ERRORS)
@@ -60,8 +59,10 @@ class CommitMetaOut(BaseModel):
     author: PersonOut
     committer: PersonOut
     message: str
-    tree: str | None = None
-    signature: str | None = None
+    tree: str | None = Field(default=None, description="The root tree's id, where the forge has it")
+    signature: str | None = Field(
+        default=None, description="The `gpgsig` header of a signed commit, when the forge gives it"
+    )
     raw_base64: str | None = None
 
 
@@ -109,17 +110,10 @@ def commit(ctx: Writer, body: CommitIn) -> CommitOut:
 
 
 @router.get("/commits")
-def list_commits(
-    ctx: Reader,
-    request: Request,
-    response: Response,
-    ref: str | None = None,
-    limit: int = Limit,
-    cursor: str | None = Cursor,
-) -> list[CommitMetaOut]:
+def list_commits(ctx: Reader, paged: Paged, ref: str | None = None) -> list[CommitMetaOut]:
     """A branch's history, newest first (the working branch when `ref` is omitted)."""
-    metas = operations.history(ctx, ref, offset(cursor) + limit + 1)
-    return [_meta(m) for m in page(metas, request, response, limit, cursor)]
+    metas = operations.history(ctx, ref, paged.through)
+    return [_meta(m) for m in paged.of(metas)]
 
 
 @router.get("/commits/{ref}")

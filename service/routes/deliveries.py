@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
 
 from service import operations
-from service.deps import Admin, Reader
-from service.paging import Cursor, Limit, page
+from service.deps import Admin, Paged, Reader
 from service.problems import API_ERRORS, Problem
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["deliveries"], responses=API_ERRORS)
 
 
 class DeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from a `deliveries` row
+
     id: int
     target: str
     status: str
@@ -25,29 +26,10 @@ class DeliveryOut(BaseModel):
 
 
 @router.get("/deliveries")
-def list_deliveries(
-    ctx: Reader,
-    request: Request,
-    response: Response,
-    status: str | None = None,
-    limit: int = Limit,
-    cursor: str | None = Cursor,
-) -> list[DeliveryOut]:
+def list_deliveries(ctx: Reader, paged: Paged, status: str | None = None) -> list[DeliveryOut]:
     """Newest first."""
     rows = operations.list_deliveries(ctx.state, ctx.config.name, status)
-    return [
-        DeliveryOut(
-            id=r.id,
-            target=r.target,
-            status=r.status,
-            attempts=r.attempts,
-            idempotency_key=r.idempotency_key,
-            last_error=r.last_error,
-            created_at=r.created_at,
-            delivered_at=r.delivered_at,
-        )
-        for r in page(rows, request, response, limit, cursor)
-    ]
+    return [DeliveryOut.model_validate(r) for r in paged.of(rows)]
 
 
 @router.post("/deliveries/{delivery_id}/retry", status_code=202)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 
-from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
 
 from providers.names import check_repo_path
 from service import operations
-from service.deps import Reader, StateDep, Viewer, Writer
+from service.deps import Paged, Reader, StateDep, Viewer, Writer
 from service.operations import resolve
-from service.paging import Cursor, Limit, page
 from service.problems import API_ERRORS
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], responses=API_ERRORS)
@@ -39,10 +38,12 @@ class ProjectListed(BaseModel):
 class BranchOut(BaseModel):
     name: str
     head: str
-    protected: bool
+    protected: bool = Field(description="Protected on the forge or by the project's configuration")
     read_only: bool
     can_push: bool | None = None
-    ahead: int | None = None
+    ahead: int | None = Field(
+        default=None, description="Commits it has that the default branch lacks (with `counts`)"
+    )
     behind: int | None = None
 
 
@@ -64,14 +65,7 @@ class Counts(BaseModel):
 
 
 @router.get("")
-def list_projects(
-    viewer: Viewer,
-    state: StateDep,
-    request: Request,
-    response: Response,
-    limit: int = Limit,
-    cursor: str | None = Cursor,
-) -> list[ProjectListed]:
+def list_projects(viewer: Viewer, state: StateDep, paged: Paged) -> list[ProjectListed]:
     """The projects this token may see."""
     listed = [
         ProjectListed(
@@ -82,7 +76,7 @@ def list_projects(
         )
         for p in operations.visible_projects(state, viewer)
     ]
-    return page(listed, request, response, limit, cursor)
+    return paged.of(listed)
 
 
 @router.get("/{project}")
@@ -101,20 +95,11 @@ def summary(ctx: Reader) -> ProjectSummary:
 
 
 @router.get("/{project}/branches")
-def list_branches(
-    ctx: Reader,
-    request: Request,
-    response: Response,
-    counts: bool = False,
-    limit: int = Limit,
-    cursor: str | None = Cursor,
-) -> list[BranchOut]:
+def list_branches(ctx: Reader, paged: Paged, counts: bool = False) -> list[BranchOut]:
     """Branches with head and protection (and, with `counts`, ahead/behind against the
     default branch)."""
     views = operations.branches(ctx, counts=counts)
-    return [
-        BranchOut(**dataclasses.asdict(v)) for v in page(views, request, response, limit, cursor)
-    ]
+    return [BranchOut(**dataclasses.asdict(v)) for v in paged.of(views)]
 
 
 @router.get("/{project}/branches/{name:path}")
@@ -148,19 +133,12 @@ def ahead_behind(ctx: Reader, base: str, head: str) -> Counts:
 
 
 @router.get("/{project}/tree")
-def tree(
-    ctx: Reader,
-    request: Request,
-    response: Response,
-    ref: str | None = None,
-    limit: int = Limit,
-    cursor: str | None = Cursor,
-) -> list[TreeEntryOut]:
+def tree(ctx: Reader, paged: Paged, ref: str | None = None) -> list[TreeEntryOut]:
     """The files at a ref."""
     entries = ctx.forge.list_tree(operations.resolve(ctx, ref))
     return [
         TreeEntryOut(path=e.path, mode=e.mode.git, sha=e.sha, size=e.size)
-        for e in page(entries, request, response, limit, cursor)
+        for e in paged.of(entries)
     ]
 
 

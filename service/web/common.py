@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from service import sessions
-from service.deps import Redirect, ServiceState
+from service.deps import PageContext, Redirect, ServiceState
 from service.sessions import Session
 from service.settings import Role, SecureCookies, ServiceSettings
 
@@ -80,6 +80,11 @@ def page(request: Request, template: str, session: Session | None, **data: Any) 
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def page_about(request: Request, ctx: PageContext, template: str, **data: Any) -> HTMLResponse:
+    """A page about one project, for the session the page's dependency checked."""
+    return page(request, template, ctx.session, project=ctx.config, **data)
 
 
 def secure(request: Request, settings: ServiceSettings) -> bool:

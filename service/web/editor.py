@@ -6,7 +6,7 @@ overwrite. The pages only read their forms and show what the operation answered.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
@@ -17,13 +17,13 @@ from client import bounded_yaml
 from client.messages import summarize
 from client.policy import ReadOnly, ReadOnlyBranch
 from providers.contract import FileMode, TreeEntry
-from providers.errors import InvalidRequest, NotFound
+from providers.errors import InvalidRequest
 from service import meltano_edits, operations
 from service.deps import PageContext, WebReader, WebWriter
 from service.operations import Committed, MeltanoChange, Merged, Unchanged, UpToDate
 from service.problems import read_only_words, shown
 from service.settings import Role
-from service.web.common import page
+from service.web.common import page_about
 
 router = APIRouter(include_in_schema=False)
 TEXT = (".yml", ".yaml", ".md", ".sql", ".txt", ".json", ".toml", ".cfg", ".ini", ".py", ".sh")
@@ -78,6 +78,14 @@ def _read_only(ctx: PageContext, branch: str) -> str:
     return read_only_words(ReadOnlyBranch(branch, ctx.policy.working, why)) if why else ""
 
 
+def _branch_page(
+    request: Request, ctx: PageContext, template: str, branch: str, **data: Any
+) -> Response:
+    """A page about one branch of the project, with the branch picker."""
+    branches = [b.name for b in ctx.forge.branches()]
+    return page_about(request, ctx, template, branch=branch, branches=branches, **data)
+
+
 def _editor(
     request: Request,
     ctx: PageContext,
@@ -93,23 +101,18 @@ def _editor(
     moved: bool = False,
 ) -> Response:
     head = base or operations.resolve(ctx, branch)
-    try:
-        pristine = ctx.forge.read_file(head, path)
-    except NotFound:
-        pristine = b""
+    pristine = operations.file_at(ctx, head, path) or b""
     tree = _files(ctx, head)
     link = next((e for e in tree if e.path == path and e.mode is FileMode.SYMLINK), None)
     posted = content is not None and link is None
-    not_text = not _utf8(pristine)
+    not_text = not operations.is_text(pristine)
     if content is None or link is not None:
         content = pristine
-    return page(
+    return _branch_page(
         request,
+        ctx,
         "editor.html",
-        ctx.session,
-        project=ctx.config,
-        branch=branch,
-        branches=[b.name for b in ctx.forge.branches()],
+        branch,
         working=ctx.policy.working,
         path=path,
         base=head,
@@ -141,14 +144,6 @@ def edit(
     """The editor: a file of a branch, with its commit form."""
     name = operations.page_branch(ctx, branch)
     return _editor(request, ctx, name, path or operations.meltano_yml_path(ctx))
-
-
-def _utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _problem(content: str, path: str) -> str:
@@ -239,17 +234,12 @@ def _settings_page(
     request: Request, ctx: PageContext, branch: str, error: str = "", notice: str = ""
 ) -> Response:
     head = operations.resolve(ctx, branch)
-    try:
-        text = ctx.forge.read_file(head, operations.meltano_yml_path(ctx))
-    except NotFound:
-        text = b""
-    return page(
+    text = operations.file_at(ctx, head, operations.meltano_yml_path(ctx)) or b""
+    return _branch_page(
         request,
+        ctx,
         "settings.html",
-        ctx.session,
-        project=ctx.config,
-        branch=branch,
-        branches=[b.name for b in ctx.forge.branches()],
+        branch,
         choices=meltano_edits.choices(text),
         read_only=_read_only(ctx, branch),
         error=error,

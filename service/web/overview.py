@@ -23,7 +23,13 @@ from service.deps import (
 )
 from service.problems import Problem
 from service.sessions import Session
-from service.web.common import page, set_private_cookie, signin_from_this_site, signin_page
+from service.web.common import (
+    page,
+    page_about,
+    set_private_cookie,
+    signin_from_this_site,
+    signin_page,
+)
 from service.web.setup_store import setup_token
 
 router = APIRouter(include_in_schema=False)
@@ -156,11 +162,10 @@ def project_page(request: Request, ctx: WebReader, page_number: int = 1) -> Resp
         summary = operations.meltano(ctx, None, None)
     except (NotFound, ProviderError):
         summary = None
-    return page(
+    return page_about(
         request,
+        ctx,
         "project.html",
-        ctx.session,
-        project=ctx.config,
         default=default,
         branches=counted,
         page_number=max(page_number, 1),
@@ -185,4 +190,4 @@ def _history(ctx: ProjectContext, branch: str | None) -> list[Any]:
 def history_fragment(request: Request, ctx: WebReader) -> Response:
     """The history list alone, for live updates."""
     history = _history(ctx, None)
-    return page(request, "_history.html", ctx.session, history=history, project=ctx.config)
+    return page_about(request, ctx, "_history.html", history=history)

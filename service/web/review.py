@@ -16,7 +16,7 @@ from providers.errors import InvalidRequest, NotFound
 from service import operations
 from service.deps import ProjectContext, WebAdmin, WebReader, WebWriter
 from service.problems import Problem, shown
-from service.web.common import page
+from service.web.common import page_about
 
 router = APIRouter(include_in_schema=False)
 
@@ -64,11 +64,10 @@ def compare(
             }
         )
     ahead, behind = operations.ahead_behind(ctx, base_sha, head_sha)
-    return page(
+    return page_about(
         request,
+        ctx,
         "compare.html",
-        ctx.session,
-        project=ctx.config,
         source=source,
         target=target,
         files=files,
@@ -91,9 +90,7 @@ def promote(request: Request, ctx: WebWriter, form: Annotated[PromoteForm, Form(
         error, status = exc.detail, exc.status
     except InvalidRequest as exc:
         error = shown(exc, ctx.state.hidden_paths())
-    answer = page(
-        request, "promoted.html", ctx.session, project=ctx.config, error=error, result=made
-    )
+    answer = page_about(request, ctx, "promoted.html", error=error, result=made)
     answer.status_code = status
     return answer
 
@@ -102,12 +99,12 @@ def promote(request: Request, ctx: WebWriter, form: Annotated[PromoteForm, Form(
 def workspaces(request: Request, ctx: WebReader) -> Response:
     """Runners that report to the service; the dirty ones first, with their patches."""
     views = operations.list_workspaces(ctx.state, ctx.config.name)
-    return page(request, "workspaces.html", ctx.session, project=ctx.config, workspaces=views)
+    return page_about(request, ctx, "workspaces.html", workspaces=views)
 
 
 def _deliveries(request: Request, ctx: WebReader, template: str) -> Response:
     rows = operations.list_deliveries(ctx.state, ctx.config.name, limit=200)
-    return page(request, template, ctx.session, project=ctx.config, deliveries=rows)
+    return page_about(request, ctx, template, deliveries=rows)
 
 
 @router.get("/projects/{project}/deliveries", response_class=HTMLResponse)

@@ -19,14 +19,13 @@ thread: a slow forge never stalls `/healthz` or anyone else's page."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from client.project_init import Initialized, init_repository
@@ -53,32 +52,17 @@ FIELD_MAX = 2048
 """Characters in any one field: URLs, branch globs and tokens all fit."""
 
 
-class SetupForm(BaseModel):
-    """The setup screen's form, both steps (Check access, then Save)."""
+class SetupForm(SetupValues):
+    """The setup screen's form, both steps (Check access, then Save): the project, and
+    what stays on the server."""
 
-    name: str = ""
-    provider: str = "github"
-    repo: str = ""
-    api_url: str = ""
-    working_branch: str = "development"
-    protected_branches: str = "main,master"
-    initialize: str = ""
-    """"on" when the box is ticked (as browsers send a checkbox)."""
     forge_token: str = ""
     pending: str = ""
     """The checked setup that Save registers."""
 
     def values(self) -> SetupValues:
-        """The project as given, trimmed and defaulted."""
-        return SetupValues(
-            name=self.name.strip(),
-            provider=self.provider,
-            repo=self.repo.strip(),
-            api_url=self.api_url.strip(),
-            working_branch=self.working_branch.strip() or "development",
-            protected_branches=self.protected_branches.strip(),
-            initialize=self.initialize == "on",
-        )
+        """The project as given."""
+        return SetupValues.model_validate(self.model_dump(include=set(SetupValues.model_fields)))
 
 
 @dataclass(frozen=True)
@@ -238,14 +222,15 @@ def _inside_root(state: ServiceState, values: SetupValues) -> SetupValues:
             "MELTANO_FORGE_LOCAL_REPOS_DIR names). Choose a path there, e.g. "
             f"file://{root / 'warehouse.git'}"
         )
-    return dataclasses.replace(values, repo=f"file://{resolved}", provider="local", api_url="")
+    local = {"repo": f"file://{resolved}", "provider": "local", "api_url": ""}
+    return values.model_copy(update=local)
 
 
 def validated(state: ServiceState, values: SetupValues) -> SetupValues:
     """Every field checked against the rules the projects file holds (the project name,
     branch names, the repository URL, a local repository's folder) before anything is
     looked at or saved: a `Problem` (422) that says which rule, or the values to use."""
-    for key, value in dataclasses.asdict(values).items():
+    for key, value in values.model_dump().items():
         if isinstance(value, str) and len(value) > FIELD_MAX:
             raise _invalid(f"The {key.replace('_', ' ')} is over {FIELD_MAX} characters")
     if values.provider not in PROVIDERS:
