@@ -10,6 +10,8 @@ https://forge.example.com/v1/projects/NAME service
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import urllib.parse
 from collections.abc import Callable
 
@@ -62,7 +64,7 @@ def locate(repo: str, provider: str | None = None, api_url: str | None = None) -
             "Use https://HOST/OWNER/REPO, file:///path/to/bare.git or "
             "https://HOST/v1/projects/NAME",
         )
-    origin = f"{parsed.scheme}://{_host(parsed)}"
+    origin = _origin(repo, "MELTANO_FORGE_REPO", userinfo=True)
     path = parsed.path.strip("/").removesuffix(".git")
     if kind is ProviderKind.SERVICE:
         prefix, _, name = f"/{path}".rpartition("/v1/projects/")
@@ -81,8 +83,55 @@ def locate(repo: str, provider: str | None = None, api_url: str | None = None) -
             "GitHub URLs are https://HOST/OWNER/REPO; GitLab URLs https://HOST/GROUP[/SUB]/REPO",
         )
     default = _PUBLIC_APIS.get(_host(parsed))
-    api = api_url or (default[1] if default else _self_hosted_api(kind, origin))
+    api = _api(api_url) if api_url else (default[1] if default else _self_hosted_api(kind, origin))
     return RepoLocation(kind, api.rstrip("/"), path, f"{origin}/{path}")
+
+
+_HOST = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?")
+_UNSAFE = re.compile(r"[\\\s\x00-\x1f\x7f]")
+
+
+def _origin(url: str, variable: str, *, userinfo: bool = False) -> str:
+    """`scheme://host[:port]` of an http(s) URL, rebuilt from what was parsed, so that the
+    host a trust decision sees is the host every HTTP client connects to. A backslash,
+    white space or control character anywhere, or a host that is not a plain name or
+    address, is refused: `https://evil\\@gitlab.com` is gitlab.com to `urlsplit` and
+    evil to urllib3. `userinfo` allows a `user:password@` part (dropped, never sent)."""
+    parsed = urllib.parse.urlsplit(url)
+    host = (parsed.hostname or "").rstrip(".")
+    try:
+        port = parsed.port
+    except ValueError:
+        host = ""
+    problem = ""
+    if _UNSAFE.search(url):
+        problem = "a backslash, white space or a control character"
+    elif not userinfo and "@" in parsed.netloc:
+        problem = "a user part"
+    elif parsed.scheme not in ("http", "https") or not _plain_host(host):
+        problem = "no plain host name or address"
+    if problem:
+        msg = f"{variable} is not a plain http(s) URL (it has {problem}): {_safe(url)!r}"
+        raise InvalidRequest(msg, "Write it as https://HOST[:PORT]/PATH")
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parsed.scheme}://{shown}{f':{port}' if port is not None else ''}"
+
+
+def _plain_host(host: str) -> bool:
+    """A DNS name or an IP address, nothing else."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return bool(host) and _HOST.fullmatch(host) is not None
+
+
+def _api(api_url: str) -> str:
+    """The API root rebuilt from its parsed parts (see `_origin`)."""
+    path = urllib.parse.urlsplit(api_url).path
+    return _origin(api_url, "MELTANO_FORGE_API_URL") + urllib.parse.quote(path, safe="/%-._~")
 
 
 def _kind(parsed: urllib.parse.SplitResult, provider: str | None) -> ProviderKind:

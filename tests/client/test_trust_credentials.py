@@ -9,7 +9,9 @@ go on working there, and `pull` brings in the fix.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -448,3 +450,55 @@ def test_runs_child_never_sees_a_credential_whatever_holds_it(
     assert not [k for k in child if k.startswith("MELTANO_FORGE_")]
     assert TOKEN not in out.read_text()
     assert named not in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("provider", "api_url"),
+    [
+        ("gitlab", "https://{attacker}\\@gitlab.com/api/v4"),
+        ("gitlab", "https://{attacker}@gitlab.com/api/v4"),
+        ("github", "https://{attacker}\\@api.github.com"),
+    ],
+    ids=["backslash-gitlab", "userinfo-gitlab", "backslash-github"],
+)
+def test_a_url_that_parses_two_ways_is_refused_before_anything_is_sent(
+    tmp_path: Path, provider: str, api_url: str
+) -> None:
+    """`https://evil\\@gitlab.com` is gitlab.com to the trust check's URL parser and evil to
+    urllib3, which python-gitlab sends the token through. The URL is refused as a whole,
+    and what the clients are given is rebuilt from what the check saw. The attacker serves
+    TLS with a certificate the client trusts, as a real attacker's domain would."""
+    with AttackerHost(tls=True) as host:
+        assert host.cert is not None
+        folder = tmp_path / "ws"
+        folder.mkdir()
+        web = (
+            "https://gitlab.com/acme/warehouse"
+            if provider == "gitlab"
+            else ("https://github.com/acme/warehouse")
+        )
+        variable = "GITLAB_TOKEN" if provider == "gitlab" else "GITHUB_TOKEN"
+        (folder / "meltano.yml").write_text(
+            f"version: 1\nmeltano_forge:\n  repo: {web}\n  provider: {provider}\n"
+            f"  api_url: '{api_url.format(attacker=host.netloc)}'\n  token_env: {variable}\n"
+        )
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("MELTANO_FORGE_")} | {
+            "MELTANO_FORGE_PROJECT_DIR": str(folder),
+            "MELTANO_FORGE_INSTALL": "never",
+            variable: TOKEN,
+            "REQUESTS_CA_BUNDLE": str(host.cert),
+            "SSL_CERT_FILE": str(host.cert),
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", "from service.entry import main; main()", "pull"],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert host.carrying(TOKEN) == [], "the token went to the attacker"
+        assert host.requests() == []
+        assert done.returncode == 2, done.stderr
+        assert "is not a plain http(s) URL" in done.stderr
+        assert TOKEN not in done.stderr + done.stdout

@@ -9,9 +9,13 @@ fail plausibly rather than hang.
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 
 
@@ -30,15 +34,20 @@ class Seen:
 class AttackerHost:
     """Start with `with AttackerHost() as host:`; `host.url` is its origin."""
 
+    tls: bool = False
+    """Serve https with a self-signed certificate for 127.0.0.1 (`cert` is its file): a
+    client that trusts it (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`) stands for an attacker
+    with a real certificate for their own domain."""
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
+    cert: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
     @property
     def netloc(self) -> str:
         """`127.0.0.1:PORT`, as a trusted-hosts entry would name it."""
-        return self.url.removeprefix("http://")
+        return self.url.split("://", 1)[1]
 
     def requests(self) -> list[Seen]:
         """Every request so far, in arrival order."""
@@ -81,7 +90,24 @@ class AttackerHost:
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "http"
+        if self.tls:
+            folder = Path(tempfile.mkdtemp(prefix="attacker-tls-"))
+            self.cert, key = folder / "cert.pem", folder / "key.pem"
+            subprocess.run(
+                [
+                    *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+                    *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+                    *("-keyout", str(key), "-out", str(self.cert)),
+                ],
+                check=True,
+                capture_output=True,
+            )
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.cert, key)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
