@@ -22,6 +22,8 @@ from pathlib import Path
 
 from client.manifest import STAGING_DIR, STATE_DIR
 from client.progress import Progress
+from providers.blobs import blob_header
+from providers.blobs import blob_sha as blob_sha  # the workspace and patches hash with it
 from providers.contract import ArchiveEntry, FileMode
 from providers.errors import UnsafeInput
 from providers.safety import Limits, check_links, check_path, check_size
@@ -80,19 +82,6 @@ def clear_stale(root: Path, keep: str | None = None) -> None:
     for child in parent.iterdir():
         if keep is None or child != root / keep:
             shutil.rmtree(child, ignore_errors=True)
-
-
-def blob_header(size: int) -> bytes:
-    """The prefix git hashes before a blob's bytes."""
-    return b"blob %d\x00" % size
-
-
-def blob_sha(data: bytes) -> str:
-    """The git blob id of `data` (as `providers.gitobjects.blob_sha`, without loading
-    dulwich: a runner's start-up does not need it)."""
-    digest = hashlib.sha1(blob_header(len(data)), usedforsecurity=False)
-    digest.update(data)
-    return digest.hexdigest()
 
 
 def stage(
