@@ -1,11 +1,14 @@
-"""Change-set rules every adapter shares: validation, and the rebase-or-conflict decision."""
+"""Change-set rules every adapter shares: validation, and the rebase-or-conflict decision.
+
+(Where a missing branch starts is `ForgeBase._start_of`, beside the commit it serves.)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 from providers.contract import FileChange, FileMode, Forge
-from providers.errors import Conflict, InvalidRequest, NotFound, UnsafeInput
+from providers.errors import Conflict, InvalidRequest, UnsafeInput
 from providers.safety import Limits, check_links, check_path, check_size
 
 
@@ -60,13 +63,6 @@ def paths(changes: Sequence[FileChange]) -> frozenset[str]:
     return frozenset(change.path for change in changes)
 
 
-def changed_since(forge: Forge, base_sha: str | None, head_sha: str) -> frozenset[str]:
-    """Paths changed from `base_sha` to `head_sha`; with no base, every path at the head."""
-    if base_sha is None:
-        return frozenset(e.path for e in forge.list_tree(head_sha))
-    return forge.changed_paths(base_sha, head_sha)
-
-
 def rebase_or_conflict(
     changes: Sequence[FileChange],
     expected_head: str | None,
@@ -80,21 +76,3 @@ def rebase_or_conflict(
     overlap = paths(changes) & changed_between(expected_head, current_head)
     if overlap:
         raise Conflict(overlap)
-
-
-def no_start(branch: str, default: str) -> NotFound:
-    """A commit to a missing branch with no base, in a repository without its default
-    branch: refused rather than made an orphan branch."""
-    msg = f"The branch '{branch}' does not exist and there is no '{default}' to start it from"
-    return NotFound(msg, "Give the commit to start it from (a base SHA)")
-
-
-def default_head(forge: Forge, branch: str, default: str) -> str | None:
-    """Where a missing `branch` starts when no base is given: the head of `default`, or
-    None in an empty repository (its first commit has no parent)."""
-    try:
-        return forge.branch(default).head
-    except NotFound:
-        if not forge.branches():
-            return None
-        raise no_start(branch, default) from None

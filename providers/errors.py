@@ -9,11 +9,14 @@
     ├── Unavailable               5xx, timeouts, dropped connections; `.retry_at` if known
     └── InvalidRequest            the forge (or we, before asking) refused the input
         ├── AlreadyExists         a branch or object of that name exists
-        └── UnsafeInput           an archive, path or branch name we will not touch
+        ├── UnsafeInput           an archive, path or branch name we will not touch
+        └── Refused               any other 4xx; `.status`, and the forge's `.message`
 
 Adapters translate SDK and HTTP errors into this tree in exactly one place each
 (`map_*_errors` context managers), always `raise ... from exc`, so callers never see
-PyGithub, python-gitlab, httpx or dulwich exceptions. Every error carries a reason and an
+PyGithub, python-gitlab, httpx or dulwich exceptions. Which class a status becomes is
+decided once, by `from_status`, for every adapter: a forge's bare 429 is a rate limit
+whatever words come with it. Every error carries a reason and an
 instruction (Meltano's `MeltanoError` convention): `str(err)` is "reason. instruction."
 
 Messages never contain tokens: adapters build them from status codes, paths and the
@@ -23,7 +26,9 @@ forge's own `message` field, never from request headers or URLs with credentials
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+from providers.backoff import retry_at_from_headers, says_slow_down
 
 
 class ProviderError(Exception):
@@ -131,3 +136,72 @@ class UnsafeInput(InvalidRequest):
     """An archive entry, path or branch name that could escape or corrupt the project."""
 
     default_instruction = "Nothing was written; check the repository contents and the name given"
+
+
+class Refused(InvalidRequest):
+    """A 4xx the table has no class for, with the forge's own `message`, which adapters
+    react to ("not a fast forward", "already exists", "no commits between")."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        reason: str | None = None,
+        instruction: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        self.status, self.message, self.kind = status, message, kind
+        super().__init__(
+            reason or f"The forge refused the request ({status}): {message}", instruction
+        )
+
+
+def from_status(
+    status: int,
+    *,
+    forge: str,
+    action: str,
+    detail: str = "",
+    headers: Mapping[str, str] | None = None,
+    token_set: bool = True,
+    reason: str | None = None,
+    instruction: str | None = None,
+) -> ProviderError:
+    """The one table from an HTTP status to the error tree, for every adapter.
+
+    `forge` and `action` word the reason ("GitHub denied permission to move branch 'x'");
+    a forge whose `detail` is already worded for a person (our own service) passes it as
+    `reason`, with its own `instruction`. 0 stands for "no status at all" (a response
+    python-gitlab could not read). A missing token is named as such, whatever `reason`."""
+    headers = headers or {}
+    if status == 401:
+        if not token_set or reason is None:
+            return token_refused(forge, action, token_set)
+        return AuthenticationFailed(reason, instruction)
+    if status == 429 or (status == 403 and says_slow_down(headers, detail)):
+        return RateLimited(
+            reason or f"{forge}'s rate limit was hit while trying to {action}",
+            instruction,
+            retry_at_from_headers(headers),
+        )
+    if status == 403:
+        return PermissionDenied(
+            reason or f"{forge} denied permission to {action}: {detail}", instruction
+        )
+    if status == 404:
+        return NotFound(reason or f"{forge} found nothing while trying to {action}", instruction)
+    if status >= 500 or status == 0:
+        return Unavailable(
+            reason or f"{forge} answered {status or 'nothing'} while trying to {action}",
+            instruction,
+            retry_at_from_headers(headers),
+        )
+    return Refused(
+        status, detail, reason or f"{forge} refused the request ({status}): {detail}", instruction
+    )
+
+
+def unanswered(forge: str, action: str, exc: BaseException) -> Unavailable:
+    """A request that got no answer at all (a timeout, a refused or dropped connection):
+    named by the transport error's class only, since its text may hold the URL."""
+    return Unavailable(f"{forge} did not answer while trying to {action} ({type(exc).__name__})")

@@ -9,7 +9,9 @@ change sets without mode or symlink changes go through `createCommitOnBranch` in
 refuses the Git Data API with 409, so its first commit starts with the contents API.
 
 PyGithub's own retries and throttling are switched off: `Retrier` owns back-off for every
-call, and reads the branch before retrying a write whose response was lost.
+call, and reads the branch before retrying a write whose response was lost. The commit
+policy (validation, missing branches, the race with a moving head) is `ForgeBase`'s; this
+module only says how GitHub makes one attempt.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from github.GitBlob import GitBlob
 from github.GitCommit import GitCommit
 from github.Repository import Repository
 
-from providers import changeset
+from providers.base import Attempt, ForgeBase, Landed, Missing, Moved
 from providers.config import ForgeConfig
 from providers.contract import (
     Author,
@@ -39,7 +41,6 @@ from providers.contract import (
     Capabilities,
     ChangeRequest,
     CommitMeta,
-    CommitResult,
     FileChange,
     FileMode,
     Person,
@@ -51,30 +52,22 @@ from providers.errors import (
     AlreadyExists,
     InvalidRequest,
     NotFound,
-    PermissionDenied,
     ProviderError,
-    RateLimited,
+    Refused,
     Unavailable,
-    token_refused,
+    from_status,
+    unanswered,
 )
-from providers.names import (
-    branch_clash,
-    branch_clash_error,
-    check_branch_name,
-    check_repo_path,
-    is_sha,
-)
+from providers.names import check_branch_name, check_repo_path, is_sha
 from providers.redaction import protect_logs
-from providers.retry import Retrier, retry_at_from_headers
 from providers.tarball import ChunkReader, open_tarball
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+_GITHUB = "GitHub"
 INLINE_LIMIT = 512 * 1024
 """Text files up to this size go inline in the tree request; larger ones become blobs."""
-RACE_ATTEMPTS = 40
-"""Ref updates lost to other writers before giving up; each one re-checks for conflicts."""
 COMPARE_FILE_CAP = 300
 """GitHub's compare lists at most 300 files; at the cap we diff the trees instead."""
 
@@ -99,14 +92,6 @@ mutation($input: CreateCommitOnBranchInput!) {
   createCommitOnBranch(input: $input) { commit { oid url } }
 }
 """
-
-
-class _Refused(InvalidRequest):
-    """A 4xx GitHub refused with a message this adapter reacts to (not fast forward, ...)."""
-
-    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
-        self.status, self.message, self.kind = status, message, kind
-        super().__init__(f"GitHub refused the request ({status}): {message}")
 
 
 class _EmptyRepository(InvalidRequest):
@@ -134,15 +119,15 @@ def map_github_errors(action: str, token_set: bool = True) -> Iterator[None]:
     except GithubException as exc:
         raise _translate(exc, action, token_set) from exc
     except (requests.RequestException, httpx.TransportError) as exc:
-        msg = f"GitHub did not answer while trying to {action} ({type(exc).__name__})"
-        raise Unavailable(msg) from exc
+        raise unanswered(_GITHUB, action, exc) from exc
     except httpx.HTTPStatusError as exc:
-        raise _status_error(
+        raise from_status(
             exc.response.status_code,
-            dict(exc.response.headers),
-            exc.response.reason_phrase,
-            action,
-            token_set,
+            forge=_GITHUB,
+            action=action,
+            detail=exc.response.reason_phrase,
+            headers=dict(exc.response.headers),
+            token_set=token_set,
         ) from exc
 
 
@@ -159,47 +144,24 @@ def _translate(exc: GithubException, action: str, token_set: bool) -> ProviderEr
         and "type" in errors[0]
     ):  # a GraphQL error: GitHub answers 200 and names the kind in `type`
         kind, text = str(errors[0]["type"]), str(errors[0].get("message", ""))
-        if kind == "FORBIDDEN":
-            return PermissionDenied(f"GitHub denied permission to {action}: {text}")
-        if kind == "RATE_LIMITED":
-            return RateLimited(
-                f"GitHub's rate limit was hit while trying to {action}",
-                retry_at=retry_at_from_headers(headers),
-            )
-        return _Refused(400, text, kind)
+        status = _GRAPHQL_STATUS.get(kind)
+        if status is not None:
+            return from_status(status, forge=_GITHUB, action=action, detail=text, headers=headers)
+        return Refused(400, text, f"GitHub refused the request (400): {text}", kind=kind)
     if exc.status == 409 and "empty" in message.lower():
         return _EmptyRepository("The repository is empty")
-    return _status_error(exc.status, headers, message, action, token_set)
+    return from_status(
+        exc.status,
+        forge=_GITHUB,
+        action=action,
+        detail=message,
+        headers=headers,
+        token_set=token_set,
+    )
 
 
-def _status_error(
-    status: int, headers: dict[str, str], message: str, action: str, token_set: bool
-) -> ProviderError:
-    lowered = message.lower()
-    if status == 401:
-        return token_refused("GitHub", action, token_set)
-    if status == 429 or (
-        status == 403
-        and (
-            "rate limit" in lowered
-            or headers.get("x-ratelimit-remaining") == "0"
-            or "retry-after" in {k.lower() for k in headers}
-        )
-    ):
-        return RateLimited(
-            f"GitHub's rate limit was hit while trying to {action}",
-            retry_at=retry_at_from_headers(headers),
-        )
-    if status == 403:
-        return PermissionDenied(f"GitHub denied permission to {action}: {message}")
-    if status == 404:
-        return NotFound(f"GitHub found nothing while trying to {action}")
-    if status >= 500:
-        return Unavailable(
-            f"GitHub answered {status} while trying to {action}",
-            retry_at=retry_at_from_headers(headers),
-        )
-    return _Refused(status, message)
+_GRAPHQL_STATUS = {"FORBIDDEN": 403, "RATE_LIMITED": 429}
+"""GraphQL errors come with status 200 and a `type`; these two are the statuses' own."""
 
 
 def _github_person(data: dict[str, Any]) -> Person:
@@ -215,7 +177,7 @@ def signed_commit(payload: str, signature: str) -> bytes:
     return f"{headers}\ngpgsig {folded}\n\n{message}".encode()
 
 
-class GitHubForge:
+class GitHubForge(ForgeBase):
     """A repository on github.com or a GitHub Enterprise server."""
 
     capabilities = Capabilities(
@@ -223,7 +185,7 @@ class GitHubForge:
     )
 
     def __init__(self, config: ForgeConfig) -> None:
-        self.config = config
+        super().__init__(config)
         token = config.token.get_secret_value() if config.token else None
         protect_logs(token)
         self._token_set = token is not None
@@ -251,7 +213,6 @@ class GitHubForge:
             completed=False,
         )
         self._http = httpx.Client(timeout=config.timeout, headers={"User-Agent": config.user_agent})
-        self._retrier = Retrier(config.retry)
         self._commits: dict[str, GitCommit] = {}
         self._record: Repository | None = None
         if config.graphql_commits:
@@ -319,21 +280,17 @@ class GitHubForge:
         can_push = bool(rule["viewerCanPush"]) if rule else may_write
         return Branch(name, sha, rule is not None, can_push)
 
-    def create_branch(self, name: str, from_sha: str) -> Branch:
-        """POST /git/refs; a folder clash becomes an explanation, not GitHub's bare 422."""
-        check_branch_name(name)
+    def _create_branch_once(self, name: str, from_sha: str) -> Branch:
+        """POST /git/refs (GitHub's bare 422 for a folder clash is explained by the base)."""
         try:
             self._call(
                 f"create branch '{name}'",
                 lambda: self._repo.create_git_ref(f"refs/heads/{name}", from_sha),
             )
-        except _Refused as exc:
+        except Refused as exc:
             if "already exists" in exc.message:
                 msg = f"The branch '{name}' already exists"
                 raise AlreadyExists(msg) from exc
-            clash = branch_clash(name, [b.name for b in self.branches()])
-            if clash:
-                raise branch_clash_error(name, clash) from exc
             raise
         return Branch(name, from_sha)
 
@@ -406,71 +363,56 @@ class GitHubForge:
         return frozenset(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
 
     # ---- commits ---------------------------------------------------------------------
-    def commit(
+    def _commit_once(
         self,
         branch: str,
-        expected_head: str | None,
+        head: str | None,
         changes: Sequence[FileChange],
         message: str,
-        author: Author | None = None,
-    ) -> CommitResult:
-        """Atomic commit; rebases over disjoint upstream changes, else `Conflict`. A
-        missing branch starts at `expected_head`, else at the default branch's head."""
-        check_branch_name(branch)
-        changeset.validate(changes, self.config.archive_limits)
-        if expected_head is None:
+        author: Author | None,
+    ) -> Attempt:
+        """One commit on `head` (read first when None): GraphQL's `expectedHeadOid` or the
+        non-forced ref update is the compare-and-swap."""
+        if head is None:
             try:
-                expected_head = self.branch(branch).head  # a plain commit on the head
+                head = self.branch(branch).head  # a plain commit on the head
             except NotFound:
-                return self._new_branch(branch, None, changes, message, author)
-        head = expected_head
+                return Missing()
         use_graphql = self._use_graphql(changes, author)
-        for attempt in range(RACE_ATTEMPTS):
-            if attempt:
-                self._retrier.pause(attempt)
-            try:
-                if use_graphql:
-                    sha = self._graphql_commit(branch, head, changes, message)
-                else:
-                    sha = self._rest_commit(branch, head, changes, message, author)
-                return CommitResult(sha, head, rebased=head != expected_head)
-            except NotFound:
-                if not use_graphql:
-                    raise
-                return self._new_branch(branch, expected_head, changes, message, author)
-            except _Refused as exc:
-                lowered = exc.message.lower()
-                if exc.kind == "NOT_FOUND" or "reference does not exist" in lowered:
-                    return self._new_branch(branch, expected_head, changes, message, author)
-                if not (exc.kind == "STALE_DATA" or "not a fast forward" in lowered):
-                    raise
-            current = self.branch(branch).head
-            changeset.rebase_or_conflict(
-                changes, expected_head, current, lambda a, b: changeset.changed_since(self, a, b)
-            )
-            head = current
-        msg = f"The branch '{branch}' kept moving while committing"
-        raise Unavailable(msg, "Try again in a moment")
+        try:
+            if use_graphql:
+                return Landed(self._graphql_commit(branch, head, changes, message), head)
+            return Landed(self._rest_commit(branch, head, changes, message, author), head)
+        except NotFound:
+            if not use_graphql:
+                raise
+            return Missing()
+        except Refused as exc:
+            lowered = exc.message.lower()
+            if exc.kind == "NOT_FOUND" or "reference does not exist" in lowered:
+                return Missing()
+            if not (exc.kind == "STALE_DATA" or "not a fast forward" in lowered):
+                raise
+        return Moved(head, self.branch(branch).head)
 
-    def _new_branch(
+    def _start_branch(
         self,
         branch: str,
         start: str | None,
         changes: Sequence[FileChange],
         message: str,
         author: Author | None,
-    ) -> CommitResult:
-        """The branch is missing: commit on `start` (else the default branch's head) and
-        create the ref at the new commit, so the branch appears with its commit or not at
-        all. Only an empty repository gets a first commit without a parent."""
-        parent = start or self._default_head(branch)
-        if parent is None:
+    ) -> Attempt:
+        """Commit on `start` and create the ref at the new commit; in an empty repository,
+        the first commit through the contents API."""
+        if start is None:
             return self._root_commit(branch, changes, message, author)
-        sha = self._rest_commit(branch, parent, changes, message, author, create=True)
-        return CommitResult(sha, parent)
+        return Landed(
+            self._rest_commit(branch, start, changes, message, author, create=True), start
+        )
 
-    def _default_head(self, branch: str) -> str | None:
-        return changeset.default_head(self, branch, self._repository().default_branch)
+    def _default_branch(self) -> str:
+        return self._repository().default_branch
 
     def _use_graphql(self, changes: Sequence[FileChange], author: Author | None) -> bool:
         """One `createCommitOnBranch` (signed by GitHub) unless the change set needs what
@@ -609,7 +551,7 @@ class GitHubForge:
 
     def _root_commit(
         self, branch: str, changes: Sequence[FileChange], message: str, author: Author | None
-    ) -> CommitResult:
+    ) -> Landed:
         """The first commit of an empty repository: GitHub refuses the Git Data API there
         (409), so the contents API makes it with one file and the rest follows on top."""
         first = next(
@@ -628,9 +570,8 @@ class GitHubForge:
         head = result["commit"].sha if isinstance(result, dict) else self.branch(branch).head
         rest = [c for c in changes if c is not first]
         if not rest:
-            return CommitResult(head, None)
-        sha = self._rest_commit(branch, head, rest, message, author)
-        return CommitResult(sha, None)
+            return Landed(head, None)
+        return Landed(self._rest_commit(branch, head, rest, message, author), None)
 
     def _exists(self, branch: str) -> bool:
         try:
@@ -690,29 +631,23 @@ class GitHubForge:
         return int(comparison.ahead_by), int(comparison.behind_by)
 
     # ---- change requests -------------------------------------------------------------
-    def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
-        """Reuse the open PR from `source` into `target`, or open one."""
-        check_branch_name(source)
-        check_branch_name(target)
-        found = self._find_pull(source, target)
-        if found:
-            return found
+    def _open_change_request_once(
+        self, source: str, target: str, title: str, body: str
+    ) -> ChangeRequest:
+        """POST /pulls; GitHub's "no commits between" is worded for a person."""
         try:
             pr = self._call(
                 "open a pull request",
                 lambda: self._repo.create_pull(base=target, head=source, title=title, body=body),
             )
-        except _Refused as exc:
-            again = self._find_pull(source, target)
-            if again:
-                return again
+        except Refused as exc:
             if "no commits between" in exc.message.lower():
                 msg = f"'{source}' has nothing that '{target}' lacks"
-                raise InvalidRequest(msg, "Commit changes first") from exc
+                raise Refused(exc.status, exc.message, msg, "Commit changes first") from exc
             raise
         return ChangeRequest(pr.number, pr.html_url, source, target, created=True)
 
-    def _find_pull(self, source: str, target: str) -> ChangeRequest | None:
+    def _find_change_request(self, source: str, target: str) -> ChangeRequest | None:
         pulls = self._call(
             "list pull requests",
             lambda: list(

@@ -9,7 +9,8 @@ file that appeared upstream fails too, and also becomes a `Conflict`.
 
 python-gitlab retries 429s and, when asked, POSTs by itself; both are switched off so the
 `Retrier` decides, and a commit whose response was lost is looked for on the branch
-before it is sent again.
+before it is sent again. The commit policy is `ForgeBase`'s; this module only says how
+GitLab makes one attempt.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import requests
 from gitlab.exceptions import GitlabAuthenticationError, GitlabError
 
 from providers import changeset
+from providers.base import Attempt, ForgeBase, Landed, Missing
 from providers.config import ForgeConfig
 from providers.contract import (
     Author,
@@ -33,7 +35,6 @@ from providers.contract import (
     Capabilities,
     ChangeRequest,
     CommitMeta,
-    CommitResult,
     FileChange,
     FileMode,
     Person,
@@ -48,19 +49,13 @@ from providers.errors import (
     NotFound,
     PermissionDenied,
     ProviderError,
-    RateLimited,
-    Unavailable,
+    Refused,
+    from_status,
     token_refused,
+    unanswered,
 )
-from providers.names import (
-    branch_clash,
-    branch_clash_error,
-    check_branch_name,
-    check_repo_path,
-    is_sha,
-)
+from providers.names import check_branch_name, check_repo_path, is_sha
 from providers.redaction import protect_logs
-from providers.retry import Retrier, retry_at_from_headers
 from providers.tarball import ChunkReader, open_tarball
 
 T = TypeVar("T")
@@ -71,14 +66,6 @@ _STALE_MESSAGES = (
     "a file with this name already exists",
     "a file with this name doesn't exist",
 )
-
-
-class _Refused(InvalidRequest):
-    """A 4xx with GitLab's message, which some callers react to."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status, self.message = status, message
-        super().__init__(f"GitLab refused the request ({status}): {message}")
 
 
 class _Gitlab(gitlab.Gitlab):
@@ -112,32 +99,20 @@ def map_gitlab_errors(action: str, last: _LastHeaders, token_set: bool = True) -
     except GitlabError as exc:
         raise _translate(exc, action, last.headers, token_set) from exc
     except requests.RequestException as exc:
-        msg = f"GitLab did not answer while trying to {action} ({type(exc).__name__})"
-        raise Unavailable(msg) from exc
+        raise unanswered(_GITLAB, action, exc) from exc
 
 
 def _translate(
     exc: GitlabError, action: str, headers: dict[str, str], token_set: bool
 ) -> ProviderError:
-    status = exc.response_code or 0
-    message = str(exc.error_message)
-    if status == 401:
-        return token_refused(_GITLAB, action, token_set)
-    if status == 429:
-        return RateLimited(
-            f"GitLab's rate limit was hit while trying to {action}",
-            retry_at=retry_at_from_headers(headers),
-        )
-    if status == 403:
-        return PermissionDenied(f"GitLab denied permission to {action}: {message}")
-    if status == 404:
-        return NotFound(f"GitLab found nothing while trying to {action}")
-    if status >= 500 or status == 0:
-        return Unavailable(
-            f"GitLab answered {status or 'nothing'} while trying to {action}",
-            retry_at=retry_at_from_headers(headers),
-        )
-    return _Refused(status, message)
+    return from_status(
+        exc.response_code or 0,
+        forge=_GITLAB,
+        action=action,
+        detail=str(exc.error_message),
+        headers=headers,
+        token_set=token_set,
+    )
 
 
 def _gitlab_person(name: str, email: str, date: str) -> Person:
@@ -147,7 +122,7 @@ def _gitlab_person(name: str, email: str, date: str) -> Person:
     return Person(name, email, int(when.timestamp()), minutes)
 
 
-class GitLabForge:
+class GitLabForge(ForgeBase):
     """A project on gitlab.com or a self-managed GitLab."""
 
     capabilities = Capabilities(
@@ -155,7 +130,7 @@ class GitLabForge:
     )
 
     def __init__(self, config: ForgeConfig) -> None:
-        self.config = config
+        super().__init__(config)
         token = config.token.get_secret_value() if config.token else None
         protect_logs(token)
         self._token_set = token is not None
@@ -171,7 +146,6 @@ class GitLabForge:
         self._gl.session.hooks["response"].append(self._remember_headers)
         self._path = config.location.path
         self._project = self._gl.projects.get(self._path, lazy=True)
-        self._retrier = Retrier(config.retry)
 
     def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last.headers = dict(response.headers)
@@ -224,21 +198,17 @@ class GitLabForge:
             b.name, b.commit["id"], bool(b.protected), None if can_push is None else bool(can_push)
         )
 
-    def create_branch(self, name: str, from_sha: str) -> Branch:
-        """POST /repository/branches; explains folder clashes."""
-        check_branch_name(name)
+    def _create_branch_once(self, name: str, from_sha: str) -> Branch:
+        """POST /repository/branches."""
         try:
             self._call(
                 f"create branch '{name}'",
                 lambda: self._project.branches.create({"branch": name, "ref": from_sha}),
             )
-        except _Refused as exc:
+        except Refused as exc:
             if "already exists" in exc.message.lower():
                 msg = f"The branch '{name}' already exists"
                 raise AlreadyExists(msg) from exc
-            clash = branch_clash(name, [b.name for b in self.branches()])
-            if clash:
-                raise branch_clash_error(name, clash) from exc
             raise
         return Branch(name, from_sha)
 
@@ -303,49 +273,56 @@ class GitLabForge:
         return frozenset(p for d in result["diffs"] for p in (d["old_path"], d["new_path"]) if p)
 
     # ---- commits ---------------------------------------------------------------------
-    def commit(
+    def _commit_once(
         self,
         branch: str,
-        expected_head: str | None,
+        head: str | None,
         changes: Sequence[FileChange],
         message: str,
-        author: Author | None = None,
-    ) -> CommitResult:
-        """One commits-API request; GitLab itself checks each file against `expected_head`.
-        A missing branch starts at `expected_head`, else at the default branch's head
-        (GitLab's `start_sha`), in the same request that makes the commit."""
-        check_branch_name(branch)
-        changeset.validate(changes, self.config.archive_limits)
-        payload: dict[str, Any] = {
-            "branch": branch,
-            "commit_message": message,
-            "actions": self._actions(changes, expected_head),
-        }
-        if author:
-            payload.update(author_name=author.name, author_email=author.email)
+        author: Author | None,
+    ) -> Attempt:
+        """One commits-API request; GitLab itself checks each file against `head` and
+        applies the actions on the branch's current head, so it rebases by itself and
+        refuses overlaps, which become `Conflict` here."""
+        payload = self._payload(branch, message, author, self._actions(changes, head))
         try:
             created = self._post_commit(branch, payload, message, changes)
-        except _Refused as exc:
+        except Refused as exc:
             lowered = exc.message.lower()
             if "only create or edit files when you are on a branch" in lowered:
-                start = expected_head or self._default_head(branch)
-                payload["actions"] = self._actions(changes, None)
-                if start is not None:
-                    payload["start_sha"] = start
-                created = self._post_commit(branch, payload, message, changes)
-                parents = list(created.parent_ids or [])
-                return CommitResult(created.id, parents[0] if parents else None)
+                return Missing()
             if not any(m in lowered for m in _STALE_MESSAGES):
                 raise
             current = self.branch(branch).head
-            overlap = changeset.paths(changes) & changeset.changed_since(
-                self, expected_head, current
-            )
+            overlap = changeset.paths(changes) & self._changed_since(head, current)
             raise Conflict(overlap or changeset.paths(changes)) from exc
         parents = list(created.parent_ids or [])
-        parent = parents[0] if parents else None
-        rebased = expected_head is not None and parent != expected_head
-        return CommitResult(created.id, parent, rebased=rebased)
+        return Landed(created.id, parents[0] if parents else None)
+
+    def _start_branch(
+        self,
+        branch: str,
+        start: str | None,
+        changes: Sequence[FileChange],
+        message: str,
+        author: Author | None,
+    ) -> Attempt:
+        """The same request, with GitLab's `start_sha`: the branch and its commit at once."""
+        payload = self._payload(branch, message, author, self._actions(changes, None))
+        if start is not None:
+            payload["start_sha"] = start
+        created = self._post_commit(branch, payload, message, changes)
+        parents = list(created.parent_ids or [])
+        return Landed(created.id, parents[0] if parents else None)
+
+    @staticmethod
+    def _payload(
+        branch: str, message: str, author: Author | None, actions: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"branch": branch, "commit_message": message, "actions": actions}
+        if author:
+            payload.update(author_name=author.name, author_email=author.email)
+        return payload
 
     def _post_commit(
         self, branch: str, payload: dict[str, Any], message: str, changes: Sequence[FileChange]
@@ -356,8 +333,8 @@ class GitLabForge:
             verify=lambda: self._find_landed(branch, message, changes),
         )
 
-    def _default_head(self, branch: str) -> str | None:
-        return changeset.default_head(self, branch, self.repository().default_branch)
+    def _default_branch(self) -> str:
+        return self.repository().default_branch
 
     def _actions(
         self, changes: Sequence[FileChange], expected_head: str | None
@@ -457,33 +434,24 @@ class GitLabForge:
         return len(ahead["commits"]), len(behind["commits"])
 
     # ---- change requests -------------------------------------------------------------
-    def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
-        """Reuse the open MR from `source` into `target`, or open one."""
-        check_branch_name(source)
-        check_branch_name(target)
-        found = self._find_mr(source, target)
-        if found:
-            return found
-        try:
-            mr = self._call(
-                "open a merge request",
-                lambda: self._project.mergerequests.create(
-                    {
-                        "source_branch": source,
-                        "target_branch": target,
-                        "title": title,
-                        "description": body,
-                    }
-                ),
-            )
-        except _Refused:
-            again = self._find_mr(source, target)
-            if again:
-                return again
-            raise
+    def _open_change_request_once(
+        self, source: str, target: str, title: str, body: str
+    ) -> ChangeRequest:
+        """POST /merge_requests."""
+        mr = self._call(
+            "open a merge request",
+            lambda: self._project.mergerequests.create(
+                {
+                    "source_branch": source,
+                    "target_branch": target,
+                    "title": title,
+                    "description": body,
+                }
+            ),
+        )
         return ChangeRequest(mr.iid, mr.web_url, source, target, created=True)
 
-    def _find_mr(self, source: str, target: str) -> ChangeRequest | None:
+    def _find_change_request(self, source: str, target: str) -> ChangeRequest | None:
         mrs = self._call(
             "list merge requests",
             lambda: self._project.mergerequests.list(

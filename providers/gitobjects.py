@@ -44,11 +44,6 @@ class TreeEdit:
     sha: bytes | None
 
 
-def blob_sha(data: bytes) -> str:
-    """The git blob id of `data`: sha1 of 'blob <len>\\0' + data."""
-    return Blob.from_string(data).id.decode()
-
-
 class MissingObject(Exception):
     """An object a tree refers to is not in the object store: the repository is corrupt."""
 

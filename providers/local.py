@@ -1,14 +1,15 @@
 """The embedded default: a bare repository on disk, read and written through dulwich.
 
 Ref updates are compare-and-swap under git's own `.lock` files, so several processes (or
-threads) committing to one branch never lose a commit or move a branch backwards.
+threads) committing to one branch never lose a commit or move a branch backwards. A swap
+lost to another writer, or to its lock, is tried again by `ForgeBase`'s race, through the
+one retry mechanism.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,8 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 from dulwich.walk import Walker
 
-from providers import changeset, gitobjects
+from providers import gitobjects
+from providers.base import Attempt, ForgeBase, Landed, Missing, Moved
 from providers.config import ForgeConfig, system_author
 from providers.contract import (
     ArchiveEntry,
@@ -31,7 +33,6 @@ from providers.contract import (
     Capabilities,
     ChangeRequest,
     CommitMeta,
-    CommitResult,
     FileChange,
     FileMode,
     Person,
@@ -47,8 +48,7 @@ from providers.names import (
     check_repo_path,
     is_sha,
 )
-
-_LOCK_ATTEMPTS = 200
+from providers.retry import LostRace, Pause
 
 
 def _person(identity: bytes, when: int, offset_seconds: int) -> Person:
@@ -56,7 +56,7 @@ def _person(identity: bytes, when: int, offset_seconds: int) -> Person:
     return Person(name, email.rstrip(">"), when, offset_seconds // 60)
 
 
-class LocalForge:
+class LocalForge(ForgeBase):
     """A bare git repository in a folder. It has no pull requests (promotions are applied
     at once) and no branch protection of its own: read-only branches come from the
     settings' protected globs."""
@@ -64,8 +64,12 @@ class LocalForge:
     capabilities = Capabilities(
         symlinks=True, executable_bit=True, verified_commits=False, change_requests=False
     )
+    race_attempts = 200
+    race_pause = Pause(0.002, 0.02)
+    """A lost swap here costs microseconds, so writers come back soon."""
 
     def __init__(self, config: ForgeConfig) -> None:
+        super().__init__(config)
         self.path = Path(config.location.api_url)
         self.web_url = config.location.web_url
         self.default_author = config.default_author or system_author()
@@ -137,9 +141,9 @@ class LocalForge:
             value = repo.refs.as_dict(gitobjects.HEADS).get(Ref(name.encode()))
         return value.decode() if value else None
 
-    def create_branch(self, name: str, from_sha: str) -> Branch:
-        """Create `name` at `from_sha`; refuses clashes with existing branch folders."""
-        check_branch_name(name)
+    def _create_branch_once(self, name: str, from_sha: str) -> Branch:
+        """Create `name` at `from_sha`; clashes with branch folders are refused before the
+        ref is written (a ref file where a folder should be would break the repository)."""
         existing = [b.name for b in self.branches()]
         clash = branch_clash(name, existing)
         if clash:
@@ -223,66 +227,76 @@ class LocalForge:
             raise InvalidRequest(msg)
         return obj
 
-    def commit(
+    def _commit_once(
         self,
         branch: str,
-        expected_head: str | None,
+        head: str | None,
         changes: Sequence[FileChange],
         message: str,
-        author: Author | None = None,
-    ) -> CommitResult:
-        """Build the commit on the current head and move the ref with compare-and-swap. A
-        missing branch starts at `expected_head`, else at the default branch's head (the
-        first commit only in an empty repository)."""
-        check_branch_name(branch)
-        changeset.validate(changes, self.limits)
+        author: Author | None,
+    ) -> Attempt:
+        """Build the commit on the current head, and swap the ref if it is still there."""
         ref = gitobjects.branch_ref(branch)
-        who = author or self.default_author
         with self._repo() as repo:
-            store = repo.object_store
-            blobs = [
-                gitobjects.TreeEdit(
-                    c.path,
-                    c.mode,
-                    None if c.content is None else gitobjects.add_blob(store, c.content),
-                )
-                for c in changes
-            ]
-            for _ in range(_LOCK_ATTEMPTS):
-                head = self._current(repo, ref)
-                if head is None:
-                    base = parent = expected_head or self._default_head(repo, branch)
-                    if parent is not None:
-                        self._commit_object(repo, parent)
-                else:
-                    base, parent = expected_head or head, head
-                    if head != base:
-                        changeset.rebase_or_conflict(
-                            changes, base, head, lambda a, b: self._changed(repo, a, b)
-                        )
-                base_tree = self._commit_object(repo, parent).tree if parent else None
-                tree = gitobjects.apply_edits(store, base_tree, blobs)
-                parents = [gitobjects.oid(parent)] if parent else []
-                new = gitobjects.make_commit(store, tree, parents, message, (who.name, who.email))
-                if self._swap(repo, ref, head, new):
-                    return CommitResult(new.decode(), parent, rebased=parent != base)
-        msg = f"The branch '{branch}' is being updated too often to commit"
-        raise Unavailable(
-            msg,
-            "Try again in a moment",
-        )
+            current = self._current(repo, ref)
+            if current is None:
+                return Missing()
+            if head is not None and current != head:
+                return Moved(head, current)
+            new = self._build(repo, current, changes, message, author)
+            return (
+                Landed(new, current)
+                if self._swap(repo, ref, current, new)
+                else self._lost(repo, ref, current)
+            )
 
-    def _default_head(self, repo: Repo, branch: str) -> str | None:
-        """Where a new branch starts when no base is given: the default branch's head, or
-        nothing in an empty repository. Refuses rather than make an orphan branch."""
-        heads = repo.refs.as_dict(gitobjects.HEADS)
-        if not heads:
-            return None
-        default = self.repository().default_branch
-        sha = heads.get(Ref(default.encode()))
-        if sha is None:
-            raise changeset.no_start(branch, default)
-        return sha.decode()
+    def _start_branch(
+        self,
+        branch: str,
+        start: str | None,
+        changes: Sequence[FileChange],
+        message: str,
+        author: Author | None,
+    ) -> Attempt:
+        """Build the commit on `start` and add the ref if nobody made it meanwhile."""
+        ref = gitobjects.branch_ref(branch)
+        with self._repo() as repo:
+            new = self._build(repo, start, changes, message, author)
+            return (
+                Landed(new, start)
+                if self._swap(repo, ref, None, new)
+                else self._lost(repo, ref, None)
+            )
+
+    def _build(
+        self,
+        repo: Repo,
+        parent: str | None,
+        changes: Sequence[FileChange],
+        message: str,
+        author: Author | None,
+    ) -> str:
+        """Write the blobs, tree and commit of `changes` on `parent`; the new commit's id."""
+        store = repo.object_store
+        edits = [
+            gitobjects.TreeEdit(
+                c.path, c.mode, None if c.content is None else gitobjects.add_blob(store, c.content)
+            )
+            for c in changes
+        ]
+        base_tree = self._commit_object(repo, parent).tree if parent else None
+        tree = gitobjects.apply_edits(store, base_tree, edits)
+        parents = [gitobjects.oid(parent)] if parent else []
+        who = author or self.default_author
+        return gitobjects.make_commit(store, tree, parents, message, (who.name, who.email)).decode()
+
+    def _lost(self, repo: Repo, ref: Ref, tried: str | None) -> Attempt:
+        """A swap that did not happen: where the branch is now."""
+        now = self._current(repo, ref)
+        return Missing() if now is None else Moved(tried, now)
+
+    def _default_branch(self) -> str:
+        return self.repository().default_branch
 
     @staticmethod
     def _current(repo: Repo, ref: Ref) -> str | None:
@@ -290,13 +304,14 @@ class LocalForge:
         return value.decode() if value else None
 
     @staticmethod
-    def _swap(repo: Repo, ref: Ref, old: str | None, new: ObjectID) -> bool:
+    def _swap(repo: Repo, ref: Ref, old: str | None, new: str | ObjectID) -> bool:
+        """Move `ref` from `old` (None: create it) to `new`; False when another writer moved
+        it first or holds its lock (the caller's retry waits, never this)."""
         try:
             if old is None:
-                return bool(repo.refs.add_if_new(ref, new))
-            return bool(repo.refs.set_if_equals(ref, gitobjects.oid(old), new))
+                return bool(repo.refs.add_if_new(ref, gitobjects.oid(new)))
+            return bool(repo.refs.set_if_equals(ref, gitobjects.oid(old), gitobjects.oid(new)))
         except FileLocked:
-            time.sleep(0.002 + (os.getpid() % 7) / 1000)
             return False
 
     def commit_meta(self, sha: str) -> CommitMeta:
@@ -330,14 +345,19 @@ class LocalForge:
             behind = sum(1 for _ in Walker(store, [gitobjects.oid(base)], [gitobjects.oid(head)]))
         return ahead, behind
 
-    def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
+    def _find_change_request(self, source: str, target: str) -> ChangeRequest | None:
+        """A bare repository has no change requests to find."""
+        return None
+
+    def _open_change_request_once(
+        self, source: str, target: str, title: str, body: str
+    ) -> ChangeRequest:
         """A bare repository has no pull requests, so the promotion is applied at once: a
         fast-forward when `target` has no commits of its own, else a merge commit of a
         clean three-way merge. Files changed on both sides refuse with `Conflict`."""
-        check_branch_name(source)
-        check_branch_name(target)
-        with self._repo() as repo:
-            for _ in range(_LOCK_ATTEMPTS):
+
+        def attempt() -> ChangeRequest:
+            with self._repo() as repo:
                 src = self._current(repo, gitobjects.branch_ref(source))
                 dst = self._current(repo, gitobjects.branch_ref(target))
                 if src is None or dst is None:
@@ -345,11 +365,17 @@ class LocalForge:
                     msg = f"The branch '{missing}' does not exist"
                     raise NotFound(msg)
                 outcome = self._promotion(repo, source, target, src, dst, f"{title}\n\n{body}")
-                if outcome is None:
-                    continue  # the target moved while we merged: try again on its new head
-                return ChangeRequest(0, self.web_url, source, target, True, True, outcome)
-        msg = f"The branch '{target}' is being updated too often to promote into"
-        raise Unavailable(msg, "Try again in a moment")
+            if outcome is None:
+                raise LostRace  # the target moved while we merged: try again on its new head
+            return ChangeRequest(0, self.web_url, source, target, True, True, outcome)
+
+        def gave_up() -> Unavailable:
+            msg = f"The branch '{target}' is being updated too often to promote into"
+            return Unavailable(msg, "Try again in a moment")
+
+        return self._retrier.contend(
+            attempt, tries=self.race_attempts, pause=self.race_pause, gave_up=gave_up
+        )
 
     def _promotion(
         self, repo: Repo, source: str, target: str, src: str, dst: str, message: str

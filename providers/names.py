@@ -97,9 +97,14 @@ def branch_clash(name: str, existing: list[str]) -> str | None:
     return None
 
 
-def branch_clash_error(name: str, clash: str) -> InvalidRequest:
+class BranchClash(InvalidRequest):
+    """A branch that cannot exist beside another one (see `branch_clash`): already
+    explained, so nothing needs to look for the clash again."""
+
+
+def branch_clash_error(name: str, clash: str) -> BranchClash:
     """The explanation for a branch that cannot exist beside `clash` (see `branch_clash`)."""
-    return InvalidRequest(
+    return BranchClash(
         f"Cannot create branch '{name}' while branch '{clash}' exists: git stores branches "
         "as files, so one name cannot also be a folder of the other",
         "Choose a name like 'development-aj' instead of 'development/aj' "

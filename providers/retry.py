@@ -1,23 +1,31 @@
-"""Bounded, jittered retries that honour the forge's own back-off headers.
+"""The one retry mechanism: tenacity, driven by the forge's own back-off headers.
 
-One `Retrier` per adapter wraps every request. Reads are simply retried. Writes pass a
-`verify` callback: after a lost response (a 5xx, a timeout, a dropped connection) we read
-the branch first and only retry if the write did not land, so nothing applies twice.
+Every loop that tries again goes through a `Retrier`: requests that failed on the way
+(`call`), and compare-and-swaps lost to other writers (`contend`: GitHub's ref update and
+GraphQL mutation, the local repository's ref locks). Only two things are ours: reading
+when the forge says we may try again (`providers.backoff`), and, for a write whose
+response was lost, looking whether it landed before sending it again (`verify`). That
+look is one call inside the same attempt, never a retry loop of its own, so the worst case
+is `attempts` writes and `attempts` looks, not `attempts` squared.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from providers.errors import RateLimited, Unavailable
+import tenacity
+
+from providers.backoff import at, retry_at_from_headers
+from providers.errors import ProviderError, RateLimited, Unavailable
+
+__all__ = ["LostRace", "Pause", "Retrier", "RetryPolicy", "retry_at_from_headers"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -37,36 +45,23 @@ class RetryPolicy:
     """Longest `Retry-After` we sleep through; a longer one fails at once with `retry_at`."""
 
 
-def retry_at_from_headers(
-    headers: Mapping[str, str], now: float | None = None
-) -> dt.datetime | None:
-    """When the forge says we may try again: `Retry-After` (seconds or HTTP date), GitHub's
-    `x-ratelimit-reset` when `x-ratelimit-remaining` is 0, or GitLab's `RateLimit-Reset`."""
-    now = time.time() if now is None else now
-    lower = {k.lower(): v for k, v in headers.items()}
-    retry_after = lower.get("retry-after")
-    if retry_after:
-        if retry_after.strip().isdigit():
-            return _at(now + int(retry_after))
-        parsed = email.utils.parsedate_to_datetime(retry_after)
-        if parsed is not None:
-            return parsed
-    if lower.get("x-ratelimit-remaining") == "0" and lower.get("x-ratelimit-reset", "").isdigit():
-        return _at(float(lower["x-ratelimit-reset"]))
-    reset = lower.get("ratelimit-reset", "")
-    if lower.get("ratelimit-remaining") == "0" and reset.isdigit():
-        value = float(reset)
-        # GitLab sends an epoch; the IETF draft a delta. Epochs are far larger.
-        return _at(value if value > 1_000_000_000 else now + value)
-    return None
+@dataclass(frozen=True)
+class Pause:
+    """The back-off between tries at a compare-and-swap: `first` doubling up to `cap`,
+    with full jitter, so writers that lost to each other spread out."""
+
+    first: float
+    """Most seconds before the second try."""
+    cap: float
+    """Most seconds before any try."""
 
 
-def _at(epoch: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
+class LostRace(Exception):
+    """Raised inside `Retrier.contend`'s attempt: another writer won; try again."""
 
 
 class Retrier:
-    """Runs a forge call under a `RetryPolicy`; the clock and sleep are injectable."""
+    """Runs forge calls under a `RetryPolicy`; the clock, sleep and jitter are injectable."""
 
     def __init__(
         self,
@@ -81,38 +76,38 @@ class Retrier:
         self._clock = clock
         self._jitter = jitter
 
-    def call(
-        self,
-        fn: Callable[[], T],
-        *,
-        verify: Callable[[], T | None] | None = None,
-    ) -> T:
+    def call(self, fn: Callable[[], T], *, verify: Callable[[], T | None] | None = None) -> T:
         """Call `fn` until it succeeds or the policy runs out.
 
-        `verify` is for writes: after an `Unavailable` it is asked (with retries of its own)
-        whether the write landed anyway, and its non-None answer is returned as the result."""
-        last: RateLimited | Unavailable | None = None
-        for attempt in range(self.policy.attempts):
+        `verify` is for writes: after an `Unavailable` (the write may have landed) it is
+        asked once, in the same attempt, whether it did; its non-None answer is the result.
+        If the look fails too, the attempt failed and the next one looks again."""
+
+        def attempt() -> T:
             try:
                 return fn()
-            except RateLimited as exc:
-                last = exc
-            except Unavailable as exc:
-                last = exc
-                if verify is not None:
-                    landed = self.call(verify)
-                    if landed is not None:
-                        log.info("the write landed although its response was lost")
-                        return landed
-            if attempt + 1 == self.policy.attempts:
-                break
-            delay = self._delay(attempt, last.retry_at)
-            if delay is None:
-                break
-            log.info("retrying in %.1fs after: %s", delay, last.reason)
-            self._sleep(delay)
-        assert last is not None  # noqa: S101 - the loop ran at least once and failed
-        raise _exhausted(last, self._clock(), self._backoff(self.policy.attempts)) from last
+            except Unavailable:
+                if verify is None:
+                    raise
+                landed = verify()
+                if landed is None:
+                    raise
+                log.info("the write landed although its response was lost")
+                return landed
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((RateLimited, Unavailable)),
+            stop=self._stop,
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=_log_retry,
+        )
+        try:
+            return retrying(attempt)
+        except tenacity.RetryError as gave_up:
+            last = gave_up.last_attempt.exception()
+            assert isinstance(last, (RateLimited, Unavailable))  # noqa: S101 - what `retry` retries
+            raise _exhausted(last, self._clock(), self._backoff(self.policy.attempts)) from last
 
     def mapped(
         self,
@@ -133,26 +128,64 @@ class Retrier:
 
         return self.call(attempt, verify=check if verify else None)
 
-    def pause(self, attempt: int) -> None:
-        """Sleep a jittered back-off before trying again after losing a race for a ref."""
-        self._sleep(self._jitter() * min(2.0, 0.05 * 2 ** min(attempt, 6)))
+    def contend(
+        self,
+        attempt: Callable[[], T],
+        *,
+        tries: int,
+        pause: Pause,
+        gave_up: Callable[[], ProviderError],
+    ) -> T:
+        """Run `attempt` until it does not raise `LostRace`, at most `tries` times, with a
+        jittered `pause` between; then raise `gave_up()`."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(LostRace),
+            stop=tenacity.stop_after_attempt(tries),
+            wait=lambda state: (
+                self._jitter() * min(pause.cap, pause.first * 2**state.attempt_number)
+            ),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except LostRace:
+            raise gave_up() from None
 
     def _backoff(self, attempt: int) -> float:
         return float(min(self.policy.max_delay, self.policy.base_delay * 2**attempt))
 
-    def _delay(self, attempt: int, retry_at: dt.datetime | None) -> float | None:
-        delay = self._jitter() * self._backoff(attempt)
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Full-jitter exponential back-off, but never less than the forge asked for."""
+        delay = self._jitter() * self._backoff(state.attempt_number - 1)
+        retry_at = _retry_at(state)
         if retry_at is not None:
-            wait = retry_at.timestamp() - self._clock()
-            if wait > self.policy.max_wait:
-                return None
-            delay = max(delay, wait)
+            delay = max(delay, retry_at.timestamp() - self._clock())
         return delay
+
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
+        """Stop when the tries run out, or at once when the forge asks for a longer wait
+        than the policy sleeps through: the error then says when to try again."""
+        if state.attempt_number >= self.policy.attempts:
+            return True
+        retry_at = _retry_at(state)
+        return retry_at is not None and retry_at.timestamp() - self._clock() > self.policy.max_wait
+
+
+def _retry_at(state: tenacity.RetryCallState) -> dt.datetime | None:
+    error = state.outcome.exception() if state.outcome else None
+    return error.retry_at if isinstance(error, (RateLimited, Unavailable)) else None
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0.0
+    log.info("retrying in %.1fs after: %s", delay, getattr(error, "reason", error))
 
 
 def _exhausted(
     last: RateLimited | Unavailable, now: float, backoff: float
 ) -> RateLimited | Unavailable:
-    retry_at = last.retry_at or _at(now + backoff)
+    retry_at = last.retry_at or at(now + backoff)
     kind = type(last)
     return kind(f"{last.reason} (gave up after retries)", retry_at=retry_at)

@@ -1,6 +1,8 @@
 """The service provider: a runner talks to meltano-forge's own service with a service
 token, never the forge's. Archives come from the service's cache, so a fleet of runners
-costs the forge one archive request per commit."""
+costs the forge one archive request per commit. The service applies the branch policy
+and the forge's guards itself, so a commit is one request; `ForgeBase` still checks the
+change set against the configured limits before anything is sent."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
-from providers import changeset
+from providers.base import Attempt, ForgeBase, Landed
+from providers.blobs import blob_sha
 from providers.config import ForgeConfig
 from providers.contract import (
     Author,
@@ -21,7 +24,6 @@ from providers.contract import (
     Capabilities,
     ChangeRequest,
     CommitMeta,
-    CommitResult,
     FileChange,
     FileMode,
     Person,
@@ -31,61 +33,67 @@ from providers.contract import (
 )
 from providers.errors import (
     AlreadyExists,
-    AuthenticationFailed,
     Conflict,
-    InvalidRequest,
-    NotFound,
-    PermissionDenied,
     ProviderError,
-    RateLimited,
-    Unavailable,
     UnsafeInput,
-    token_refused,
+    from_status,
+    unanswered,
 )
-from providers.gitobjects import blob_sha
 from providers.names import check_branch_name, check_repo_path, is_sha
 from providers.redaction import protect_logs
-from providers.retry import Retrier, retry_at_from_headers
 from providers.tarball import ChunkReader, open_tarball
 
 T = TypeVar("T")
 
 
+_SERVICE = "the meltano-forge service"
+FORGE_RATE_LIMIT = "Forge rate limit"
+"""The service's problem title for its forge's rate limit (it answers 503, with
+`retry_at`): a rate limit here too, whatever the detail says."""
+
+
 def _problem(response: httpx.Response, token_set: bool = True) -> ProviderError:
-    """The provider error for a problem+json answer from the service."""
+    """The provider error for an answer from the service, or from a proxy before it.
+
+    The service's own problem types come first (they carry paths, or say what a 400 or
+    422 was); every status then goes through the one table, so a proxy's bare 429 is a
+    rate limit like any other."""
     try:
-        body: dict[str, Any] = response.json()
+        answer: object = response.json()
     except ValueError:
-        body = {}
-    detail = str(body.get("detail") or body.get("title") or response.reason_phrase)
+        answer = None
+    body: dict[str, Any] = answer if isinstance(answer, dict) else {}
+    title = str(body.get("title") or "")
+    detail = str(body.get("detail") or title or response.reason_phrase)
     status = response.status_code
-    if status == 401:
-        if not token_set:
-            return token_refused("the meltano-forge service", "answer", False)
-        return AuthenticationFailed(
-            f"The service rejected the token: {detail}",
-            "Set a valid service token in MELTANO_FORGE_TOKEN",
-        )
-    if status == 403:
-        return PermissionDenied(
-            detail, "Use a token with the write role for this project, or another branch"
-        )
-    if status == 404:
-        return NotFound(detail)
     if status == 409:
         return Conflict(body.get("paths") or [], detail)
-    if status == 422 and "unsafe" in str(body.get("title", "")).lower():
+    if status == 422 and "unsafe" in title.lower():
         return UnsafeInput(detail)
     if status == 400 and "already exists" in detail:
         return AlreadyExists(detail)
-    if status in (429, 503) and "rate" in detail.lower():
-        return RateLimited(detail, retry_at=retry_at_from_headers(dict(response.headers)))
-    if status >= 500:
-        return Unavailable(
-            f"The service answered {status}: {detail}",
-            retry_at=retry_at_from_headers(dict(response.headers)),
-        )
-    return InvalidRequest(detail)
+    if title == FORGE_RATE_LIMIT:
+        status = 429
+    return from_status(
+        status,
+        forge=_SERVICE,
+        action="answer",
+        detail=detail,
+        headers=dict(response.headers),
+        token_set=token_set,
+        reason=_REASONS.get(status, "{detail}").format(status=status, detail=detail),
+        instruction=_INSTRUCTIONS.get(status),
+    )
+
+
+_REASONS = {
+    401: "The service rejected the token: {detail}",
+    **dict.fromkeys(range(500, 600), "The service answered {status}: {detail}"),
+}
+_INSTRUCTIONS = {
+    401: "Set a valid service token in MELTANO_FORGE_TOKEN",
+    403: "Use a token with the write role for this project, or another branch",
+}
 
 
 def _meta(data: dict[str, Any]) -> CommitMeta:
@@ -104,7 +112,7 @@ def _meta(data: dict[str, Any]) -> CommitMeta:
     )
 
 
-class ServiceForge:
+class ServiceForge(ForgeBase):
     """A project behind `https://HOST/v1/projects/NAME`."""
 
     capabilities = Capabilities(
@@ -112,7 +120,7 @@ class ServiceForge:
     )
 
     def __init__(self, config: ForgeConfig) -> None:
-        self.config = config
+        super().__init__(config)
         token = config.token.get_secret_value() if config.token else None
         protect_logs(token)
         self._token_set = token is not None
@@ -121,15 +129,20 @@ class ServiceForge:
             headers["Authorization"] = f"Bearer {token}"
         self.base = f"{config.location.api_url}/v1/projects/{config.location.path}"
         self._http = httpx.Client(headers=headers, timeout=config.timeout)
-        self._retrier = Retrier(config.retry)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self._answer(self._http.build_request(method, self.base + path, **kwargs))
+
+    def _answer(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        """Send one request; a problem (or no answer) becomes the provider error."""
         try:
-            response = self._http.request(method, self.base + path, **kwargs)
+            response = self._http.send(request, stream=stream)
         except httpx.TransportError as exc:
-            msg = f"The meltano-forge service did not answer ({type(exc).__name__})"
-            raise Unavailable(msg) from exc
+            raise unanswered(_SERVICE, "answer", exc) from exc
         if response.status_code >= 300:
+            if stream:
+                response.read()
+                response.close()
             raise _problem(response, self._token_set)
         return response
 
@@ -149,17 +162,7 @@ class ServiceForge:
             following: str | None = response.links.get("next", {}).get("url")
             if not following:
                 return items
-            response = self._call(partial(self._absolute, following))
-
-    def _absolute(self, url: str) -> httpx.Response:
-        try:
-            response = self._http.get(url)
-        except httpx.TransportError as exc:
-            msg = f"The meltano-forge service did not answer ({type(exc).__name__})"
-            raise Unavailable(msg) from exc
-        if response.status_code >= 300:
-            raise _problem(response, self._token_set)
-        return response
+            response = self._call(partial(self._answer, self._http.build_request("GET", following)))
 
     def repository(self) -> RepositoryInfo:
         """The project summary."""
@@ -186,33 +189,17 @@ class ServiceForge:
             data.get("can_push"),
         )
 
-    def create_branch(self, name: str, from_sha: str) -> Branch:
-        """Create a branch at a commit."""
-        data = self._json(
-            "POST", "/branches", json={"name": check_branch_name(name), "from_ref": from_sha}
-        )
+    def _create_branch_once(self, name: str, from_sha: str) -> Branch:
+        """POST /branches."""
+        data = self._json("POST", "/branches", json={"name": name, "from_ref": from_sha})
         return Branch(data["name"], data["head"], data["protected"])
 
     @contextmanager
     def archive(self, ref: str, path: str = "") -> Iterator[Snapshot]:
         """The service's cached tar.gz of a commit."""
 
-        def open_stream() -> httpx.Response:
-            response = self._http.send(
-                self._http.build_request("GET", self.base + "/archive", params={"ref": ref}),
-                stream=True,
-            )
-            if response.status_code >= 400:
-                response.read()
-                response.close()
-                raise _problem(response, self._token_set)
-            return response
-
-        try:
-            response = self._call(open_stream)
-        except httpx.TransportError as exc:
-            msg = "The meltano-forge service did not answer"
-            raise Unavailable(msg) from exc
+        request = self._http.build_request("GET", self.base + "/archive", params={"ref": ref})
+        response = self._call(lambda: self._answer(request, stream=True))
         try:
             with open_tarball(
                 ChunkReader(response.iter_raw(64 * 1024)),
@@ -242,20 +229,19 @@ class ServiceForge:
         """Paths that differ between two commits."""
         return frozenset(self._json("GET", "/compare", params={"base": base_sha, "head": head_sha}))
 
-    def commit(
+    def _commit_once(
         self,
         branch: str,
-        expected_head: str | None,
+        head: str | None,
         changes: Sequence[FileChange],
         message: str,
-        author: Author | None = None,
-    ) -> CommitResult:
-        """POST /commits; the service applies the branch policy and the forge's guards."""
-        check_branch_name(branch)
-        changeset.validate(changes)
+        author: Author | None,
+    ) -> Attempt:
+        """POST /commits: the service starts a missing branch, rebases or refuses with
+        `Conflict` itself, so one request decides."""
         body: dict[str, Any] = {
             "branch": branch,
-            "base_sha": expected_head,
+            "base_sha": head,
             "message": message,
             "changes": [
                 {
@@ -275,7 +261,21 @@ class ServiceForge:
             lambda: self._send("POST", "/commits", json=body).json(),
             verify=lambda: self._landed(branch, changes),
         )
-        return CommitResult(data["sha"], data["parent"], data["rebased"])
+        return Landed(data["sha"], data["parent"], bool(data["rebased"]))
+
+    def _start_branch(
+        self,
+        branch: str,
+        start: str | None,
+        changes: Sequence[FileChange],
+        message: str,
+        author: Author | None,
+    ) -> Attempt:
+        """Never needed: the service starts missing branches in the commit's own request."""
+        return self._commit_once(branch, start, changes, message, author)
+
+    def _default_branch(self) -> str:
+        return str(self._json("GET", "")["default_branch"])
 
     def _landed(self, branch: str, changes: Sequence[FileChange]) -> dict[str, Any] | None:
         """After a lost response: the head already holds exactly our contents, so the
@@ -310,8 +310,14 @@ class ServiceForge:
         data = self._json("GET", "/ahead-behind", params={"base": base, "head": head})
         return int(data["ahead"]), int(data["behind"])
 
-    def open_change_request(self, source: str, target: str, title: str, body: str) -> ChangeRequest:
-        """POST /promotions."""
+    def _find_change_request(self, source: str, target: str) -> ChangeRequest | None:
+        """Never a request of its own: POST /promotions returns the open one."""
+        return None
+
+    def _open_change_request_once(
+        self, source: str, target: str, title: str, body: str
+    ) -> ChangeRequest:
+        """POST /promotions (the service finds the open one or opens it)."""
         data = self._json(
             "POST",
             "/promotions",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import pytest
 
 from providers.contract import FileChange, FileMode, Forge
-from providers.errors import Conflict
+from providers.errors import Conflict, Unavailable
 from tests.conftest import ForgeEnv
 
 THREADS = 8
@@ -97,3 +98,21 @@ def test_concurrent_writers_lose_and_duplicate_nothing(env: ForgeEnv) -> None:
     tree = set(env.git("ls-tree", "-r", "--name-only", "main").split())
     assert {o.path for o in successes if o.path.startswith("private/")} <= tree
     assert len([o for o in successes if o.path.startswith("private/")]) == THREADS * (COMMITS // 2)
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_a_held_ref_lock_is_waited_out_like_any_lost_race(env: ForgeEnv) -> None:
+    """A ref lock another writer holds is a lost race like a moved head: tried again with
+    the one retry mechanism's jittered pauses, then given up in the same words."""
+    base = env.seed({"meltano.yml": b"v: 1\n"})
+    lock = env.repo_dir / "refs" / "heads" / "main.lock"
+    lock.write_bytes(b"")  # as git leaves it while another process moves the branch
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="kept moving while committing") as caught:
+        env.forge.commit("main", base, [FileChange.put("a.txt", b"a\n")], "add a")
+    assert "Try again in a moment" in str(caught.value)
+    assert time.monotonic() - started < 30
+    lock.unlink()
+    assert env.head() == base
+    landed = env.forge.commit("main", base, [FileChange.put("a.txt", b"a\n")], "add a")
+    assert env.head() == landed.sha

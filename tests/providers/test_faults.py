@@ -4,12 +4,13 @@ None may cause a duplicate or lost commit; exhausted retries say when to try aga
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import pytest
 
 from providers.contract import FileChange, FileMode
 from providers.errors import RateLimited, Unavailable
-from tests.conftest import ForgeEnv
+from tests.conftest import FAST_RETRY, ForgeEnv
 from tests.forges.server import Fault
 
 REMOTE = ["github", "github-graphql", "gitlab"]
@@ -158,3 +159,39 @@ def test_slow_forge_within_timeout_still_works(env: ForgeEnv) -> None:
     env.double.inject(Fault(delay=0.3, times=3))
     sha = commit_one(env, base)
     assert env.head() == sha
+
+
+@dataclass
+class ThreeInFour(Fault):
+    """Applies to three matching requests in four: a look that fails three times, then
+    answers, again and again."""
+
+    seen: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether this fault applies to a request (the fourth of each run goes through)."""
+        if not super().matches(method, path):
+            return False
+        self.seen += 1
+        return self.seen % 4 != 0
+
+
+@pytest.mark.parametrize("env", ["gitlab"], indirect=True)
+def test_a_lost_write_costs_requests_in_proportion_to_the_attempts(env: ForgeEnv) -> None:
+    """The worst case of a write whose responses keep getting lost: every attempt writes
+    once and looks once whether the write landed. The look is no retry loop of its own,
+    so the requests grow with the attempts, not with their square."""
+    assert env.double is not None
+    base = env.seed({"meltano.yml": b"v: 1\n"})
+    commits = r"/repository/commits$"
+    lost = {"message": "502 Bad Gateway"}
+    env.double.inject(Fault(method="POST", path=commits, status=502, body=lost, times=1000))
+    env.double.inject(ThreeInFour(method="GET", path=commits, status=502, body=lost, times=1000))
+    env.clear_log()
+    with pytest.raises(Unavailable, match="gave up"):
+        commit_one(env, base)
+    attempts = FAST_RETRY.attempts
+    assert env.requests("POST", commits) == attempts
+    assert env.requests("GET", commits) <= attempts, "one look per lost write"
+    env.double.faults.clear()
+    assert env.head() == base

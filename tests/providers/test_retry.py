@@ -107,3 +107,29 @@ def test_writes_are_verified_before_a_retry() -> None:
     assert retrier.call(write, verify=lambda: "landed") == "landed"
     assert sent == [1]
     assert retrier.call(lambda: "first", verify=lambda: None) == "first"
+
+
+def test_a_lost_write_is_looked_for_once_per_attempt() -> None:
+    """The worst case: every write loses its response and most looks fail too. Each
+    attempt writes once and looks once; the look never retries on its own."""
+    clock = Clock()
+    retrier = Retrier(
+        RetryPolicy(attempts=4), sleep=clock.sleep, clock=lambda: clock.now, jitter=lambda: 0.0
+    )
+    calls: list[str] = []
+
+    def write() -> str:
+        calls.append("write")
+        raise Unavailable("connection dropped after the write")
+
+    def look() -> str | None:
+        calls.append("look")
+        if calls.count("look") % 4:
+            raise Unavailable("502 while reading the branch")
+        return None
+
+    with pytest.raises(Unavailable, match="gave up"):
+        retrier.call(write, verify=look)
+    assert calls.count("write") == 4
+    assert len(calls) <= 2 * 4, calls
+    assert len(clock.sleeps) == 3
