@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import Path
 
+from client import patch
 from client.guard import SecretGuard
 from client.policy import ReadOnly
 from client.workspace import merge_text
@@ -28,13 +29,13 @@ from providers.contract import (
     FileChange,
     FileMode,
 )
-from providers.errors import Conflict, NotFound, UnsafeInput
+from providers.errors import Conflict, NotFound, ProviderError, UnsafeInput
 from providers.names import check_branch_name, is_sha
 from providers.safety import check_links
 from service import meltano_edits
 from service.deps import ProjectContext, ServiceState
 from service.meltano_summary import summarize
-from service.problems import Problem, public
+from service.problems import Problem, from_error, public
 from service.settings import ApiToken, ProjectConfig, Role
 from service.storage import deliveries, workspaces
 
@@ -72,6 +73,51 @@ class WorkspaceView:
     def stale(self) -> bool:
         """Not heard from for a day."""
         return time.time() - self.updated_at > STALE_AFTER
+
+
+@dataclass(frozen=True)
+class ProjectGlance:
+    """A project at a glance (the projects overview): where it lives, the last commit of
+    its default and working branches, how many workspaces are dirty, the last redeploy."""
+
+    name: str
+    provider: str
+    web_url: str
+    working: str
+    default: str | None
+    commits: list[tuple[str, CommitMeta]]
+    error: str
+    """Why the forge could not be asked (in the service's words), else ''."""
+    dirty: int
+    redeploy: sa.Row[Any] | None
+
+
+def glance(ctx: ProjectContext) -> ProjectGlance:
+    """One project at a glance; a forge that fails is said in the row, never fatal."""
+    config, state = ctx.config, ctx.state
+    default, commits, error = None, [], ""
+    try:
+        default = default_branch(ctx)
+        for name in dict.fromkeys([default, config.working_branch]):
+            try:
+                sha = resolve(ctx, name)
+            except NotFound:
+                continue
+            commits.append((name, commit_meta(ctx, sha)))
+    except ProviderError as exc:
+        error = from_error(exc, state.hidden_paths()).detail
+    latest = list_deliveries(state, config.name, limit=1)
+    return ProjectGlance(
+        config.name,
+        config.forge_config().location.kind.value,
+        web_url(config),
+        config.working_branch,
+        default,
+        commits,
+        error,
+        sum(1 for w in list_workspaces(state, config.name) if w.dirty),
+        latest[0] if latest else None,
+    )
 
 
 def visible_projects(state: ServiceState, token: ApiToken | None) -> list[ProjectConfig]:
@@ -312,6 +358,19 @@ _READ_ONLY_WORDS = {
 
 def _admin(ctx: ProjectContext) -> bool:
     return ctx.token is None or ctx.token.role >= Role.ADMIN
+
+
+def file_diffs(ctx: ProjectContext, base_sha: str, head_sha: str) -> list[patch.FileDiff]:
+    """What changed between two commits, file by file, with both sides' contents."""
+
+    def side(sha: str, path: str) -> patch.Side | None:
+        data = file_at(ctx, sha, path)
+        return None if data is None else patch.Side.of(data, FileMode.REGULAR)
+
+    return [
+        patch.FileDiff(path, side(base_sha, path), side(head_sha, path))
+        for path in sorted(ctx.forge.changed_paths(base_sha, head_sha))
+    ]
 
 
 def _merged(base: bytes | None, draft: bytes, theirs: bytes | None) -> tuple[bytes, bool]:

@@ -10,9 +10,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from providers.errors import NotFound, ProviderError
-from service import operations, problems, sessions
+from service import operations, sessions
 from service.deps import (
-    PageContext,
     ProjectContext,
     ReadableProjects,
     Redirect,
@@ -114,35 +113,8 @@ def projects(
         raise Redirect("/setup")
     if session is None:
         raise Redirect("/signin")
-    return page(request, "projects.html", session, projects=[_project_row(c) for c in readable])
-
-
-def _project_row(ctx: PageContext) -> dict[str, Any]:
-    state, config = ctx.state, ctx.config
-    row: dict[str, Any] = {
-        "name": config.name,
-        "provider": config.forge_config().location.kind.value,
-        "web_url": operations.web_url(config),
-        "working": config.working_branch,
-        "default": None,
-        "commits": [],
-        "error": "",
-    }
-    try:
-        row["default"] = operations.default_branch(ctx)
-        for name in dict.fromkeys([row["default"], config.working_branch]):
-            try:
-                sha = operations.resolve(ctx, name)
-            except NotFound:
-                continue
-            row["commits"].append((name, operations.commit_meta(ctx, sha)))
-    except ProviderError as exc:
-        row["error"] = problems.from_error(exc, state.hidden_paths()).detail
-    views = operations.list_workspaces(state, config.name)
-    row["dirty"] = sum(1 for w in views if w.dirty)
-    latest = operations.list_deliveries(state, config.name, limit=1)
-    row["redeploy"] = latest[0] if latest else None
-    return row
+    rows = [operations.glance(ctx) for ctx in readable]
+    return page(request, "projects.html", session, projects=rows)
 
 
 @router.get("/projects/{project}", response_class=HTMLResponse)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -11,21 +11,13 @@ from markupsafe import Markup
 from pydantic import BaseModel
 
 from client import patch
-from providers.contract import FileMode
-from providers.errors import InvalidRequest, NotFound
+from providers.errors import InvalidRequest
 from service import operations
-from service.deps import ProjectContext, WebAdmin, WebReader, WebWriter
+from service.deps import WebAdmin, WebReader, WebWriter
 from service.problems import Problem, shown
 from service.web.common import page_about
 
 router = APIRouter(include_in_schema=False)
-
-
-def _side(ctx: ProjectContext, sha: str, path: str) -> patch.Side | None:
-    try:
-        return patch.Side.of(ctx.forge.read_file(sha, path), FileMode.REGULAR)
-    except NotFound:
-        return None
 
 
 def _split(diff: patch.FileDiff) -> Markup:
@@ -52,17 +44,15 @@ def compare(
     target = operations.default_branch(ctx)
     source = head or ctx.policy.working
     base_sha, head_sha = operations.resolve(ctx, target), operations.resolve(ctx, source)
-    files: list[dict[str, Any]] = []
-    for path in sorted(ctx.forge.changed_paths(base_sha, head_sha)):
-        diff = patch.FileDiff(path, _side(ctx, base_sha, path), _side(ctx, head_sha, path))
-        files.append(
-            {
-                "path": path,
-                "status": diff.status,
-                "unified": patch.render([diff]).decode("utf-8", "replace"),
-                "split": _split(diff) if view == "split" else "",
-            }
-        )
+    files = [
+        {
+            "path": diff.path,
+            "status": diff.status,
+            "unified": patch.render([diff]).decode("utf-8", "replace"),
+            "split": _split(diff) if view == "split" else "",
+        }
+        for diff in operations.file_diffs(ctx, base_sha, head_sha)
+    ]
     ahead, behind = operations.ahead_behind(ctx, base_sha, head_sha)
     return page_about(
         request,
