@@ -4,7 +4,10 @@ Pages are rendered on the server and readable without JavaScript; `static/app.js
 drafts, the "You have uncommitted changes" prompt, live updates over the API's event stream
 and the editor's YAML check. One module per page group: `overview` (sign-in, projects, a
 project), `editor` (edit, commit, pull, forms), `review` (compare and promote, workspaces,
-deliveries), `setup` (the initialization screen)."""
+deliveries), `setup` (the initialization screen, over `project_setup` and `setup_store`).
+Who may see a page is decided by `service.deps` (`WebReader`, `WebWriter`, `WebAdmin`:
+the session, its role, its CSRF token on every form), as for the API's routes; what a
+page does is `service.operations`' (or `project_setup`'s), so no page holds a rule."""
 
 from __future__ import annotations
 
