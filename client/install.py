@@ -1,38 +1,50 @@
-"""`meltano install`, when the plugin set changed, and without git.
+"""Plugin environments made ready before the command: reused, restored or installed.
 
-The install key hashes everything that decides the plugin set: `meltano.yml`, its
-`include_paths` files, `plugins/**/*.lock` and requirements files; the install runs only
-when it changed. Plugins whose `pip_url` asks git for sources get them as archives
-(`plugin_sources`), and Meltano's installer is run through `pip_rewrite` so pip and uv
-never need git. Each plugin is named as it is installed; a failure names the plugin and
-gives Meltano's own reason.
+Each plugin is decided on its own (`plugin_envs`): an environment whose Meltano
+fingerprint matches is reused, one the plugin cache holds is restored, and only the rest
+are installed, by name (`meltano install NAME...`), so a `config set` installs nothing and
+a changed `pip_url` reinstalls one plugin. Plugins whose `pip_url` asks git for sources
+get them as archives (`plugin_sources`), and Meltano's installer is run through
+`pip_rewrite` so pip and uv never need git. Each plugin is logged with what happened, why
+and how long it took; a long install says which plugins it is still on. A failure names
+the plugin and gives Meltano's own reason.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from client import pip_rewrite
-from client.manifest import STATE_DIR
+from client.plugin_cache import PluginCache
+from client.plugin_envs import Action, PluginEnv, PluginReport, cache_key, environments
 from client.plugin_sources import PluginFetcher, git_requirements
-from client.plugins import Plugin, lock_files, project_files, project_plugins
+from client.plugins import Plugin, lock_files, project_files
 from client.settings import InstallPolicy, Settings, SettingsError
-from client.subprocesses import run_child
+from client.subprocesses import KEEP_LINES, run_child
 
 log = logging.getLogger(__name__)
-INSTALL_KEY_FILE = "install.json"
+PROGRESS_EVERY = 15.0
+"""Seconds between "still installing" lines during a long install."""
 
 
 def install_key(root: Path) -> str:
-    """Hash of everything that decides the plugin set."""
+    """A digest of every file that can change the plugin set: `meltano.yml`, its
+    `include_paths` files, `plugins/**/*.lock` and requirements files. It names the plugin
+    set (a service can serve one install per set); it no longer decides an install,
+    which `plugin_envs` does per plugin."""
     digest = hashlib.sha256()
     files = {*project_files(root), *lock_files(root)}
     files.update(os.path.relpath(p, root) for p in glob.glob(str(root / "requirements*.txt")))
@@ -43,47 +55,248 @@ def install_key(root: Path) -> str:
     return digest.hexdigest()
 
 
-def needs_install(root: Path, policy: InstallPolicy) -> bool:
-    """Whether `meltano install` should run before the command."""
-    if policy is InstallPolicy.NEVER:
-        return False
+def prepare_plugins(
+    root: Path, settings: Settings, env: dict[str, str], *, quiet_stdout: bool
+) -> tuple[int, list[PluginReport]]:
+    """Make every plugin environment ready; Meltano's exit code (0 when nothing needed
+    installing) and one report per plugin."""
+    if settings.install is InstallPolicy.NEVER:
+        return 0, []
+    python = _lazy(lambda: meltano_python(settings.meltano_bin))
+    decided, hub = environments(root, env, python)
+    cache = (
+        PluginCache(settings.plugin_cache, settings.plugin_cache_max_bytes)
+        if settings.plugin_cache
+        else None
+    )
+    if cache is not None and not cache.writable:
+        log.info("the plugin cache %s is read-only here: restoring only", settings.plugin_cache)
+    reports: dict[str, PluginReport] = {}
+    pending: list[tuple[PluginEnv, str]] = []
+    for item in [*decided, *hub]:
+        why = _why_install(item, settings.install)
+        if why is None:
+            reports[item.label] = PluginReport(
+                item.plugin.kind, item.plugin.name, Action.REUSED, _why_reused(item)
+            )
+        else:
+            pending.append((item, why))
+    _announce(reports, pending)
+    if cache is not None:
+        pending = _restore(cache, pending, reports, python)
+    code = 0
+    if pending:
+        keys = [k for e, _ in pending if cache and (k := cache_key(e, python())) is not None]
+        claim = cache.claim(keys, _waiting(pending)) if cache and keys else nullcontext()
+        with claim:
+            if cache is not None:
+                pending = _restore(cache, pending, reports, python)  # filled while we waited
+            if pending:
+                code = _install(root, settings, env, pending, reports, quiet_stdout)
+                if code == 0 and cache is not None:
+                    _store(cache, pending, reports, python)
+    for report in reports.values():
+        _log(report)
+    return code, list(reports.values())
+
+
+def _why_install(item: PluginEnv, policy: InstallPolicy) -> str | None:
     if policy is InstallPolicy.ALWAYS:
-        return True
-    stored = root / STATE_DIR / INSTALL_KEY_FILE
-    if not stored.exists():
-        return True
-    return bool(json.loads(stored.read_text()).get("key") != install_key(root))
+        return "MELTANO_FORGE_INSTALL=always"
+    if not item.plugin.pip_url:  # a Hub plugin without a lock file: reusable if installed
+        return None if item.found else "it is not installed here"
+    return item.needs()
 
 
-def remember_install(root: Path) -> None:
-    """Record the plugin set that was installed."""
-    (root / STATE_DIR).mkdir(exist_ok=True)
-    (root / STATE_DIR / INSTALL_KEY_FILE).write_text(json.dumps({"key": install_key(root)}))
+def _why_reused(item: PluginEnv) -> str:
+    if not item.plugin.pip_url:
+        return "it is installed; Meltano Hub gives its pip_url (`meltano lock` pins it)"
+    return "its environment matches its pip_url"
 
 
-def install(root: Path, settings: Settings, env: dict[str, str], *, quiet_stdout: bool) -> int:
-    """Install the project's plugins (git sources as archives); Meltano's exit code."""
-    plugins = project_plugins(root)
-    requirements = git_requirements(plugins, env)
+def _announce(reports: dict[str, PluginReport], pending: list[tuple[PluginEnv, str]]) -> None:
+    reused = len(reports)
+    if not pending:
+        detail = f"{reused} reused" if reused else "no plugin has a pip_url"
+        log.info("installing plugins: none needed (%s)", detail)
+        return
+    names = ", ".join(f"{e.plugin.name} ({why})" for e, why in pending)
+    log.info("installing plugins: %s%s", names, f"; {reused} reused" if reused else "")
+
+
+def _restore(
+    cache: PluginCache,
+    pending: list[tuple[PluginEnv, str]],
+    reports: dict[str, PluginReport],
+    python: Callable[[], str],
+) -> list[tuple[PluginEnv, str]]:
+    left = []
+    for item, why in pending:
+        key = cache_key(item, python())
+        started = time.monotonic()
+        if key is not None and cache.restore(key, item.venv):
+            reports[item.label] = PluginReport(
+                item.plugin.kind,
+                item.plugin.name,
+                Action.RESTORED,
+                f"{why}; the plugin cache holds it",
+                round(time.monotonic() - started, 2),
+            )
+        else:
+            left.append((item, why))
+    return left
+
+
+def _store(
+    cache: PluginCache,
+    installed: list[tuple[PluginEnv, str]],
+    reports: dict[str, PluginReport],
+    python: Callable[[], str],
+) -> None:
+    for item, _ in installed:
+        report = reports[item.label]
+        key = cache_key(item, python())
+        if key is None:
+            report.cache = f"not cached: {item.uncacheable}"
+        elif cache.store(key, item.venv, item.label) is not None:
+            report.cache = "stored"
+
+
+def _waiting(pending: list[tuple[PluginEnv, str]]) -> str:
+    names = ", ".join(e.plugin.name for e, _ in pending)
+    return f"waiting for another runner that is installing {names} into the plugin cache"
+
+
+def _log(report: PluginReport) -> None:
+    kind = KINDS.get(report.type, report.type)
+    timing = f" in {report.seconds:.1f}s" if report.seconds else ""
+    cache = f"; {report.cache}" if report.cache else ""
+    log.info(
+        "%s '%s': %s%s (%s%s)", kind, report.name, report.action.value, timing, report.why, cache
+    )
+
+
+def _install(
+    root: Path,
+    settings: Settings,
+    env: dict[str, str],
+    pending: list[tuple[PluginEnv, str]],
+    reports: dict[str, PluginReport],
+    quiet_stdout: bool,
+) -> int:
+    """`meltano install` of exactly the pending plugins (git sources as archives)."""
+    plugins = [e.plugin for e, _ in pending]
+    everything = settings.install is InstallPolicy.ALWAYS
+    requirements = git_requirements([p for p in plugins if p.pip_url], env)
     by_plugin = {r.plugin: r for r in requirements}
     for plugin in plugins:
         source = by_plugin.get(plugin.name)
         via = (
             f" from {source.host}/{source.path}@{source.ref} (an archive, no git)" if source else ""
         )
-        kind = KINDS.get(plugin.kind, plugin.kind)
-        log.info("installing %s '%s'%s", kind, plugin.name, via)
-    command: list[str] = [settings.meltano_bin, "install"]
+        log.info("installing %s '%s'%s", KINDS.get(plugin.kind, plugin.kind), plugin.name, via)
+    prefix: list[str] = [settings.meltano_bin]
     if requirements:
         config = settings.forge_config() if settings.repo else None
         swaps = PluginFetcher(root, config, settings.limits).rewrites(requirements)
-        command = [meltano_python(settings.meltano_bin), pip_rewrite.__file__, "install"]
+        prefix = [meltano_python(settings.meltano_bin), pip_rewrite.__file__]
         env = {**env, pip_rewrite.REWRITE: json.dumps(swaps)}
-    output: list[str] = []
-    code = run_child(command, root, env, quiet_stdout=quiet_stdout, capture=output)
+    output = InstallLog([p.name for p in plugins])
+    started = time.monotonic()
+    code = 0
+    with output.ticking():
+        for names in [[]] if everything else _calls(plugins):
+            code = run_child(
+                [*prefix, "install", *names], root, env, quiet_stdout=quiet_stdout, capture=output
+            )
+            if code != 0:
+                break
+    total = round(time.monotonic() - started, 2)
+    for item, why in pending:
+        ok = code == 0 or item.plugin.name in output.finished
+        reports[item.label] = PluginReport(
+            item.plugin.kind,
+            item.plugin.name,
+            Action.INSTALLED if ok else Action.FAILED,
+            why,
+            output.seconds.get(item.plugin.name, total),
+        )
     if code != 0:
         log.error("%s", failure(plugins, output, code))
     return code
+
+
+def _calls(plugins: list[Plugin]) -> list[list[str]]:
+    """`install` arguments naming exactly `plugins`: one call by name, or one per type
+    when a name is used by two types (Meltano would install both)."""
+    names = [p.name for p in plugins]
+    if len(set(names)) == len(names):
+        return [names]
+    kinds = dict.fromkeys(p.kind for p in plugins)
+    return [["--plugin-type", kind, *[p.name for p in plugins if p.kind == kind]] for kind in kinds]
+
+
+_STATUS = re.compile(r"\b(Installing|Installed|Updated) [a-z][a-z ]* '([^']+)'")
+
+
+class InstallLog(list[str]):
+    """The installer's last lines (for `failure`), read as they come: Meltano says when
+    each plugin starts and ends, which gives each its own time, and a ticker says which
+    plugins a long install is still on."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self.names = names
+        self.started: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+        self.finished: set[str] = set()
+        self.begun = time.monotonic()
+
+    def append(self, line: str) -> None:
+        """One line of the installer's output."""
+        super().append(line)
+        del self[:-KEEP_LINES]
+        found = _STATUS.search(line)
+        if found is None:
+            return
+        verb, name = found.groups()
+        now = time.monotonic()
+        if verb == "Installing":
+            self.started[name] = now
+        else:
+            self.finished.add(name)
+            self.seconds[name] = round(now - self.started.get(name, self.begun), 2)
+
+    def ticking(self, every: float = PROGRESS_EVERY) -> _Ticker:
+        """A context in which a line says, every `every` seconds, what is still installing."""
+        return _Ticker(self, every)
+
+
+class _Ticker:
+    def __init__(self, output: InstallLog, every: float) -> None:
+        self.output = output
+        self.every = every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> None:
+        self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every):
+            output = self.output
+            left = [n for n in output.names if n not in output.finished]
+            elapsed = time.monotonic() - output.begun
+            log.info("still installing %s (%.0fs so far)", ", ".join(left), elapsed)
+
+
+def _lazy(find: Callable[[], str]) -> Callable[[], str]:
+    """`find`, asked at most once."""
+    return functools.cache(find)
 
 
 def meltano_python(meltano_bin: str) -> str:

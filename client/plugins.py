@@ -26,6 +26,16 @@ class Plugin:
     """`extractors`, `loaders`, `utilities`, ..."""
     name: str
     pip_url: str
+    python: str | None = None
+    """The plugin's own `python:` (an interpreter to build its environment with), if any."""
+    dir_name: str = ""
+    """Where Meltano puts its environment (`plugin_dir_name`): its own name, or the plugin
+    it inherits from when it installs the same thing; empty means its name."""
+
+    @property
+    def venv_name(self) -> str:
+        """The folder under `<sys dir>/<type>/` that holds this plugin's environment."""
+        return self.dir_name or self.name
 
 
 def read_project_yaml(root: Path, rel: str) -> dict[str, Any]:
@@ -94,15 +104,60 @@ def project_plugins(root: Path) -> list[Plugin]:
             continue
         if isinstance(data, dict) and data.get("pip_url"):
             locked[(str(data.get("plugin_type")), str(data.get("name")))] = str(data["pip_url"])
+    items = [
+        (str(kind), item)
+        for rel in project_files(root)
+        for kind, entries in _plugin_sections(read_project_yaml(root, rel))
+        for item in entries
+        if isinstance(item, dict) and item.get("name")
+    ]
+    urls = {(kind, str(item["name"])): item.get("pip_url") for kind, item in items}
     plugins = []
+    for kind, item in items:
+        name = str(item["name"])
+        pip_url = item.get("pip_url") or locked.get((kind, name))
+        if not pip_url:
+            continue
+        parent = item.get("inherit_from")
+        # Meltano's `plugin_dir_name`: an inheriting plugin that installs what its parent
+        # installs shares the parent's environment.
+        shares = isinstance(parent, str) and pip_url == (
+            urls.get((kind, parent)) or locked.get((kind, parent))
+        )
+        python = item.get("python")
+        plugins.append(
+            Plugin(
+                kind,
+                name,
+                str(pip_url),
+                python=python if isinstance(python, str) and python else None,
+                dir_name=str(parent) if shares else "",
+            )
+        )
+    return plugins
+
+
+def _plugin_sections(data: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    """`plugins:` as (type, entries), skipping whatever is not a list of entries."""
+    by_kind = data.get("plugins")
+    if not isinstance(by_kind, dict):
+        return []
+    return [(str(k), v) for k, v in by_kind.items() if isinstance(v, list)]
+
+
+def unlocked_hub_plugins(root: Path) -> list[tuple[str, str]]:
+    """Plugins whose `pip_url` only Meltano Hub knows: no `pip_url`, no lock file, no
+    `namespace` (which makes a custom plugin without one uninstallable) and no
+    `inherit_from`. Their environments can be reused or installed, never decided."""
+    seen = {(p.kind, p.name) for p in project_plugins(root)}
+    found = []
     for rel in project_files(root):
-        by_kind = read_project_yaml(root, rel).get("plugins")
-        for kind, items in (by_kind if isinstance(by_kind, dict) else {}).items():
-            for item in items if isinstance(items, list) else []:
+        for kind, entries in _plugin_sections(read_project_yaml(root, rel)):
+            for item in entries:
                 if not isinstance(item, dict) or not item.get("name"):
                     continue
-                name = str(item["name"])
-                pip_url = item.get("pip_url") or locked.get((str(kind), name))
-                if pip_url:
-                    plugins.append(Plugin(str(kind), name, str(pip_url)))
-    return plugins
+                key = (kind, str(item["name"]))
+                if key in seen or item.get("namespace") or item.get("inherit_from"):
+                    continue
+                found.append(key)
+    return list(dict.fromkeys(found))

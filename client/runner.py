@@ -15,14 +15,16 @@ import hashlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from client import exits, messages, patch, sync
-from client.install import install, needs_install, remember_install
+from client.install import prepare_plugins
 from client.manifest import STATE_DIR
+from client.plugin_envs import Action, PluginReport
 from client.plugins import read_project_yaml
 from client.policy import BranchPolicy, ReadOnlyBranch
 from client.progress import Progress
@@ -50,6 +52,11 @@ class RunReport:
     materialized: bool = False
     pulled: list[str] = field(default_factory=list)
     installed: bool = False
+    """Whether any plugin was installed."""
+    plugins: list[PluginReport] = field(default_factory=list)
+    """Each plugin's environment: reused, restored or installed, why, and how long."""
+    ready_seconds: float = 0.0
+    """Seconds from the start of the run until the command started."""
     read_only: bool = False
     read_only_reason: str = ""
     exit_code: int = 0
@@ -195,11 +202,12 @@ def run(
     json_output: bool = False,
 ) -> RunReport:
     """The whole runner lifecycle; see the module docstring."""
+    started = time.monotonic()
     policy = policy_for(settings)
     report = RunReport(uuid.uuid4().hex[:12], policy.target(settings.branch))
     ws = prepare(forge, settings, report)
     try:
-        _execute(ws, settings, cmd, env, report, json_output)
+        _execute(ws, settings, cmd, env, report, json_output, started)
     finally:
         report_workspace(forge, settings, ws)
     return report
@@ -212,25 +220,25 @@ def _execute(
     env: dict[str, str] | None,
     report: RunReport,
     json_output: bool,
+    started: float,
 ) -> None:
     """Install if needed, run CMD, then commit, rescue or bundle what it changed."""
     child_env = child_environment(
         dict(os.environ if env is None else env), report.read_only, settings
     )
     root = ws.root
-    if needs_install(root, settings.install):
-        log.info("installing plugins: the plugin set changed since the last install")
-        code = install(root, settings, child_env, quiet_stdout=json_output)
-        if code != 0:
-            report.exit_code = code
-            return
-        remember_install(root)
-        report.installed = True
+    code, report.plugins = prepare_plugins(root, settings, child_env, quiet_stdout=json_output)
+    report.installed = any(p.action is Action.INSTALLED for p in report.plugins)
+    if code != 0:
+        report.exit_code = code
+        return
     if not report.read_only and project_readonly(root):
         log.info(
             "meltano.yml sets project_readonly: true, so Meltano will not change project files "
             "here and nothing will be committed"
         )
+    report.ready_seconds = round(time.monotonic() - started, 2)
+    log.info("starting the command %.1fs after the run began", report.ready_seconds)
     report.exit_code = run_child(cmd, root, child_env, quiet_stdout=json_output)
     if not settings.auto_commit:
         return

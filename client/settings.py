@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from client.meltano_yml import READING, MeltanoYmlError, MeltanoYmlSource, Reading
+from client.plugin_cache import DEFAULT_MAX_BYTES
 from client.policy import DEFAULT_PROTECTED
 from providers.config import ForgeConfig, system_author
 from providers.contract import Author
@@ -98,7 +99,18 @@ class Settings(BaseSettings):
     )
     install: InstallPolicy = Field(
         InstallPolicy.AUTO,
-        description="`auto` (`meltano install` when the plugin set changed), `always`, `never`",
+        description="`auto` (install each plugin whose environment is missing or no longer "
+        "matches its `pip_url`, by name), `always` (`meltano install`), `never`",
+    )
+    plugin_cache: Path | None = Field(
+        None,
+        description="a folder (often a volume many runners share) of verified plugin "
+        "environments, restored instead of installed; read-only works for reading",
+    )
+    plugin_cache_max_bytes: int = Field(
+        DEFAULT_MAX_BYTES,
+        description="size of the plugin cache past which the least recently used entries go",
+        gt=0,
     )
     project_dir: Path = Field(
         default_factory=Path.cwd,

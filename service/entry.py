@@ -1,5 +1,6 @@
 """The console script: the client's commands plus `serve`, which imports the service only
-when it runs, so a runner starts fast and `client/` never imports `service/`."""
+when it runs, so a runner starts fast and `client/` never imports `service/`; and
+`meltano`, so that a container's arguments can be a Meltano command."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import click
 
 from client.cli import add_command, main
+from client.cli.run_commands import run
 
 
 @click.command()
@@ -34,6 +36,23 @@ def serve(host: str, port: int, no_deliver: bool) -> None:
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
+@click.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+        "help_option_names": [],
+    }
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def meltano(click_ctx: click.Context, args: tuple[str, ...]) -> None:
+    """`run -- meltano ARGS`: the image's entry point is `meltano-forge`, so `docker run
+    IMAGE meltano run tap target` is a runner's whole command line, as the original
+    request asks. Every argument, `--help` included, is Meltano's."""
+    click_ctx.invoke(run, cmd=("meltano", *args))
+
+
 add_command(serve)
+add_command(meltano)
 
 __all__ = ["main"]

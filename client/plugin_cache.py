@@ -1,0 +1,322 @@
+"""A plugin environment cache that many runners share (`MELTANO_FORGE_PLUGIN_CACHE`).
+
+A fresh container restores a plugin's virtualenv from here instead of installing it. The
+folder is meant to be a volume that many containers mount (a PersistentVolume, EFS, a
+node's disk), so every rule below holds with several writers and killed ones:
+
+- **An entry is one archive and one manifest**, `entries/<key>.tar` and
+  `entries/<key>.json`. The manifest is written last, so an entry without one does not
+  exist. The key (`EntryKey`) is everything that makes a virtualenv reusable: Meltano's
+  fingerprint, the Python that built it (version and base interpreter), the platform, and
+  the path it lives at (virtualenvs are not relocatable: their scripts name it). A service
+  can hold and serve the same two files.
+- **Verified before use.** The archive is unpacked beside the target while its SHA-256 is
+  computed, and moved into place only when it matches the manifest; a corrupt or
+  partial entry is removed (when the cache is writable) and the plugin is installed.
+- **One install per entry.** Filling an entry holds `locks/<key>.lock` with `flock`, which
+  the kernel releases when its holder dies, even by SIGKILL; whoever waited then finds
+  the entry made, or makes it.
+- **Read-only works.** A cache the runner cannot write is read from and never locked.
+- **Bounded.** Past `max_bytes` (default `DEFAULT_MAX_BYTES`), the least recently used
+  entries go; a restore marks an entry used.
+- **No secret in it.** An entry holds one plugin's virtualenv folder and nothing else:
+  never `.env`, `.meltano/run` or the system database. A plugin whose `pip_url` carries a
+  credential is not cached at all (`plugin_envs.cacheable`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tarfile
+import time
+from collections.abc import Collection, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+"""The layout version: entries of another format are never read."""
+DEFAULT_MAX_BYTES = 10 * 1024**3
+"""10 GiB: about a hundred SDK plugin environments (40 to 120 MB each)."""
+LOCK_WAIT = 1800.0
+"""Seconds to wait for another runner filling the same entry before installing alone."""
+STALE_TEMP = 3600.0
+"""Seconds after which a temporary file (a killed writer's) is swept."""
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class EntryKey:
+    """What makes a plugin environment reusable somewhere else."""
+
+    fingerprint: str
+    """Meltano's fingerprint of the plugin's pip arguments (`client.fingerprint`)."""
+    python: str
+    """The building interpreter's version, implementation and base executable."""
+    platform: str
+    """`sysconfig.get_platform()` and the C library, as that interpreter reports them."""
+    venv: str
+    """The absolute path the environment lives at."""
+
+    @property
+    def digest(self) -> str:
+        """The entry's name: a SHA-256 of the format and every field."""
+        text = json.dumps({"format": FORMAT, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """`entries/<key>.json`: what the archive is and how to check it."""
+
+    format: int
+    key: str
+    sha256: str
+    size: int
+    plugin: str
+    """`<type>/<name>`, for people looking at the cache."""
+    fingerprint: str
+    python: str
+    platform: str
+    venv: str
+    created: float
+
+
+class PluginCache:
+    """One cache folder; see the module docstring for its rules."""
+
+    def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self.entries = folder / f"v{FORMAT}" / "entries"
+        self.locks = folder / f"v{FORMAT}" / "locks"
+        self.temp = folder / f"v{FORMAT}" / "tmp"
+        self.writable = self._prepare()
+
+    def _prepare(self) -> bool:
+        """Make the layout if we may; a cache we cannot write is read-only for this run."""
+        try:
+            for path in (self.entries, self.locks, self.temp):
+                path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        return all(os.access(p, os.W_OK) for p in (self.entries, self.locks, self.temp))
+
+    def manifest(self, key: EntryKey) -> Manifest | None:
+        """The entry's manifest, or None when there is no (readable, current) entry."""
+        try:
+            data = json.loads((self.entries / f"{key.digest}.json").read_text())
+            found = Manifest(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+        if found.format != FORMAT or found.key != key.digest:
+            return None
+        return found
+
+    def restore(self, key: EntryKey, venv: Path) -> bool:
+        """Put the entry's environment at `venv`, verified; False when there is none or
+        it is corrupt (then it is removed, so the next install replaces it)."""
+        manifest = self.manifest(key)
+        if manifest is None or str(venv) != key.venv:
+            return False
+        archive = self.entries / f"{key.digest}.tar"
+        staging = venv.parent / f".{venv.name}.restoring-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            venv.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open("rb") as raw:
+                digest, size = _unpack(raw, staging)
+        except (OSError, tarfile.TarError, ValueError) as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, FileNotFoundError):
+                return False  # evicted between the manifest and the archive
+            return self._discard(key, manifest, f"it cannot be read ({exc})")
+        if digest != manifest.sha256 or size != manifest.size:
+            shutil.rmtree(staging, ignore_errors=True)
+            return self._discard(key, manifest, "its SHA-256 does not match its manifest")
+        shutil.rmtree(venv, ignore_errors=True)
+        staging.rename(venv)
+        with contextlib.suppress(OSError):  # read-only: recency is not recorded
+            os.utime(self.entries / f"{key.digest}.json")
+        return True
+
+    def _discard(self, key: EntryKey, manifest: Manifest, why: str) -> bool:
+        log.warning(
+            "the plugin cache's entry for %s is corrupt (%s); it is ignored%s",
+            manifest.plugin,
+            why,
+            " and will be replaced" if self.writable else "",
+        )
+        if self.writable:
+            for suffix in (".json", ".tar"):
+                (self.entries / f"{key.digest}{suffix}").unlink(missing_ok=True)
+        return False
+
+    @contextlib.contextmanager
+    def claim(self, keys: list[EntryKey], waiting: str = "") -> Iterator[None]:
+        """Hold the locks of `keys` (sorted, so two runners never wait on each other)
+        while the caller restores or installs and stores them. A read-only cache claims
+        nothing; a lock not had within `LOCK_WAIT` is given up (the caller then installs
+        without storing twice: `store` skips an entry that exists)."""
+        if not self.writable:
+            yield
+            return
+        with contextlib.ExitStack() as held:
+            for digest in sorted({k.digest for k in keys}):
+                handle = held.enter_context((self.locks / f"{digest}.lock").open("a"))
+                _lock(handle, waiting)
+            yield
+
+    def store(self, key: EntryKey, venv: Path, plugin: str) -> Manifest | None:
+        """Archive `venv` as the entry for `key` (the folder only: nothing beside it), then
+        evict past the size bound; None when the cache is read-only or has it already."""
+        if not self.writable or self.manifest(key) is not None or str(venv) != key.venv:
+            return None
+        temp = self.temp / f"{key.digest}.{os.getpid()}.tar"
+        try:
+            digest, size = _pack(venv, temp)
+            temp.rename(self.entries / f"{key.digest}.tar")
+            manifest = Manifest(
+                FORMAT,
+                key.digest,
+                digest,
+                size,
+                plugin,
+                key.fingerprint,
+                key.python,
+                key.platform,
+                key.venv,
+                time.time(),
+            )
+            _write_atomically(self.entries / f"{key.digest}.json", json.dumps(asdict(manifest)))
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+                raise
+            log.warning("the plugin cache could not store %s: %s", plugin, exc.strerror)
+            return None
+        self.evict(keep={key.digest})
+        return manifest
+
+    def evict(self, keep: Collection[str] = ()) -> list[str]:
+        """Remove least recently used entries until the cache fits `max_bytes`; the
+        plugins removed. Also sweeps temporary files that killed writers left."""
+        if not self.writable:
+            return []
+        now = time.time()
+        for temp in self.temp.glob("*"):
+            with contextlib.suppress(OSError):
+                if now - temp.stat().st_mtime > STALE_TEMP:
+                    temp.unlink()
+        entries: list[tuple[float, str, int, str]] = []
+        for path in self.entries.glob("*.json"):
+            try:
+                data = json.loads(path.read_text())
+                entries.append((path.stat().st_mtime, path.stem, int(data["size"]), data["plugin"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        total = sum(size for _, _, size, _ in entries)
+        removed = []
+        for _, digest, size, plugin in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if digest in keep:
+                continue
+            (self.entries / f"{digest}.json").unlink(missing_ok=True)
+            (self.entries / f"{digest}.tar").unlink(missing_ok=True)
+            total -= size
+            removed.append(plugin)
+        if removed:
+            log.info("plugin cache: evicted %s (least recently used)", ", ".join(removed))
+        return removed
+
+    def size(self) -> int:
+        """Bytes of archives the cache holds."""
+        return sum(p.stat().st_size for p in self.entries.glob("*.tar"))
+
+
+def _lock(handle: IO[str], waiting: str) -> None:
+    deadline = time.monotonic() + LOCK_WAIT
+    told = False
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not told and waiting:
+                log.info("%s", waiting)
+                told = True
+            if time.monotonic() > deadline:
+                log.warning("gave up waiting for the plugin cache's lock; installing here")
+                return
+            time.sleep(0.2)
+        else:
+            return
+
+
+class _Hashing:
+    """A reader that hashes and counts what passes through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+
+def _unpack(raw: IO[bytes], staging: Path) -> tuple[str, int]:
+    """Unpack the archive into `staging` as a stream, then hash what is left of it."""
+    reader = _Hashing(raw)
+    with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
+        # `tar`: no absolute names, nothing outside `staging`; a virtualenv's `bin/python`
+        # is an absolute symlink to its base interpreter, which the `data` filter refuses.
+        archive.extractall(staging, filter="tar")
+    while reader.read(CHUNK):
+        pass
+    return reader.sha.hexdigest(), reader.size
+
+
+class _HashingWriter:
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+
+def _pack(venv: Path, target: Path) -> tuple[str, int]:
+    """`venv`'s contents as a tar (links kept as links), hashed as it is written."""
+    with target.open("wb") as raw:
+        writer = _HashingWriter(raw)
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
+            for child in sorted(venv.iterdir()):
+                archive.add(child, arcname=child.name)
+        raw.flush()
+        os.fsync(raw.fileno())
+    return writer.sha.hexdigest(), writer.size
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    with temp.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temp.rename(path)
