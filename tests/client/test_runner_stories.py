@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,24 +98,51 @@ def test_monorepo_project_path_round_trips(env: ForgeEnv, tmp_path: Path, no_git
     assert "a_string: mono" in env.git("show", "development:data/warehouse/meltano.yml")
 
 
+STUB_MELTANO = """#!{python}
+import hashlib, json, pathlib, shlex, sys
+with open({calls!r}, "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "install":  # what Meltano leaves behind: a venv and its fingerprint
+    lock = json.loads(pathlib.Path("plugins/extractors/tap-x--acme.lock").read_text())
+    venv = pathlib.Path(".meltano/extractors/tap-x/venv")
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    (venv / "bin" / "python").touch()
+    args = " ".join(sorted(set(shlex.split(lock["pip_url"]))))
+    (venv / ".meltano_plugin_fingerprint").write_text(hashlib.sha256(args.encode()).hexdigest())
+"""
+
+
+def _lock(pip_url: str, **more: object) -> bytes:
+    lock = {"plugin_type": "extractors", "name": "tap-x", "pip_url": pip_url, **more}
+    return json.dumps(lock).encode()
+
+
 @pytest.mark.parametrize("env", ["local"], indirect=True)
 def test_install_runs_only_when_the_plugin_set_changes(
     env: ForgeEnv, tmp_path: Path, no_git: Path
 ) -> None:
+    """Per plugin: a plugin is installed (by name) when its environment is missing or its
+    `pip_url` changed, here through its lock file; a lock edit that keeps the `pip_url`
+    installs nothing."""
     stub_dir = tmp_path / "stub-bin"
     stub_dir.mkdir()
     calls = tmp_path / "calls.log"
     stub = stub_dir / "meltano"
-    stub.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit 0\n')
+    stub.write_text(STUB_MELTANO.format(python=sys.executable, calls=str(calls)))
     stub.chmod(0o755)
     base = env.seed(
-        {"meltano.yml": b"version: 1\n", "plugins/extractors/tap-x--acme.lock": b"{}\n"}
+        {
+            "meltano.yml": b"version: 1\nplugins:\n  extractors:\n"
+            b"  - name: tap-x\n    variant: acme\n",
+            "plugins/extractors/tap-x--acme.lock": _lock("tap-x==1"),
+        }
     )
     env.forge.create_branch("development", base)
     run = Runner(env, tmp_path, no_git)
     run.base["PATH"] = f"{no_git}:{stub_dir}:/usr/bin:/bin"
     ws = str(tmp_path / "ws")
-    for _ in range(2):
+
+    def once() -> None:
         result = run(
             "run",
             "--",
@@ -126,23 +154,31 @@ def test_install_runs_only_when_the_plugin_set_changes(
             MELTANO_FORGE_INSTALL="auto",
         )
         assert result.returncode == 0, result.stderr
-    assert calls.read_text().splitlines() == ["install", "run tap-x target-y", "run tap-x target-y"]
+
+    for _ in range(2):
+        once()
+    assert calls.read_text().splitlines() == [
+        "install tap-x",
+        "run tap-x target-y",
+        "run tap-x target-y",
+    ]
+    head = env.seed(
+        {"plugins/extractors/tap-x--acme.lock": _lock("tap-x==1", settings=[{"name": "a"}])},
+        branch="development",
+        parent=base,
+    )
+    once()
+    assert calls.read_text().splitlines()[-1:] == ["run tap-x target-y"], (
+        "a lock edit that keeps the pip_url installs nothing"
+    )
     env.seed(
-        {"plugins/extractors/tap-x--acme.lock": b'{"v": 2}\n'}, branch="development", parent=base
+        {"plugins/extractors/tap-x--acme.lock": _lock("tap-x==2")},
+        branch="development",
+        parent=head,
     )
-    result = run(
-        "run",
-        "--",
-        "meltano",
-        "run",
-        "tap-x",
-        "target-y",
-        MELTANO_FORGE_PROJECT_DIR=ws,
-        MELTANO_FORGE_INSTALL="auto",
-    )
-    assert result.returncode == 0, result.stderr
-    assert calls.read_text().splitlines()[-2:] == ["install", "run tap-x target-y"], (
-        "a new lock file means a new install"
+    once()
+    assert calls.read_text().splitlines()[-2:] == ["install tap-x", "run tap-x target-y"], (
+        "a new pip_url in the lock file means a new install"
     )
 
 
