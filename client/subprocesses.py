@@ -16,6 +16,28 @@ KEEP_LINES = 200
 """Output lines remembered for an error report."""
 
 
+PR_SET_DUMPABLE = 4
+
+
+def undumpable() -> None:
+    """Make this process undumpable before it starts a child (Linux `prctl`).
+
+    The child's environment holds no credential (`runner.child_environment`), but ours
+    does, and a child of the same user could read it from `/proc/<our pid>/environ`, or
+    attach to us with ptrace. An undumpable process's `/proc` files belong to root and it
+    cannot be traced by its own user. A child is dumpable again (execve resets it), so
+    Meltano and its plugins are unaffected."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        log.warning("could not make meltano-forge undumpable: the command may read its memory")
+
+
 def run_child(
     cmd: Sequence[str],
     cwd: Path,
@@ -29,6 +51,7 @@ def run_child(
     goes through us, and its last lines are kept there."""
     sink = sys.stderr if quiet_stdout else sys.stdout
     direct = sys.stderr if quiet_stdout else None
+    undumpable()
     try:
         child = subprocess.Popen(  # noqa: S603 - the user's own command
             list(cmd),

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -502,3 +504,44 @@ def test_a_url_that_parses_two_ways_is_refused_before_anything_is_sent(
         assert done.returncode == 2, done.stderr
         assert "is not a plain http(s) URL" in done.stderr
         assert TOKEN not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_runs_child_cannot_read_the_runners_own_environment(
+    env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    """The child's environment is clean, but ours is not: a child of the same user could
+    read `/proc/<runner>/environ`. The runner makes itself undumpable before it starts a
+    child, so that file belongs to root. Run as a container's user does (not root)."""
+    seed_project(env)
+    run = Runner(env, tmp_path, no_git)
+    shared = Path(tempfile.mkdtemp(prefix="meltano-forge-uid10001-"))  # not under root's 0700
+    shared.chmod(0o755)
+    shutil.copytree(env.repo_dir, shared / "repo.git")
+    folder = shared / "project"
+    folder.mkdir()
+    os.chown(folder, 10001, 10001)
+    peek = "(cat /proc/$PPID/environ || echo unreadable) | tr '\\0' '\\n'"
+    done = subprocess.run(
+        [
+            *("setpriv", "--reuid=10001", "--regid=10001", "--clear-groups"),
+            *(sys.executable, "-c", "from service.entry import main; main()"),
+            *("run", "--", "sh", "-c", peek),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env=run.environ(
+            MELTANO_FORGE_AUTO_COMMIT="false",
+            MELTANO_FORGE_PROJECT_DIR=str(folder),
+            MELTANO_FORGE_REPO=f"file://{shared / 'repo.git'}",
+            HOME=str(folder),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    shutil.rmtree(shared)
+    assert done.returncode == 0, done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    assert "MELTANO_FORGE_TOKEN" not in done.stdout
+    assert "unreadable" in done.stdout
