@@ -269,7 +269,11 @@ def history(ctx: ProjectContext, ref: str | None, limit: int) -> list[CommitMeta
 
 
 def create_branch(ctx: ProjectContext, name: str, from_ref: str | None) -> BranchView:
-    """A new branch (from `from_ref`, else by the branch model)."""
+    """A new branch (from `from_ref`, else by the branch model). Creating a branch the
+    rule makes read-only (`release-*` in the protected globs) sets what it holds, so it is
+    a write to it: below the admin role it is refused as a commit there would be."""
+    if not _admin(ctx):
+        ctx.policy.check_writable(check_branch_name(name))
     if from_ref:
         branch = ctx.forge.create_branch(name, resolve(ctx, from_ref))
     else:

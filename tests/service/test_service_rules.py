@@ -363,3 +363,21 @@ def test_an_echoed_credential_header_is_masked_whoever_holds_the_token() -> None
     assert public(echoed) == "Validation Failed (request had Authorization: token ***)"
     assert public("PRIVATE-TOKEN: glpat-abcdefabcdefabcdefab") == "PRIVATE-TOKEN: ***"
     assert public("at /srv/repos/x.git", ("/srv/repos/x.git",)) == "at <repository>"
+
+
+@LOCAL_AND_GITHUB
+def test_a_writer_cannot_create_a_read_only_branch(service: Service, env: ForgeEnv) -> None:
+    """Creating `main` or `master` (protected globs) sets what a read-only branch holds:
+    refused below the admin role, as a commit there is; other branches stay open."""
+    seeded(env)
+    for name in ("master", "main"):
+        refused = service.post("/branches", json={"name": name, "from_ref": "development"})
+        assert refused.status_code == 403, refused.text
+        assert "read-only" in refused.text.lower()
+    assert env.head("master") is None
+    opened = service.post("/branches", json={"name": "feature-x", "from_ref": "development"})
+    assert opened.status_code == 201, opened.text
+    made = service.post(
+        "/branches", token=ADMIN, json={"name": "master", "from_ref": "development"}
+    )
+    assert made.status_code == 201, made.text
