@@ -30,7 +30,18 @@ from providers.contract import (
 )
 from providers.errors import NotFound, Refused, Unavailable
 from providers.names import BranchClash, branch_clash, branch_clash_error, check_branch_name
+from providers.redaction import protect_logs
 from providers.retry import LostRace, Pause, Retrier
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What one commit is to hold, as the caller asked for it."""
+
+    branch: str
+    changes: Sequence[FileChange]
+    message: str
+    author: Author | None
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,13 @@ class ForgeBase(ABC):
     def __init__(self, config: ForgeConfig) -> None:
         self.config = config
         self._retrier = Retrier(config.retry)
+        protect_logs(self._token())
+        self._token_set = config.token is not None
+
+    def _token(self) -> str | None:
+        """The token in clear, for the adapter's HTTP client only. It was registered with
+        the redaction point when the adapter was made, before any request could carry it."""
+        return self.config.token.get_secret_value() if self.config.token else None
 
     # ---- the templates ---------------------------------------------------------------
     @final
@@ -96,14 +114,15 @@ class ForgeBase(ABC):
         `expected_head`, the base is the head the first attempt found."""
         check_branch_name(branch)
         changeset.validate(changes, self.config.archive_limits)
+        draft = Draft(branch, changes, message, author)
         base, head = expected_head, expected_head
 
         def attempt() -> CommitResult:
             nonlocal base, head
-            outcome = self._commit_once(branch, head, changes, message, author)
+            outcome = self._commit_once(draft, head)
             if isinstance(outcome, Missing):
                 start = expected_head if expected_head is not None else self._start_of(branch)
-                outcome = self._start_branch(branch, start, changes, message, author)
+                outcome = self._start_branch(draft, start)
             if isinstance(outcome, Landed):
                 rebased = outcome.rebased
                 if rebased is None:
@@ -201,28 +220,14 @@ class ForgeBase(ABC):
         """The branch a missing branch starts from."""
 
     @abstractmethod
-    def _commit_once(
-        self,
-        branch: str,
-        head: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-    ) -> Attempt:
-        """One try at committing on `head` of an existing `branch` (None: on its head,
-        whatever it is). A forge that judges overlaps itself may raise `Conflict`."""
+    def _commit_once(self, draft: Draft, head: str | None) -> Attempt:
+        """One try at committing `draft` on `head` of its existing branch (None: on its
+        head, whatever it is). A forge that judges overlaps itself may raise `Conflict`."""
 
     @abstractmethod
-    def _start_branch(
-        self,
-        branch: str,
-        start: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-    ) -> Attempt:
-        """Create the missing `branch` with the commit on `start` (None: the first commit
-        of an empty repository), so the branch appears with its commit or not at all."""
+    def _start_branch(self, draft: Draft, start: str | None) -> Attempt:
+        """Create the draft's missing branch with its commit on `start` (None: the first
+        commit of an empty repository), so the branch appears with its commit or not at all."""
 
     @abstractmethod
     def _create_branch_once(self, name: str, from_sha: str) -> Branch:

@@ -17,6 +17,7 @@ module only says how GitHub makes one attempt.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -33,21 +34,10 @@ from github.GitBlob import GitBlob
 from github.GitCommit import GitCommit
 from github.Repository import Repository
 
-from providers.base import Attempt, ForgeBase, Landed, Missing, Moved
+from providers import contract
+from providers.base import Attempt, Draft, ForgeBase, Landed, Missing, Moved
 from providers.config import ForgeConfig
-from providers.contract import (
-    Author,
-    Branch,
-    Capabilities,
-    ChangeRequest,
-    CommitMeta,
-    FileChange,
-    FileMode,
-    Person,
-    RepositoryInfo,
-    Snapshot,
-    TreeEntry,
-)
+from providers.contract import FileMode
 from providers.errors import (
     AlreadyExists,
     InvalidRequest,
@@ -59,7 +49,6 @@ from providers.errors import (
     unanswered,
 )
 from providers.names import check_branch_name, check_repo_path, is_sha
-from providers.redaction import protect_logs
 from providers.tarball import ChunkReader, open_tarball
 
 T = TypeVar("T")
@@ -164,9 +153,9 @@ _GRAPHQL_STATUS = {"FORBIDDEN": 403, "RATE_LIMITED": 429}
 """GraphQL errors come with status 200 and a `type`; these two are the statuses' own."""
 
 
-def _github_person(data: dict[str, Any]) -> Person:
+def _github_person(data: dict[str, Any]) -> contract.Person:
     when = dt.datetime.fromisoformat(str(data["date"]).replace("Z", "+00:00"))
-    return Person(str(data["name"]), str(data["email"]), int(when.timestamp()), None)
+    return contract.Person(str(data["name"]), str(data["email"]), int(when.timestamp()), None)
 
 
 def signed_commit(payload: str, signature: str) -> bytes:
@@ -180,15 +169,14 @@ def signed_commit(payload: str, signature: str) -> bytes:
 class GitHubForge(ForgeBase):
     """A repository on github.com or a GitHub Enterprise server."""
 
-    capabilities = Capabilities(
+    capabilities = contract.Capabilities(
         symlinks=True, executable_bit=True, verified_commits=False, change_requests=True
     )
+    """The Git Data API carries modes and links; with GraphQL commits, GitHub signs them."""
 
     def __init__(self, config: ForgeConfig) -> None:
         super().__init__(config)
-        token = config.token.get_secret_value() if config.token else None
-        protect_logs(token)
-        self._token_set = token is not None
+        token = self._token()
         self._gh = Github(
             base_url=config.location.api_url,
             auth=Auth.Token(token) if token else None,
@@ -216,7 +204,7 @@ class GitHubForge(ForgeBase):
         self._commits: dict[str, GitCommit] = {}
         self._record: Repository | None = None
         if config.graphql_commits:
-            self.capabilities = Capabilities(
+            self.capabilities = contract.Capabilities(
                 symlinks=True, executable_bit=True, verified_commits=True, change_requests=True
             )
 
@@ -234,14 +222,14 @@ class GitHubForge(ForgeBase):
             )
         return self._record
 
-    def repository(self) -> RepositoryInfo:
+    def repository(self) -> contract.RepositoryInfo:
         """Default branch and web URL; protections come from the branch list."""
         repo = self._repository()
         branches = self.branches()
         protected = tuple(b.name for b in branches if b.protected)
         permissions = repo.raw_data.get("permissions") or {}
         may_push = permissions.get("push") if isinstance(permissions, dict) else None
-        return RepositoryInfo(
+        return contract.RepositoryInfo(
             repo.default_branch,
             repo.html_url,
             not branches,
@@ -249,14 +237,17 @@ class GitHubForge(ForgeBase):
             may_push if isinstance(may_push, bool) else None,
         )
 
-    def branches(self) -> list[Branch]:
+    def branches(self) -> list[contract.Branch]:
         """Every branch (paginated, 100 a page)."""
         return self._call(
             "list branches",
-            lambda: [Branch(b.name, b.commit.sha, b.protected) for b in self._repo.get_branches()],
+            lambda: [
+                contract.Branch(b.name, b.commit.sha, b.protected)
+                for b in self._repo.get_branches()
+            ],
         )
 
-    def branch(self, name: str) -> Branch:
+    def branch(self, name: str) -> contract.Branch:
         """One branch, its protection and whether this token may push to it, in one GraphQL
         query that also yields the commit's short-lived tarball URL: a run's download then
         costs a single request, and permissions are known before anything is written."""
@@ -278,9 +269,9 @@ class GitHubForge(ForgeBase):
             self._tarballs[sha] = (str(ref["target"]["tarballUrl"]), time.monotonic())
         rule = ref.get("refUpdateRule")
         can_push = bool(rule["viewerCanPush"]) if rule else may_write
-        return Branch(name, sha, rule is not None, can_push)
+        return contract.Branch(name, sha, rule is not None, can_push)
 
-    def _create_branch_once(self, name: str, from_sha: str) -> Branch:
+    def _create_branch_once(self, name: str, from_sha: str) -> contract.Branch:
         """POST /git/refs (GitHub's bare 422 for a folder clash is explained by the base)."""
         try:
             self._call(
@@ -292,10 +283,10 @@ class GitHubForge(ForgeBase):
                 msg = f"The branch '{name}' already exists"
                 raise AlreadyExists(msg) from exc
             raise
-        return Branch(name, from_sha)
+        return contract.Branch(name, from_sha)
 
     @contextmanager
-    def archive(self, ref: str, path: str = "") -> Iterator[Snapshot]:
+    def archive(self, ref: str, path: str = "") -> Iterator[contract.Snapshot]:
         """The tarball of a SHA or branch: one API request (302) plus the download hop.
         The pax header pins the SHA, so a branch name needs no separate lookup. GitHub
         cannot narrow a tarball to a folder, so `path` filters while streaming."""
@@ -307,7 +298,7 @@ class GitHubForge(ForgeBase):
                 limits=self.config.archive_limits,
                 folder=path,
             ) as (sha, entries):
-                yield Snapshot(sha, entries)
+                yield contract.Snapshot(sha, entries)
         finally:
             response.close()
 
@@ -337,7 +328,7 @@ class GitHubForge(ForgeBase):
         blob = self._call(f"read {path}", lambda: self._repo.get_git_blob(content.sha))
         return base64.b64decode(blob.content)
 
-    def list_tree(self, sha: str) -> list[TreeEntry]:
+    def list_tree(self, sha: str) -> list[contract.TreeEntry]:
         """The recursive tree in one request."""
         tree = self._call("list the tree", lambda: self._repo.get_git_tree(sha, recursive=True))
         if tree.raw_data.get("truncated"):
@@ -347,7 +338,7 @@ class GitHubForge(ForgeBase):
                 "Narrow MELTANO_FORGE_PROJECT_PATH to the Meltano project's folder",
             )
         return [
-            TreeEntry(e.path, FileMode.parse(e.mode), e.sha, e.size or 0)
+            contract.TreeEntry(e.path, FileMode.parse(e.mode), e.sha, e.size or 0)
             for e in tree.tree
             if e.type == "blob"
         ]
@@ -363,26 +354,19 @@ class GitHubForge(ForgeBase):
         return frozenset(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
 
     # ---- commits ---------------------------------------------------------------------
-    def _commit_once(
-        self,
-        branch: str,
-        head: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-    ) -> Attempt:
+    def _commit_once(self, draft: Draft, head: str | None) -> Attempt:
         """One commit on `head` (read first when None): GraphQL's `expectedHeadOid` or the
         non-forced ref update is the compare-and-swap."""
         if head is None:
             try:
-                head = self.branch(branch).head  # a plain commit on the head
+                head = self.branch(draft.branch).head  # a plain commit on the head
             except NotFound:
                 return Missing()
-        use_graphql = self._use_graphql(changes, author)
+        use_graphql = self._use_graphql(draft)
         try:
             if use_graphql:
-                return Landed(self._graphql_commit(branch, head, changes, message), head)
-            return Landed(self._rest_commit(branch, head, changes, message, author), head)
+                return Landed(self._graphql_commit(draft, head), head)
+            return Landed(self._rest_commit(draft, head), head)
         except NotFound:
             if not use_graphql:
                 raise
@@ -393,34 +377,26 @@ class GitHubForge(ForgeBase):
                 return Missing()
             if not (exc.kind == "STALE_DATA" or "not a fast forward" in lowered):
                 raise
-        return Moved(head, self.branch(branch).head)
+        return Moved(head, self.branch(draft.branch).head)
 
-    def _start_branch(
-        self,
-        branch: str,
-        start: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-    ) -> Attempt:
+    def _start_branch(self, draft: Draft, start: str | None) -> Attempt:
         """Commit on `start` and create the ref at the new commit; in an empty repository,
         the first commit through the contents API."""
         if start is None:
-            return self._root_commit(branch, changes, message, author)
-        return Landed(
-            self._rest_commit(branch, start, changes, message, author, create=True), start
-        )
+            return self._root_commit(draft)
+        return Landed(self._rest_commit(draft, start, create=True), start)
 
     def _default_branch(self) -> str:
         return self._repository().default_branch
 
-    def _use_graphql(self, changes: Sequence[FileChange], author: Author | None) -> bool:
+    def _use_graphql(self, draft: Draft) -> bool:
         """One `createCommitOnBranch` (signed by GitHub) unless the change set needs what
         only the Git Data API carries: an author other than the token's owner, file modes
         or symlinks (the mutation writes every file as 100644), or more bytes than one
         GraphQL request should hold."""
         if not self.config.graphql_commits:
             return False
+        changes, author = draft.changes, draft.author
         size = sum(len(c.content or b"") for c in changes)
         reason = (
             "an author is set"
@@ -444,7 +420,7 @@ class GitHubForge(ForgeBase):
             self._commits[sha] = self._call("read a commit", lambda: self._repo.get_git_commit(sha))
         return self._commits[sha]
 
-    def _tree_elements(self, changes: Sequence[FileChange]) -> list[InputGitTreeElement]:
+    def _tree_elements(self, changes: Sequence[contract.FileChange]) -> list[InputGitTreeElement]:
         elements = []
         for change in changes:
             if change.content is None:
@@ -465,17 +441,9 @@ class GitHubForge(ForgeBase):
     def _upload(self, path: str, data: str) -> GitBlob:
         return self._call(f"upload {path}", lambda: self._repo.create_git_blob(data, "base64"))
 
-    def _rest_commit(
-        self,
-        branch: str,
-        parent: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-        *,
-        create: bool = False,
-    ) -> str:
-        elements = self._tree_elements(changes)
+    def _rest_commit(self, draft: Draft, parent: str | None, *, create: bool = False) -> str:
+        branch, message, author = draft.branch, draft.message, draft.author
+        elements = self._tree_elements(draft.changes)
         parents = [self._git_commit(parent)] if parent else []
         if parents:
             tree = self._call(
@@ -513,9 +481,8 @@ class GitHubForge(ForgeBase):
         except NotFound:
             return None
 
-    def _graphql_commit(
-        self, branch: str, head: str, changes: Sequence[FileChange], message: str
-    ) -> str:
+    def _graphql_commit(self, draft: Draft, head: str) -> str:
+        branch, changes, message = draft.branch, draft.changes, draft.message
         headline, _, body = message.partition("\n")
         variables = {
             "input": {
@@ -549,13 +516,13 @@ class GitHubForge(ForgeBase):
 
         return self._call(f"commit to '{branch}'", mutate, verify=verify)
 
-    def _root_commit(
-        self, branch: str, changes: Sequence[FileChange], message: str, author: Author | None
-    ) -> Landed:
+    def _root_commit(self, draft: Draft) -> Landed:
         """The first commit of an empty repository: GitHub refuses the Git Data API there
         (409), so the contents API makes it with one file and the rest follows on top."""
+        branch, changes, message, author = draft.branch, draft.changes, draft.message, draft.author
         first = next(
-            (c for c in changes if c.content is not None and c.mode is FileMode.REGULAR), None
+            (c for c in changes if c.content is not None and c.mode is FileMode.REGULAR),
+            None,
         )
         if first is None or first.content is None:
             msg = "The first commit of an empty GitHub repository needs a regular file"
@@ -571,7 +538,7 @@ class GitHubForge(ForgeBase):
         rest = [c for c in changes if c is not first]
         if not rest:
             return Landed(head, None)
-        return Landed(self._rest_commit(branch, head, rest, message, author), None)
+        return Landed(self._rest_commit(dataclasses.replace(draft, changes=rest), head), None)
 
     def _exists(self, branch: str) -> bool:
         try:
@@ -585,13 +552,13 @@ class GitHubForge(ForgeBase):
         self._gh.close()
         self._http.close()
 
-    def commit_meta(self, sha: str) -> CommitMeta:
+    def commit_meta(self, sha: str) -> contract.CommitMeta:
         """From the Git Data API (one request). GitHub gives times in UTC only; a signed
         commit's verification payload and signature are the object itself."""
         data = self._git_commit(sha).raw_data
         verification = data.get("verification") or {}
         payload, signature = verification.get("payload"), verification.get("signature")
-        return CommitMeta(
+        return contract.CommitMeta(
             sha,
             tuple(str(p["sha"]) for p in data.get("parents") or []),
             _github_person(data["author"]),
@@ -602,7 +569,7 @@ class GitHubForge(ForgeBase):
             signed_commit(str(payload), str(signature)) if payload and signature else None,
         )
 
-    def history(self, sha: str, limit: int) -> list[CommitMeta]:
+    def history(self, sha: str, limit: int) -> list[contract.CommitMeta]:
         """GET /commits?sha= in one request (up to 100)."""
 
         def listed() -> list[Any]:
@@ -614,7 +581,7 @@ class GitHubForge(ForgeBase):
             return list(data)
 
         return [
-            CommitMeta(
+            contract.CommitMeta(
                 str(item["sha"]),
                 tuple(str(p["sha"]) for p in item.get("parents") or []),
                 _github_person(item["commit"]["author"]),
@@ -633,7 +600,7 @@ class GitHubForge(ForgeBase):
     # ---- change requests -------------------------------------------------------------
     def _open_change_request_once(
         self, source: str, target: str, title: str, body: str
-    ) -> ChangeRequest:
+    ) -> contract.ChangeRequest:
         """POST /pulls; GitHub's "no commits between" is worded for a person."""
         try:
             pr = self._call(
@@ -645,9 +612,9 @@ class GitHubForge(ForgeBase):
                 msg = f"'{source}' has nothing that '{target}' lacks"
                 raise Refused(exc.status, exc.message, msg, "Commit changes first") from exc
             raise
-        return ChangeRequest(pr.number, pr.html_url, source, target, created=True)
+        return contract.ChangeRequest(pr.number, pr.html_url, source, target, created=True)
 
-    def _find_change_request(self, source: str, target: str) -> ChangeRequest | None:
+    def _find_change_request(self, source: str, target: str) -> contract.ChangeRequest | None:
         pulls = self._call(
             "list pull requests",
             lambda: list(
@@ -656,7 +623,9 @@ class GitHubForge(ForgeBase):
         )
         if not pulls:
             return None
-        return ChangeRequest(pulls[0].number, pulls[0].html_url, source, target, created=False)
+        return contract.ChangeRequest(
+            pulls[0].number, pulls[0].html_url, source, target, created=False
+        )
 
 
 def _as_inline_text(data: bytes) -> str | None:

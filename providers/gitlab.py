@@ -26,22 +26,10 @@ import gitlab
 import requests
 from gitlab.exceptions import GitlabAuthenticationError, GitlabError
 
-from providers import changeset
-from providers.base import Attempt, ForgeBase, Landed, Missing
+from providers import changeset, contract
+from providers.base import Attempt, Draft, ForgeBase, Landed, Missing
 from providers.config import ForgeConfig
-from providers.contract import (
-    Author,
-    Branch,
-    Capabilities,
-    ChangeRequest,
-    CommitMeta,
-    FileChange,
-    FileMode,
-    Person,
-    RepositoryInfo,
-    Snapshot,
-    TreeEntry,
-)
+from providers.contract import FileMode
 from providers.errors import (
     AlreadyExists,
     Conflict,
@@ -55,7 +43,6 @@ from providers.errors import (
     unanswered,
 )
 from providers.names import check_branch_name, check_repo_path, is_sha
-from providers.redaction import protect_logs
 from providers.tarball import ChunkReader, open_tarball
 
 T = TypeVar("T")
@@ -115,25 +102,24 @@ def _translate(
     )
 
 
-def _gitlab_person(name: str, email: str, date: str) -> Person:
+def _gitlab_person(name: str, email: str, date: str) -> contract.Person:
     when = dt.datetime.fromisoformat(date.replace("Z", "+00:00"))
     offset = when.utcoffset()
     minutes = int(offset.total_seconds() // 60) if offset is not None else None
-    return Person(name, email, int(when.timestamp()), minutes)
+    return contract.Person(name, email, int(when.timestamp()), minutes)
 
 
 class GitLabForge(ForgeBase):
     """A project on gitlab.com or a self-managed GitLab."""
 
-    capabilities = Capabilities(
+    capabilities = contract.Capabilities(
         symlinks=False, executable_bit=True, verified_commits=False, change_requests=True
     )
+    """The commits API has `chmod` for the execute bit, but no way to write a symlink."""
 
     def __init__(self, config: ForgeConfig) -> None:
         super().__init__(config)
-        token = config.token.get_secret_value() if config.token else None
-        protect_logs(token)
-        self._token_set = token is not None
+        token = self._token()
         base = config.location.api_url.removesuffix("/api/v4")
         self._gl = _Gitlab(
             base,
@@ -158,7 +144,7 @@ class GitLabForge(ForgeBase):
         )
 
     # ---- reads -----------------------------------------------------------------------
-    def repository(self) -> RepositoryInfo:
+    def repository(self) -> contract.RepositoryInfo:
         """Project defaults plus protected branch names when the token may read them."""
         project = self._call("read the project", lambda: self._gl.projects.get(self._path))
         try:
@@ -171,7 +157,7 @@ class GitLabForge(ForgeBase):
             )
         except (PermissionDenied, NotFound):
             protected = None
-        return RepositoryInfo(
+        return contract.RepositoryInfo(
             project.default_branch or "main",
             project.web_url,
             bool(project.empty_repo),
@@ -179,26 +165,26 @@ class GitLabForge(ForgeBase):
             _may_push(getattr(project, "permissions", None)),
         )
 
-    def branches(self) -> list[Branch]:
+    def branches(self) -> list[contract.Branch]:
         """Every branch (100 a page)."""
         return self._call(
             "list branches",
             lambda: [
-                Branch(b.name, b.commit["id"], bool(b.protected))
+                contract.Branch(b.name, b.commit["id"], bool(b.protected))
                 for b in self._project.branches.list(iterator=True)
             ],
         )
 
-    def branch(self, name: str) -> Branch:
+    def branch(self, name: str) -> contract.Branch:
         """One branch, in one request, with GitLab's own `can_push` for this token."""
         check_branch_name(name)
         b = self._call(f"read branch '{name}'", lambda: self._project.branches.get(name))
         can_push = getattr(b, "can_push", None)
-        return Branch(
+        return contract.Branch(
             b.name, b.commit["id"], bool(b.protected), None if can_push is None else bool(can_push)
         )
 
-    def _create_branch_once(self, name: str, from_sha: str) -> Branch:
+    def _create_branch_once(self, name: str, from_sha: str) -> contract.Branch:
         """POST /repository/branches."""
         try:
             self._call(
@@ -210,10 +196,10 @@ class GitLabForge(ForgeBase):
                 msg = f"The branch '{name}' already exists"
                 raise AlreadyExists(msg) from exc
             raise
-        return Branch(name, from_sha)
+        return contract.Branch(name, from_sha)
 
     @contextmanager
-    def archive(self, ref: str, path: str = "") -> Iterator[Snapshot]:
+    def archive(self, ref: str, path: str = "") -> Iterator[contract.Snapshot]:
         """One archive request by SHA or branch (GitLab.com allows 5 a minute); `path`
         narrows it on the server. The pax header pins the SHA."""
         folder = path.strip("/")
@@ -236,7 +222,7 @@ class GitLabForge(ForgeBase):
                 limits=self.config.archive_limits,
                 folder=folder,
             ) as (sha, entries):
-                yield Snapshot(sha, entries)
+                yield contract.Snapshot(sha, entries)
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
@@ -253,14 +239,14 @@ class GitLabForge(ForgeBase):
         assert isinstance(data, bytes)  # noqa: S101 - raw() without streaming returns bytes
         return data
 
-    def list_tree(self, sha: str) -> list[TreeEntry]:
+    def list_tree(self, sha: str) -> list[contract.TreeEntry]:
         """The recursive tree, 100 entries a page. GitLab's listing has no sizes (-1)."""
         items = self._call(
             "list the tree",
             lambda: list(self._project.repository_tree(ref=sha, recursive=True, iterator=True)),
         )
         return [
-            TreeEntry(i["path"], FileMode.parse(i["mode"]), i["id"], -1)
+            contract.TreeEntry(i["path"], FileMode.parse(i["mode"]), i["id"], -1)
             for i in items
             if i["type"] == "blob"
         ]
@@ -273,71 +259,55 @@ class GitLabForge(ForgeBase):
         return frozenset(p for d in result["diffs"] for p in (d["old_path"], d["new_path"]) if p)
 
     # ---- commits ---------------------------------------------------------------------
-    def _commit_once(
-        self,
-        branch: str,
-        head: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-    ) -> Attempt:
+    def _commit_once(self, draft: Draft, head: str | None) -> Attempt:
         """One commits-API request; GitLab itself checks each file against `head` and
         applies the actions on the branch's current head, so it rebases by itself and
         refuses overlaps, which become `Conflict` here."""
-        payload = self._payload(branch, message, author, self._actions(changes, head))
         try:
-            created = self._post_commit(branch, payload, message, changes)
+            created = self._post_commit(draft, self._actions(draft.changes, head))
         except Refused as exc:
             lowered = exc.message.lower()
             if "only create or edit files when you are on a branch" in lowered:
                 return Missing()
             if not any(m in lowered for m in _STALE_MESSAGES):
                 raise
-            current = self.branch(branch).head
-            overlap = changeset.paths(changes) & self._changed_since(head, current)
-            raise Conflict(overlap or changeset.paths(changes)) from exc
+            current = self.branch(draft.branch).head
+            touched = changeset.paths(draft.changes)
+            raise Conflict(touched & self._changed_since(head, current) or touched) from exc
         parents = list(created.parent_ids or [])
         return Landed(created.id, parents[0] if parents else None)
 
-    def _start_branch(
-        self,
-        branch: str,
-        start: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-    ) -> Attempt:
+    def _start_branch(self, draft: Draft, start: str | None) -> Attempt:
         """The same request, with GitLab's `start_sha`: the branch and its commit at once."""
-        payload = self._payload(branch, message, author, self._actions(changes, None))
-        if start is not None:
-            payload["start_sha"] = start
-        created = self._post_commit(branch, payload, message, changes)
+        created = self._post_commit(draft, self._actions(draft.changes, None), start)
         parents = list(created.parent_ids or [])
         return Landed(created.id, parents[0] if parents else None)
-
-    @staticmethod
-    def _payload(
-        branch: str, message: str, author: Author | None, actions: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        payload: dict[str, Any] = {"branch": branch, "commit_message": message, "actions": actions}
-        if author:
-            payload.update(author_name=author.name, author_email=author.email)
-        return payload
 
     def _post_commit(
-        self, branch: str, payload: dict[str, Any], message: str, changes: Sequence[FileChange]
+        self, draft: Draft, actions: list[dict[str, Any]], start: str | None = None
     ) -> Any:
+        """POST /repository/commits (with `start_sha` for a new branch); after a lost
+        response, the branch is looked at before anything is sent again."""
+        payload: dict[str, Any] = {
+            "branch": draft.branch,
+            "commit_message": draft.message,
+            "actions": actions,
+        }
+        if draft.author:
+            payload.update(author_name=draft.author.name, author_email=draft.author.email)
+        if start is not None:
+            payload["start_sha"] = start
         return self._call(
-            f"commit to '{branch}'",
+            f"commit to '{draft.branch}'",
             lambda: self._project.commits.create(payload),
-            verify=lambda: self._find_landed(branch, message, changes),
+            verify=lambda: self._find_landed(draft),
         )
 
     def _default_branch(self) -> str:
         return self.repository().default_branch
 
     def _actions(
-        self, changes: Sequence[FileChange], expected_head: str | None
+        self, changes: Sequence[contract.FileChange], expected_head: str | None
     ) -> list[dict[str, Any]]:
         actions: list[dict[str, Any]] = []
         for change in changes:
@@ -372,13 +342,13 @@ class GitLabForge(ForgeBase):
                 )
         return actions
 
-    def _find_landed(self, branch: str, message: str, changes: Sequence[FileChange]) -> Any:
+    def _find_landed(self, draft: Draft) -> Any:
         """After a lost response: the recent commit on the branch with our message and
         exactly our paths, if there is one (then the write landed and must not repeat)."""
-        recent = self._project.commits.list(ref_name=branch, per_page=20, get_all=False)
-        wanted = changeset.paths(changes)
+        recent = self._project.commits.list(ref_name=draft.branch, per_page=20, get_all=False)
+        wanted = changeset.paths(draft.changes)
         for commit in recent:
-            if commit.message.strip() != message.strip():
+            if commit.message.strip() != draft.message.strip():
                 continue
             diff = self._project.commits.get(commit.id, lazy=True).diff(get_all=True)
             if (
@@ -392,11 +362,11 @@ class GitLabForge(ForgeBase):
         """Close python-gitlab's connection pool."""
         self._gl.session.close()
 
-    def commit_meta(self, sha: str) -> CommitMeta:
+    def commit_meta(self, sha: str) -> contract.CommitMeta:
         """From the commits API (one request); GitLab gives times with their offsets, but
         not the tree (a workspace computes it from the files)."""
         commit = self._call("read a commit", lambda: self._project.commits.get(sha))
-        return CommitMeta(
+        return contract.CommitMeta(
             sha,
             tuple(commit.parent_ids or ()),
             _gitlab_person(commit.author_name, commit.author_email, commit.authored_date),
@@ -404,7 +374,7 @@ class GitLabForge(ForgeBase):
             str(commit.message or ""),
         )
 
-    def history(self, sha: str, limit: int) -> list[CommitMeta]:
+    def history(self, sha: str, limit: int) -> list[contract.CommitMeta]:
         """GET /repository/commits?ref_name= (one page of up to 100)."""
         items = self._call(
             "list commits",
@@ -413,7 +383,7 @@ class GitLabForge(ForgeBase):
             ),
         )
         return [
-            CommitMeta(
+            contract.CommitMeta(
                 c.id,
                 tuple(c.parent_ids or ()),
                 _gitlab_person(c.author_name, c.author_email, c.authored_date),
@@ -436,7 +406,7 @@ class GitLabForge(ForgeBase):
     # ---- change requests -------------------------------------------------------------
     def _open_change_request_once(
         self, source: str, target: str, title: str, body: str
-    ) -> ChangeRequest:
+    ) -> contract.ChangeRequest:
         """POST /merge_requests."""
         mr = self._call(
             "open a merge request",
@@ -449,9 +419,9 @@ class GitLabForge(ForgeBase):
                 }
             ),
         )
-        return ChangeRequest(mr.iid, mr.web_url, source, target, created=True)
+        return contract.ChangeRequest(mr.iid, mr.web_url, source, target, created=True)
 
-    def _find_change_request(self, source: str, target: str) -> ChangeRequest | None:
+    def _find_change_request(self, source: str, target: str) -> contract.ChangeRequest | None:
         mrs = self._call(
             "list merge requests",
             lambda: self._project.mergerequests.list(
@@ -460,7 +430,7 @@ class GitLabForge(ForgeBase):
         )
         if not mrs:
             return None
-        return ChangeRequest(mrs[0].iid, mrs[0].web_url, source, target, created=False)
+        return contract.ChangeRequest(mrs[0].iid, mrs[0].web_url, source, target, created=False)
 
 
 DEVELOPER = 30

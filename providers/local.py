@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,23 +23,10 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 from dulwich.walk import Walker
 
-from providers import gitobjects
-from providers.base import Attempt, ForgeBase, Landed, Missing, Moved
+from providers import contract, gitobjects
+from providers.base import Attempt, Draft, ForgeBase, Landed, Missing, Moved
 from providers.config import ForgeConfig, system_author
-from providers.contract import (
-    ArchiveEntry,
-    Author,
-    Branch,
-    Capabilities,
-    ChangeRequest,
-    CommitMeta,
-    FileChange,
-    FileMode,
-    Person,
-    RepositoryInfo,
-    Snapshot,
-    TreeEntry,
-)
+from providers.contract import FileMode
 from providers.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, Unavailable
 from providers.names import (
     branch_clash,
@@ -51,9 +38,9 @@ from providers.names import (
 from providers.retry import LostRace, Pause
 
 
-def _person(identity: bytes, when: int, offset_seconds: int) -> Person:
+def _person(identity: bytes, when: int, offset_seconds: int) -> contract.Person:
     name, _, email = identity.decode("utf-8", "replace").partition(" <")
-    return Person(name, email.rstrip(">"), when, offset_seconds // 60)
+    return contract.Person(name, email.rstrip(">"), when, offset_seconds // 60)
 
 
 class LocalForge(ForgeBase):
@@ -61,7 +48,7 @@ class LocalForge(ForgeBase):
     at once) and no branch protection of its own: read-only branches come from the
     settings' protected globs."""
 
-    capabilities = Capabilities(
+    capabilities = contract.Capabilities(
         symlinks=True, executable_bit=True, verified_commits=False, change_requests=False
     )
     race_attempts = 200
@@ -106,31 +93,33 @@ class LocalForge(ForgeBase):
         finally:
             repo.close()
 
-    def repository(self) -> RepositoryInfo:
+    def repository(self) -> contract.RepositoryInfo:
         """Default branch from HEAD; a local repository has no forge-side protections."""
         with self._repo() as repo:
             target = repo.refs.get_symrefs().get(Ref(b"HEAD"), gitobjects.branch_ref("main"))
             default = target.decode().removeprefix("refs/heads/")
             empty = not any(True for _ in repo.refs.keys(base=gitobjects.HEADS))
-        return RepositoryInfo(default, self.web_url, empty, None, os.access(self.path, os.W_OK))
+        return contract.RepositoryInfo(
+            default, self.web_url, empty, None, os.access(self.path, os.W_OK)
+        )
 
-    def branches(self) -> list[Branch]:
+    def branches(self) -> list[contract.Branch]:
         """All `refs/heads/*`, sorted by name."""
         with self._repo() as repo:
             heads = repo.refs.as_dict(gitobjects.HEADS)
         return sorted(
-            (Branch(name.decode(), sha.decode()) for name, sha in heads.items()),
+            (contract.Branch(name.decode(), sha.decode()) for name, sha in heads.items()),
             key=lambda b: b.name,
         )
 
-    def branch(self, name: str) -> Branch:
+    def branch(self, name: str) -> contract.Branch:
         """One branch, or `NotFound`."""
         check_branch_name(name)
         head = self._head(name)
         if head is None:
             msg = f"The branch '{name}' does not exist"
             raise NotFound(msg)
-        return Branch(name, head, can_push=self._writable())
+        return contract.Branch(name, head, can_push=self._writable())
 
     def _writable(self) -> bool:
         """A local repository's permission is the filesystem's."""
@@ -141,7 +130,7 @@ class LocalForge(ForgeBase):
             value = repo.refs.as_dict(gitobjects.HEADS).get(Ref(name.encode()))
         return value.decode() if value else None
 
-    def _create_branch_once(self, name: str, from_sha: str) -> Branch:
+    def _create_branch_once(self, name: str, from_sha: str) -> contract.Branch:
         """Create `name` at `from_sha`; clashes with branch folders are refused before the
         ref is written (a ref file where a folder should be would break the repository)."""
         existing = [b.name for b in self.branches()]
@@ -153,18 +142,18 @@ class LocalForge(ForgeBase):
             if not repo.refs.add_if_new(gitobjects.branch_ref(name), gitobjects.oid(from_sha)):
                 msg = f"The branch '{name}' already exists"
                 raise AlreadyExists(msg)
-        return Branch(name, from_sha)
+        return contract.Branch(name, from_sha)
 
     @contextmanager
-    def archive(self, ref: str, path: str = "") -> Iterator[Snapshot]:
+    def archive(self, ref: str, path: str = "") -> Iterator[contract.Snapshot]:
         """Stream the tree at a commit or branch straight from the object store."""
         sha = ref if is_sha(ref) else self.branch(ref).head
         with self._repo() as repo:
             tree = self._commit_object(repo, sha).tree
-            yield Snapshot(sha, self._entries(repo, tree, path.strip("/")))
+            yield contract.Snapshot(sha, self._entries(repo, tree, path.strip("/")))
 
     @staticmethod
-    def _entries(repo: Repo, tree: ObjectID, folder: str) -> Iterator[ArchiveEntry]:
+    def _entries(repo: Repo, tree: ObjectID, folder: str) -> Iterator[contract.ArchiveEntry]:
         store = repo.object_store
         for path, mode, sha in gitobjects.walk(store, tree):
             if folder and not path.startswith(folder + "/"):
@@ -172,7 +161,7 @@ class LocalForge(ForgeBase):
             blob = gitobjects.load(store, sha, path)
             assert isinstance(blob, Blob)  # noqa: S101
             data = blob.as_raw_string()
-            yield ArchiveEntry(path, FileMode.parse(mode), len(data), io.BytesIO(data))
+            yield contract.ArchiveEntry(path, FileMode.parse(mode), len(data), io.BytesIO(data))
 
     def read_file(self, sha: str, path: str) -> bytes:
         """One file's bytes at a commit."""
@@ -186,7 +175,7 @@ class LocalForge(ForgeBase):
             assert isinstance(blob, Blob)  # noqa: S101
             return blob.as_raw_string()
 
-    def list_tree(self, sha: str) -> list[TreeEntry]:
+    def list_tree(self, sha: str) -> list[contract.TreeEntry]:
         """Every file at a commit with its blob id and size."""
         with self._repo() as repo:
             store = repo.object_store
@@ -195,8 +184,11 @@ class LocalForge(ForgeBase):
                 blob = gitobjects.load(store, blob_id, path)
                 assert isinstance(blob, Blob)  # noqa: S101
                 entries.append(
-                    TreeEntry(
-                        path, FileMode.parse(mode), blob_id.decode(), len(blob.as_raw_string())
+                    contract.TreeEntry(
+                        path,
+                        FileMode.parse(mode),
+                        blob_id.decode(),
+                        len(blob.as_raw_string()),
                     )
                 )
             return entries
@@ -227,73 +219,46 @@ class LocalForge(ForgeBase):
             raise InvalidRequest(msg)
         return obj
 
-    def _commit_once(
-        self,
-        branch: str,
-        head: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-    ) -> Attempt:
+    def _commit_once(self, draft: Draft, head: str | None) -> Attempt:
         """Build the commit on the current head, and swap the ref if it is still there."""
-        ref = gitobjects.branch_ref(branch)
         with self._repo() as repo:
-            current = self._current(repo, ref)
+            current = self._current(repo, gitobjects.branch_ref(draft.branch))
             if current is None:
                 return Missing()
             if head is not None and current != head:
                 return Moved(head, current)
-            new = self._build(repo, current, changes, message, author)
-            return (
-                Landed(new, current)
-                if self._swap(repo, ref, current, new)
-                else self._lost(repo, ref, current)
-            )
+            return self._land(repo, draft, current, current)
 
-    def _start_branch(
-        self,
-        branch: str,
-        start: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-    ) -> Attempt:
+    def _start_branch(self, draft: Draft, start: str | None) -> Attempt:
         """Build the commit on `start` and add the ref if nobody made it meanwhile."""
-        ref = gitobjects.branch_ref(branch)
         with self._repo() as repo:
-            new = self._build(repo, start, changes, message, author)
-            return (
-                Landed(new, start)
-                if self._swap(repo, ref, None, new)
-                else self._lost(repo, ref, None)
-            )
+            return self._land(repo, draft, start, None)
 
-    def _build(
-        self,
-        repo: Repo,
-        parent: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-    ) -> str:
-        """Write the blobs, tree and commit of `changes` on `parent`; the new commit's id."""
+    def _land(self, repo: Repo, draft: Draft, parent: str | None, old: str | None) -> Attempt:
+        """Build the draft's commit on `parent` and swap the branch from `old` to it (None:
+        create the branch); where the branch is when another writer got there first."""
+        ref = gitobjects.branch_ref(draft.branch)
+        new = self._build(repo, parent, draft)
+        if self._swap(repo, ref, old, new):
+            return Landed(new, parent)
+        now = self._current(repo, ref)
+        return Missing() if now is None else Moved(old, now)
+
+    def _build(self, repo: Repo, parent: str | None, draft: Draft) -> str:
+        """Write the blobs, tree and commit of the draft on `parent`; the new commit's id."""
         store = repo.object_store
         edits = [
             gitobjects.TreeEdit(
                 c.path, c.mode, None if c.content is None else gitobjects.add_blob(store, c.content)
             )
-            for c in changes
+            for c in draft.changes
         ]
         base_tree = self._commit_object(repo, parent).tree if parent else None
         tree = gitobjects.apply_edits(store, base_tree, edits)
         parents = [gitobjects.oid(parent)] if parent else []
-        who = author or self.default_author
-        return gitobjects.make_commit(store, tree, parents, message, (who.name, who.email)).decode()
-
-    def _lost(self, repo: Repo, ref: Ref, tried: str | None) -> Attempt:
-        """A swap that did not happen: where the branch is now."""
-        now = self._current(repo, ref)
-        return Missing() if now is None else Moved(tried, now)
+        who = draft.author or self.default_author
+        author = (who.name, who.email)
+        return gitobjects.make_commit(store, tree, parents, draft.message, author).decode()
 
     def _default_branch(self) -> str:
         return self.repository().default_branch
@@ -314,11 +279,11 @@ class LocalForge(ForgeBase):
         except FileLocked:
             return False
 
-    def commit_meta(self, sha: str) -> CommitMeta:
+    def commit_meta(self, sha: str) -> contract.CommitMeta:
         """The commit object itself, and its fields."""
         with self._repo() as repo:
             commit = self._commit_object(repo, sha)
-            return CommitMeta(
+            return contract.CommitMeta(
                 sha,
                 tuple(p.decode() for p in commit.parents),
                 _person(commit.author, commit.author_time, commit.author_timezone),
@@ -329,7 +294,7 @@ class LocalForge(ForgeBase):
                 commit.as_raw_string(),
             )
 
-    def history(self, sha: str, limit: int) -> list[CommitMeta]:
+    def history(self, sha: str, limit: int) -> list[contract.CommitMeta]:
         """`git log` order from `sha`."""
         with self._repo() as repo:
             self._commit_object(repo, sha)
@@ -345,18 +310,18 @@ class LocalForge(ForgeBase):
             behind = sum(1 for _ in Walker(store, [gitobjects.oid(base)], [gitobjects.oid(head)]))
         return ahead, behind
 
-    def _find_change_request(self, source: str, target: str) -> ChangeRequest | None:
+    def _find_change_request(self, source: str, target: str) -> contract.ChangeRequest | None:
         """A bare repository has no change requests to find."""
         return None
 
     def _open_change_request_once(
         self, source: str, target: str, title: str, body: str
-    ) -> ChangeRequest:
+    ) -> contract.ChangeRequest:
         """A bare repository has no pull requests, so the promotion is applied at once: a
         fast-forward when `target` has no commits of its own, else a merge commit of a
         clean three-way merge. Files changed on both sides refuse with `Conflict`."""
 
-        def attempt() -> ChangeRequest:
+        def attempt() -> contract.ChangeRequest:
             with self._repo() as repo:
                 src = self._current(repo, gitobjects.branch_ref(source))
                 dst = self._current(repo, gitobjects.branch_ref(target))
@@ -367,7 +332,7 @@ class LocalForge(ForgeBase):
                 outcome = self._promotion(repo, source, target, src, dst, f"{title}\n\n{body}")
             if outcome is None:
                 raise LostRace  # the target moved while we merged: try again on its new head
-            return ChangeRequest(0, self.web_url, source, target, True, True, outcome)
+            return contract.ChangeRequest(0, self.web_url, source, target, True, True, outcome)
 
         def gave_up() -> Unavailable:
             msg = f"The branch '{target}' is being updated too often to promote into"

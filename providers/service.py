@@ -15,22 +15,11 @@ from urllib.parse import quote
 
 import httpx
 
-from providers.base import Attempt, ForgeBase, Landed
+from providers import contract
+from providers.base import Attempt, Draft, ForgeBase, Landed
 from providers.blobs import blob_sha
 from providers.config import ForgeConfig
-from providers.contract import (
-    Author,
-    Branch,
-    Capabilities,
-    ChangeRequest,
-    CommitMeta,
-    FileChange,
-    FileMode,
-    Person,
-    RepositoryInfo,
-    Snapshot,
-    TreeEntry,
-)
+from providers.contract import FileMode
 from providers.errors import (
     AlreadyExists,
     Conflict,
@@ -40,7 +29,6 @@ from providers.errors import (
     unanswered,
 )
 from providers.names import check_branch_name, check_repo_path, is_sha
-from providers.redaction import protect_logs
 from providers.tarball import ChunkReader, open_tarball
 
 T = TypeVar("T")
@@ -96,11 +84,11 @@ _INSTRUCTIONS = {
 }
 
 
-def _meta(data: dict[str, Any]) -> CommitMeta:
-    def person(p: dict[str, Any]) -> Person:
-        return Person(p["name"], p["email"], p["time"], p.get("offset"))
+def _meta(data: dict[str, Any]) -> contract.CommitMeta:
+    def person(p: dict[str, Any]) -> contract.Person:
+        return contract.Person(p["name"], p["email"], p["time"], p.get("offset"))
 
-    return CommitMeta(
+    return contract.CommitMeta(
         data["sha"],
         tuple(data["parents"]),
         person(data["author"]),
@@ -115,15 +103,15 @@ def _meta(data: dict[str, Any]) -> CommitMeta:
 class ServiceForge(ForgeBase):
     """A project behind `https://HOST/v1/projects/NAME`."""
 
-    capabilities = Capabilities(
+    capabilities = contract.Capabilities(
         symlinks=True, executable_bit=True, verified_commits=False, change_requests=True
     )
+    """The broadest forge's: where the service's own forge cannot do something (a symlink
+    on GitLab), the service refuses the commit with its adapter's reason."""
 
     def __init__(self, config: ForgeConfig) -> None:
         super().__init__(config)
-        token = config.token.get_secret_value() if config.token else None
-        protect_logs(token)
-        self._token_set = token is not None
+        token = self._token()
         headers = {"User-Agent": config.user_agent}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -164,38 +152,38 @@ class ServiceForge(ForgeBase):
                 return items
             response = self._call(partial(self._answer, self._http.build_request("GET", following)))
 
-    def repository(self) -> RepositoryInfo:
+    def repository(self) -> contract.RepositoryInfo:
         """The project summary."""
         data = self._json("GET", "")
         branches = self.branches()
-        return RepositoryInfo(
+        return contract.RepositoryInfo(
             data["default_branch"], data["web_url"], not branches, tuple(data["protected_branches"])
         )
 
-    def branches(self) -> list[Branch]:
+    def branches(self) -> list[contract.Branch]:
         """All branches."""
         return [
-            Branch(b["name"], b["head"], b["protected"], b.get("can_push"))
+            contract.Branch(b["name"], b["head"], b["protected"], b.get("can_push"))
             for b in self._all("/branches")
         ]
 
-    def branch(self, name: str) -> Branch:
+    def branch(self, name: str) -> contract.Branch:
         """One branch."""
         data = self._json("GET", f"/branches/{quote(check_branch_name(name))}")
-        return Branch(
+        return contract.Branch(
             data["name"],
             data["head"],
             data["protected"] or data["read_only"],
             data.get("can_push"),
         )
 
-    def _create_branch_once(self, name: str, from_sha: str) -> Branch:
+    def _create_branch_once(self, name: str, from_sha: str) -> contract.Branch:
         """POST /branches."""
         data = self._json("POST", "/branches", json={"name": name, "from_ref": from_sha})
-        return Branch(data["name"], data["head"], data["protected"])
+        return contract.Branch(data["name"], data["head"], data["protected"])
 
     @contextmanager
-    def archive(self, ref: str, path: str = "") -> Iterator[Snapshot]:
+    def archive(self, ref: str, path: str = "") -> Iterator[contract.Snapshot]:
         """The service's cached tar.gz of a commit."""
 
         request = self._http.build_request("GET", self.base + "/archive", params={"ref": ref})
@@ -207,7 +195,7 @@ class ServiceForge(ForgeBase):
                 limits=self.config.archive_limits,
                 folder=path,
             ) as (sha, entries):
-                yield Snapshot(sha, entries)
+                yield contract.Snapshot(sha, entries)
         finally:
             response.close()
 
@@ -218,10 +206,10 @@ class ServiceForge(ForgeBase):
             lambda: self._send("GET", f"/files/{quote(path)}", params={"ref": sha}).content
         )
 
-    def list_tree(self, sha: str) -> list[TreeEntry]:
+    def list_tree(self, sha: str) -> list[contract.TreeEntry]:
         """The files at a commit."""
         return [
-            TreeEntry(e["path"], FileMode.parse(e["mode"]), e["sha"], e["size"])
+            contract.TreeEntry(e["path"], FileMode.parse(e["mode"]), e["sha"], e["size"])
             for e in self._all("/tree", {"ref": sha})
         ]
 
@@ -229,20 +217,13 @@ class ServiceForge(ForgeBase):
         """Paths that differ between two commits."""
         return frozenset(self._json("GET", "/compare", params={"base": base_sha, "head": head_sha}))
 
-    def _commit_once(
-        self,
-        branch: str,
-        head: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-    ) -> Attempt:
+    def _commit_once(self, draft: Draft, head: str | None) -> Attempt:
         """POST /commits: the service starts a missing branch, rebases or refuses with
         `Conflict` itself, so one request decides."""
         body: dict[str, Any] = {
-            "branch": branch,
+            "branch": draft.branch,
             "base_sha": head,
-            "message": message,
+            "message": draft.message,
             "changes": [
                 {
                     "path": c.path,
@@ -252,37 +233,30 @@ class ServiceForge(ForgeBase):
                     "mode": c.mode.git,
                     "base_mode": c.base_mode.git if c.base_mode else None,
                 }
-                for c in changes
+                for c in draft.changes
             ],
         }
-        if author:
-            body.update(author_name=author.name, author_email=author.email)
+        if draft.author:
+            body.update(author_name=draft.author.name, author_email=draft.author.email)
         data = self._call(
             lambda: self._send("POST", "/commits", json=body).json(),
-            verify=lambda: self._landed(branch, changes),
+            verify=lambda: self._landed(draft),
         )
         return Landed(data["sha"], data["parent"], bool(data["rebased"]))
 
-    def _start_branch(
-        self,
-        branch: str,
-        start: str | None,
-        changes: Sequence[FileChange],
-        message: str,
-        author: Author | None,
-    ) -> Attempt:
+    def _start_branch(self, draft: Draft, start: str | None) -> Attempt:
         """Never needed: the service starts missing branches in the commit's own request."""
-        return self._commit_once(branch, start, changes, message, author)
+        return self._commit_once(draft, start)
 
     def _default_branch(self) -> str:
         return str(self._json("GET", "")["default_branch"])
 
-    def _landed(self, branch: str, changes: Sequence[FileChange]) -> dict[str, Any] | None:
+    def _landed(self, draft: Draft) -> dict[str, Any] | None:
         """After a lost response: the head already holds exactly our contents, so the
         commit landed (sending it again would only conflict with itself)."""
-        head = self.branch(branch).head
+        head = self.branch(draft.branch).head
         tree = {e.path: e for e in self.list_tree(head)}
-        for change in changes:
+        for change in draft.changes:
             entry = tree.get(change.path)
             if change.content is None:
                 if entry is not None:
@@ -295,11 +269,11 @@ class ServiceForge(ForgeBase):
                 return None
         return {"sha": head, "parent": None, "rebased": False}
 
-    def commit_meta(self, sha: str) -> CommitMeta:
+    def commit_meta(self, sha: str) -> contract.CommitMeta:
         """GET /commits/{sha}."""
         return _meta(self._json("GET", f"/commits/{quote(sha)}"))
 
-    def history(self, sha: str, limit: int) -> list[CommitMeta]:
+    def history(self, sha: str, limit: int) -> list[contract.CommitMeta]:
         """GET /commits?ref=&limit=."""
         return [
             _meta(c) for c in self._json("GET", "/commits", params={"ref": sha, "limit": limit})
@@ -310,20 +284,20 @@ class ServiceForge(ForgeBase):
         data = self._json("GET", "/ahead-behind", params={"base": base, "head": head})
         return int(data["ahead"]), int(data["behind"])
 
-    def _find_change_request(self, source: str, target: str) -> ChangeRequest | None:
+    def _find_change_request(self, source: str, target: str) -> contract.ChangeRequest | None:
         """Never a request of its own: POST /promotions returns the open one."""
         return None
 
     def _open_change_request_once(
         self, source: str, target: str, title: str, body: str
-    ) -> ChangeRequest:
+    ) -> contract.ChangeRequest:
         """POST /promotions (the service finds the open one or opens it)."""
         data = self._json(
             "POST",
             "/promotions",
             json={"source": source, "target": target, "title": title, "body": body},
         )
-        return ChangeRequest(
+        return contract.ChangeRequest(
             data["number"], data["url"], data["source"], data["target"], data["created"]
         )
 
