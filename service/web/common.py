@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,33 @@ def page(request: Request, template: str, session: Session | None, **data: Any) 
             **data,
         },
     )
-    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(PAGE_HEADERS)
     return response
+
+
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+"""Every page: never cached (pages show a session's data, the setup screen a new token
+once), and no script but our own file, whatever a forge or a repository put in the HTML
+(a `javascript:` link, an inline handler), and never inside another site's frame."""
+
+
+def web_link(url: object) -> str:
+    """`url` when it is an http(s) address, else "": a forge's answer (a pull request's
+    `html_url`, a repository's `web_url`) is untrusted, and `javascript:` in an `href`
+    runs in our origin when clicked."""
+    text = str(url or "")
+    return text if urllib.parse.urlsplit(text).scheme in ("http", "https") else ""
+
+
+templates.env.filters["web_link"] = web_link
 
 
 def page_about(request: Request, ctx: PageContext, template: str, **data: Any) -> HTMLResponse:

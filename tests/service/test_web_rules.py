@@ -5,11 +5,14 @@ checked over plain HTTP in test_service_rules.py, which is much cheaper."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from playwright.sync_api import Page, expect
 
 from providers.contract import FileChange, FileMode
 from tests.conftest import ForgeEnv
+from tests.forges.github import GitHubDouble
 from tests.service.conftest import Service, sign_in
 from tests.service.test_web import MELTANO_YML, seeded
 
@@ -77,3 +80,38 @@ def test_a_write_user_cannot_promote_into_main_on_a_local_repository(
     assert forced.status == 403
     assert "protected in this project" in forced.text()
     assert env.head("main") == base, "main did not move"
+
+
+@ON_GITHUB
+def test_a_forge_that_answers_a_javascript_link_runs_no_script(
+    page: Page, service: Service, env: ForgeEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull request's `html_url` is the forge's word: `javascript:` is shown as text, never
+    made a link, and the pages' Content-Security-Policy runs no script but our own."""
+    base = seeded(env)
+    env.forge.commit(
+        "development",
+        base,
+        [FileChange.put("meltano.yml", MELTANO_YML + b"# change\n", base_mode=FileMode.REGULAR)],
+        "change",
+    )
+    payload = "javascript:alert(document.querySelector('[name=csrf]').value)"
+    original = GitHubDouble._pull_json
+
+    def hostile(self: GitHubDouble, request: Any, pr: dict[str, Any]) -> dict[str, Any]:
+        return {**original(self, request, pr), "html_url": payload}
+
+    monkeypatch.setattr(GitHubDouble, "_pull_json", hostile)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    url = sign_in(page, service)
+    answer = page.goto(f"{url}/projects/warehouse/compare")
+    assert answer is not None
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    page.get_by_role("button", name="Promote development to main").click()
+    shown = page.locator("#promoted a")
+    expect(shown).to_have_text(payload)
+    assert shown.get_attribute("href") == ""
+    shown.click()
+    page.wait_for_timeout(300)
+    assert dialogs == [], "no script ran"
