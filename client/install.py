@@ -64,6 +64,8 @@ def prepare_plugins(
         return 0, []
     python = _lazy(lambda: meltano_python(settings.meltano_bin))
     decided, hub = environments(root, env, python)
+    # `always` means install: the cache is then only filled, never restored from.
+    always = settings.install is InstallPolicy.ALWAYS
     cache = (
         PluginCache(settings.plugin_cache, settings.plugin_cache_max_bytes)
         if settings.plugin_cache
@@ -82,14 +84,14 @@ def prepare_plugins(
         else:
             pending.append((item, why))
     _announce(reports, pending)
-    if cache is not None:
+    if cache is not None and not always:
         pending = _restore(cache, pending, reports, python)
     code = 0
     if pending:
         keys = [k for e, _ in pending if cache and (k := cache_key(e, python())) is not None]
         claim = cache.claim(keys, _waiting(pending)) if cache and keys else nullcontext()
         with claim:
-            if cache is not None:
+            if cache is not None and not always:
                 pending = _restore(cache, pending, reports, python)  # filled while we waited
             if pending:
                 code = _install(root, settings, env, pending, reports, quiet_stdout)

@@ -66,7 +66,8 @@ FILES = {
     "out/.keep": (b"", FileMode.REGULAR),
     ".gitignore": (b"/.meltano\n/out/*.jsonl\n.env\n", FileMode.REGULAR),
 }
-ELT = ["meltano", "run", *PLUGINS]
+RUN = ["run", *PLUGINS]
+ELT = ["meltano", *RUN]
 ENTRY = [sys.executable, "-c", "from service.entry import main; main()"]
 
 
@@ -166,7 +167,7 @@ def counted(report: dict[str, Any]) -> tuple[int, int]:
 def case_a(setup: Setup) -> Sample:
     setup.plain_copy()
     install = meltano(setup, ["install"])
-    command = meltano(setup, ELT)
+    command = meltano(setup, RUN)
     return install, install + command, len(PLUGINS), 0
 
 
@@ -184,7 +185,7 @@ def case_c(setup: Setup) -> Sample:
 
 def case_d(setup: Setup) -> Sample:
     """The command alone in a folder whose plugins are installed."""
-    return 0.0, meltano(setup, ELT, setup.ready), 0, 0
+    return 0.0, meltano(setup, RUN, setup.ready), 0, 0
 
 
 def case_d_forge(setup: Setup) -> Sample:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.client.test_plugin_envs import meltano_yml
+from tests.client.test_plugins_without_git import REGISTRY
 from tests.conftest import TOKEN, ForgeEnv
 from tests.service import image
 
@@ -48,6 +49,7 @@ def build_baked(base: str, workdir: Path) -> str:
                 *mounts,
                 "--build-arg",
                 f"BASE={base}",
+                *[f"--build-arg={k}={v}" for k, v in REGISTRY.items()],
                 "-t",
                 BAKED_TAG,
                 "-f",
@@ -99,6 +101,7 @@ def test_a_baked_image_runs_with_no_install_and_installs_only_what_changed(
         "MELTANO_FORGE_PROVIDER": "github",
         "MELTANO_FORGE_API_URL": location.api_url,
         "MELTANO_FORGE_TOKEN": TOKEN,
+        **REGISTRY,  # the changed plugin is installed at run time
     }
     # The container's arguments are the Meltano command (the image's entry point is
     # meltano-forge), as `docker run IMAGE meltano run tap target` gives them.
