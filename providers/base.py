@@ -13,7 +13,8 @@ code, not what callers need to know.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar, final
 
@@ -26,12 +27,14 @@ from providers.contract import (
     ChangeRequest,
     CommitResult,
     FileChange,
+    Snapshot,
     TreeEntry,
 )
 from providers.errors import NotFound, Refused, Unavailable
-from providers.names import BranchClash, branch_clash, branch_clash_error, check_branch_name
+from providers.names import BranchClash, branch_clash, branch_clash_error, check_branch_name, is_sha
 from providers.redaction import protect_logs
 from providers.retry import LostRace, Pause, Retrier
+from providers.tarball import ChunkReader, open_tarball
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,18 @@ class ForgeBase(ABC):
             raise
 
     # ---- shared steps ----------------------------------------------------------------
+    @contextmanager
+    def _snapshot(self, ref: str, body: Iterable[bytes], folder: str = "") -> Iterator[Snapshot]:
+        """A forge's tar.gz download as a `Snapshot`, read under the configured limits: the
+        commit is the one its pax header names, which must be `ref` when `ref` is a SHA."""
+        with open_tarball(
+            ChunkReader(body),
+            expected_sha=ref if is_sha(ref) else None,
+            limits=self.config.archive_limits,
+            folder=folder,
+        ) as (sha, entries):
+            yield Snapshot(sha, entries)
+
     def _start_of(self, branch: str) -> str | None:
         """Where a missing `branch` starts when no base is given: the head of the default
         branch, or None in an empty repository (its first commit has no parent). Anything

@@ -48,8 +48,7 @@ from providers.errors import (
     from_status,
     unanswered,
 )
-from providers.names import check_branch_name, check_repo_path, is_sha
-from providers.tarball import ChunkReader, open_tarball
+from providers.names import check_branch_name, check_repo_path
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -292,13 +291,8 @@ class GitHubForge(ForgeBase):
         cannot narrow a tarball to a folder, so `path` filters while streaming."""
         response = self._call(f"download the archive of {ref}", lambda: self._open_tarball(ref))
         try:
-            with open_tarball(
-                ChunkReader(self._body(response)),
-                expected_sha=ref if is_sha(ref) else None,
-                limits=self.config.archive_limits,
-                folder=path,
-            ) as (sha, entries):
-                yield contract.Snapshot(sha, entries)
+            with self._snapshot(ref, self._body(response), path) as snapshot:
+                yield snapshot
         finally:
             response.close()
 

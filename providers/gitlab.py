@@ -42,8 +42,7 @@ from providers.errors import (
     token_refused,
     unanswered,
 )
-from providers.names import check_branch_name, check_repo_path, is_sha
-from providers.tarball import ChunkReader, open_tarball
+from providers.names import check_branch_name, check_repo_path
 
 T = TypeVar("T")
 _GITLAB = "GitLab"
@@ -216,13 +215,8 @@ class GitLabForge(ForgeBase):
             ),
         )
         try:
-            with open_tarball(
-                ChunkReader(self._body(chunks)),
-                expected_sha=ref if is_sha(ref) else None,
-                limits=self.config.archive_limits,
-                folder=folder,
-            ) as (sha, entries):
-                yield contract.Snapshot(sha, entries)
+            with self._snapshot(ref, self._body(chunks), folder) as snapshot:
+                yield snapshot
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:

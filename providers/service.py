@@ -28,8 +28,7 @@ from providers.errors import (
     from_status,
     unanswered,
 )
-from providers.names import check_branch_name, check_repo_path, is_sha
-from providers.tarball import ChunkReader, open_tarball
+from providers.names import check_branch_name, check_repo_path
 
 T = TypeVar("T")
 
@@ -189,13 +188,8 @@ class ServiceForge(ForgeBase):
         request = self._http.build_request("GET", self.base + "/archive", params={"ref": ref})
         response = self._call(lambda: self._answer(request, stream=True))
         try:
-            with open_tarball(
-                ChunkReader(response.iter_raw(64 * 1024)),
-                expected_sha=ref if is_sha(ref) else None,
-                limits=self.config.archive_limits,
-                folder=path,
-            ) as (sha, entries):
-                yield contract.Snapshot(sha, entries)
+            with self._snapshot(ref, response.iter_raw(64 * 1024), path) as snapshot:
+                yield snapshot
         finally:
             response.close()
 
