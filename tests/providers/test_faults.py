@@ -195,3 +195,25 @@ def test_a_lost_write_costs_requests_in_proportion_to_the_attempts(env: ForgeEnv
     assert env.requests("GET", commits) <= attempts, "one look per lost write"
     env.double.faults.clear()
     assert env.head() == base
+
+
+@pytest.mark.parametrize("env", REMOTE, indirect=True)
+def test_a_403_that_asks_to_slow_down_is_a_rate_limit_on_every_forge(env: ForgeEnv) -> None:
+    """One status table for every adapter: a 403 with Retry-After (GitHub's secondary
+    limit, or a proxy's) is waited out and retried on GitLab as on GitHub."""
+    assert env.double is not None
+    base = env.seed({"meltano.yml": b"v: 1\n"})
+    method, path = WRITE[env.kind]
+    env.double.inject(
+        Fault(
+            method=method,
+            path=path,
+            status=403,
+            headers={"Retry-After": "1"},
+            body={"message": "You have exceeded a rate limit. Please wait before you try again."},
+        )
+    )
+    sha = commit_one(env, base)
+    assert len(env.double.requests(method, path)) == 2
+    assert env.head() == sha
+    assert commits_after(env, base) == 1
