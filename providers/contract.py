@@ -1,6 +1,8 @@
 """The provider contract: one Protocol and the frozen dataclasses that cross it.
 
-No SDK object crosses this boundary. Paths are repository-relative POSIX strings, SHAs are
+Callers type against `Forge`; the adapters implement it by inheriting
+`providers.base.ForgeBase`, whose final methods hold the policy they share. No SDK object
+crosses this boundary. Paths are repository-relative POSIX strings, SHAs are
 40-hex commit or blob ids, and file contents are bytes.
 """
 
