@@ -5,9 +5,10 @@ primitives each forge implements (the shape of meltano's `core/state_store/base.
 the race with a moving head (rebase over disjoint changes, `Conflict` on overlapping
 ones); `create_branch` explains names that clash with a branch used as a folder;
 `open_change_request` finds the open one before opening another. Adapters only say how
-their forge makes one attempt. `contract.Forge` stays the public face: callers, tests and
-the service's doubles type against the Protocol, and a base class is how adapters share
-code, not what callers need to know.
+their forge makes one attempt. `contract.Forge` stays the public face: the client, the
+service and the tests type against the Protocol (it holds no code, so any object with
+those methods is a forge); a base class is how adapters share code, which callers need
+not know.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Moved:
     """The branch was not where the attempt expected it: nothing was written."""
 
     tried: str | None
-    """The head the attempt was made on (None when it made it on no head in particular)."""
+    """The head the attempt was made on (None when it tried to create the branch)."""
     head: str
     """Where the branch is now."""
 
