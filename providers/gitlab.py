@@ -26,7 +26,7 @@ import gitlab
 import requests
 from gitlab.exceptions import GitlabAuthenticationError, GitlabError
 
-from providers import changeset, contract
+from providers import changeset, contract, same_origin
 from providers.base import Attempt, Draft, ForgeBase, Landed, Missing
 from providers.config import ForgeConfig
 from providers.contract import FileMode
@@ -55,13 +55,19 @@ _STALE_MESSAGES = (
 
 
 class _Gitlab(gitlab.Gitlab):
-    """python-gitlab with its own retry loop off; the adapter's `Retrier` decides."""
+    """python-gitlab with its own retry loop off (the adapter's `Retrier` decides), and
+    its token sent to the configured API only: a `Link: rel="next"` to another host is
+    refused before anything is sent, and a redirect elsewhere loses the token."""
 
-    def http_request(self, *args: Any, **kwargs: Any) -> requests.Response:
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, session=same_origin.SameOriginSession(), keep_base_url=True, **kwargs)
+
+    def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> requests.Response:
+        same_origin.check(self._build_url(path), self._url)
         kwargs["obey_rate_limit"] = False
         kwargs["retry_transient_errors"] = False
         kwargs["max_retries"] = 0
-        return super().http_request(*args, **kwargs)
+        return super().http_request(verb, path, *args, **kwargs)
 
 
 class _LastHeaders(threading.local):

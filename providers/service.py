@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import httpx
 
-from providers import contract
+from providers import contract, same_origin
 from providers.base import Attempt, Draft, ForgeBase, Landed
 from providers.blobs import blob_sha
 from providers.config import ForgeConfig
@@ -149,6 +149,8 @@ class ServiceForge(ForgeBase):
             following: str | None = response.links.get("next", {}).get("url")
             if not following:
                 return items
+            following = urljoin(self.base, following)
+            same_origin.check(following, self.base)  # the service token goes nowhere else
             response = self._call(partial(self._answer, self._http.build_request("GET", following)))
 
     def repository(self) -> contract.RepositoryInfo:
