@@ -14,7 +14,7 @@ from providers.errors import ProviderError
 from service import problems, redeploys, web
 from service.archive_cache import ArchiveCache
 from service.auth import BearerGate, ProjectsWatch
-from service.body_limits import FormLimit
+from service.body_limits import BodyLimit
 from service.deps import ServiceState
 from service.events import EventBroker
 from service.outbox import OutboxPolicy, OutboxWorker
@@ -111,7 +111,12 @@ def create_app(
     )
     app.state.service = service_state
     # Inside the gate: an unknown caller's /v1 form is refused 401 before it is read.
-    app.add_middleware(FormLimit, limit=lambda: service_state.settings.form_max_bytes)
+    app.add_middleware(
+        BodyLimit,
+        form_limit=lambda: service_state.settings.form_max_bytes,
+        webhook_limit=lambda: service_state.settings.webhook_max_bytes,
+        body_limit=lambda: service_state.settings.body_max_bytes,
+    )
     app.state.projects_watch = watch = ProjectsWatch(service_state)
     app.add_middleware(
         BearerGate,

@@ -6,8 +6,9 @@ A declared `Content-Length` is not enough: a chunked body declares none, and Sta
 body that is parsed here is counted chunk by chunk, and reading stops at the limit:
 
 - webhooks, through `read_body` (the route's limit, `MELTANO_FORGE_WEBHOOK_MAX_BYTES`);
-- every form, urlencoded or multipart, on any route, through the `FormLimit` middleware
-  (`MELTANO_FORGE_FORM_MAX_BYTES`), which holds the body before any route sees it.
+- every body on any route, through the `BodyLimit` middleware, which holds it before any
+  route sees it: forms at `MELTANO_FORGE_FORM_MAX_BYTES`, webhooks at their limit, the
+  API's JSON at `MELTANO_FORGE_BODY_MAX_BYTES`.
 
 What a client sends past the limit is never read by us: the server discards it.
 """
@@ -51,41 +52,58 @@ async def read_body(request: Request, limit: int, what: str = "Webhook bodies") 
     return bytes(body)
 
 
-class FormLimit:
-    """Hold a form's body, counting, before any route parses it; a body over the limit is
-    answered 413 (a page for a browser, problem+json otherwise) without reading the rest.
-    `limit` is asked per request, so tests and settings decide it."""
+class BodyLimit:
+    """Hold every request body, counting, before any route parses it; a body over its limit
+    is answered 413 (a page for a browser, problem+json otherwise) without reading the rest.
+    Forms take `form_limit` (they reach unauthenticated pages), webhooks `webhook_limit`,
+    every other body (the API's JSON) `body_limit`. Limits are asked per request, so tests
+    and settings decide them. A request with more than one Content-Type is refused: which
+    one a parser believes is a guess (the last one slipped forms past this check)."""
 
-    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        form_limit: Callable[[], int],
+        webhook_limit: Callable[[], int],
+        body_limit: Callable[[], int],
+    ) -> None:
         self.app = app
-        self.limit = limit
+        self.form_limit, self.webhook_limit, self.body_limit = form_limit, webhook_limit, body_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass everything but forms straight through; bound forms."""
-        if scope["type"] != "http":
+        """Pass bodiless requests straight through; bound the rest."""
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        headers = {k.lower(): v for k, v in scope.get("headers") or []}
-        kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if kind not in FORMS:
-            await self.app(scope, receive, send)
+        raw = scope.get("headers") or []
+        kinds = [v for k, v in raw if k.lower() == b"content-type"]
+        if len(kinds) > 1:
+            refused = Problem(400, "Bad request", "Send one Content-Type header, not several.")
+            await (await problems.handle_problem(Request(scope), refused))(scope, receive, send)
             return
-        limit = self.limit()
+        headers = {k.lower(): v for k, v in raw}
+        kind = (kinds[0] if kinds else b"").split(b";")[0].strip().lower()
+        if kind in FORMS:
+            limit, what = self.form_limit(), "Forms"
+        elif str(scope.get("path", "")).endswith("/webhooks"):
+            limit, what = self.webhook_limit(), "Webhook bodies"
+        else:
+            limit, what = self.body_limit(), "Request bodies"
         declared = _declared(headers)
         messages: list[Message] = []
         size = 0
-        refused = declared is not None and declared > limit
-        while not refused:
+        too_big = declared is not None and declared > limit
+        while not too_big:
             message = await receive()
             messages.append(message)
             if message["type"] != "http.request":
                 break  # the client went away: let the route see it
             size += len(message.get("body", b""))
-            refused = size > limit
+            too_big = size > limit
             if not message.get("more_body", False):
                 break
-        if refused:
-            response = await problems.handle_problem(Request(scope), too_large("Forms", limit))
+        if too_big:
+            response = await problems.handle_problem(Request(scope), too_large(what, limit))
             await response(scope, receive, send)
             return
         await self.app(scope, _replay(messages, receive), send)

@@ -196,6 +196,11 @@ class ServiceSettings(Settings):
         8 * 1024 * 1024,
         description="largest form body, urlencoded or multipart, signed in or not",
     )
+    body_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="largest API request body (a commit's JSON, base64 included), held and "
+        "counted before it is parsed",
+    )
     outbox_interval: float = Field(1.0, description="seconds between redeploy delivery passes")
     outbox_max_attempts: int = Field(8, description="attempts before a delivery is dead")
     outbox_base_delay: float = Field(2.0, description="first retry delay, doubled each time")

@@ -278,6 +278,45 @@ def test_an_unknown_callers_form_on_the_api_is_refused_before_it_is_read(
     assert service.post("/branches", token=None, data=big).status_code == 401
 
 
+@on_github
+def test_a_form_with_two_content_types_is_refused(service: Service) -> None:
+    """A parser believes one Content-Type and the limit another: the request is refused."""
+    body = b"&".join(b"f%d=%s" % (i, b"x" * 1024) for i in range(16))
+    headers = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Content-Type", "text/plain"),
+    ]
+    answer = service.client.post("/signin", content=body, headers=headers)
+    assert answer.status_code == 400, answer.text[:300]
+    assert "one Content-Type" in answer.json()["detail"]
+
+
+@on_github
+def test_api_bodies_are_bounded_and_a_read_token_sends_none(service: Service) -> None:
+    """A read token's write is refused before its body is read; a writer's body over
+    MELTANO_FORGE_BODY_MAX_BYTES is a 413 before it is parsed."""
+    limit = 64 * 1024
+    service.state.settings = service.state.settings.model_copy(update={"body_max_bytes": limit})
+    big = {
+        "branch": "development",
+        "message": "m",
+        "changes": [{"path": "x", "content_base64": "QQ" * limit}],
+    }
+    refused = service.post("/commits", token=READ, json=big)
+    assert refused.status_code == 403, refused.text[:300]
+    assert "write is needed" in refused.text
+    too_big = service.post("/commits", token=WRITE, json=big)
+    assert too_big.status_code == 413, too_big.text[:300]
+    assert f"Request bodies are limited to {limit:,} bytes" in too_big.json()["detail"]
+    unfinished = _unfinished_chunked(
+        str(service.client.base_url),
+        "/v1/projects/warehouse/commits",
+        {"Content-Type": "application/json", "Authorization": f"Bearer {WRITE}"},
+        2 * limit,
+    )
+    assert unfinished.startswith(b"HTTP/1.1 413"), unfinished[:200]
+
+
 # --- lengths ----------------------------------------------------------------------------
 
 
@@ -474,6 +513,34 @@ def test_memory_a_200_mb_chunked_webhook(served: tuple[str, int]) -> None:
         assert answer.status_code == 413
     except httpx.WriteError:
         pass  # the server answered and closed before the 200 MB were sent: also bounded
+    assert _peak_mb(pid) - before < GROWTH_MB, f"peak grew {_peak_mb(pid) - before:.0f} MB"
+
+
+@pytestmark_slow
+@on_github
+def test_memory_a_read_tokens_150_mb_commit(served: tuple[str, int]) -> None:
+    """The gate refuses a read token's write before FastAPI reads the JSON whole."""
+    url, pid = served
+    _warm(url)
+    before = _peak_mb(pid)
+
+    def body() -> Iterator[bytes]:
+        yield b'{"branch": "development", "message": "m", "changes": '
+        yield b'[{"path": "x", "content_base64": "'
+        for _ in range(150):
+            yield b"Q" * MIB
+        yield b'"}]}'
+
+    try:
+        answer = httpx.post(
+            f"{url}/v1/projects/warehouse/commits",
+            content=body(),
+            headers={"Authorization": f"Bearer {READ}", "Content-Type": "application/json"},
+            timeout=120,
+        )
+        assert answer.status_code == 403
+    except httpx.WriteError:
+        pass  # answered and closed before everything was sent
     assert _peak_mb(pid) - before < GROWTH_MB, f"peak grew {_peak_mb(pid) - before:.0f} MB"
 
 
