@@ -164,6 +164,12 @@ class PluginFetcher:
     def fetch(self, requirement: GitRequirement) -> Path:
         """Download and unpack one requirement's archive; its folder."""
         target = self.folder / requirement.host / requirement.path / requirement.ref
+        if not os.path.normpath(target).startswith(f"{os.path.normpath(self.folder)}{os.sep}"):
+            msg = (
+                f"The plugin '{requirement.plugin}' names {requirement.path}@{requirement.ref}, "
+                "which would be unpacked outside the plugin sources folder"
+            )
+            raise PluginSourceError(msg, "Use a plain OWNER/REPO path and a tag or commit")
         if target.is_dir():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -166,3 +166,23 @@ def test_pip_url_variables_expand_from_the_commands_environment_never_ours(
     found = git_requirements([plugin], child)
     assert [r.ref for r in found] == ["${MELTANO_FORGE_TOKEN}", "v1.2.3"]
     assert all(ours["MELTANO_FORGE_TOKEN"] not in repr(r) for r in found)
+
+
+@pytest.mark.parametrize(
+    "pip_url",
+    [
+        "git+https://github.com/acme/../../../../escape.git@v1",
+        "git+https://github.com/acme/tap.git@../../../../escape",
+    ],
+)
+def test_a_pip_url_cannot_unpack_outside_the_plugin_sources_folder(
+    tmp_path: Path, pip_url: str
+) -> None:
+    from client.plugin_sources import PluginFetcher, git_requirements
+    from client.plugins import Plugin
+    from providers.safety import Limits
+
+    found = git_requirements([Plugin("extractors", "tap-x", pip_url)], {})
+    with pytest.raises(PluginSourceError, match="outside the plugin sources folder"):
+        PluginFetcher(tmp_path, None, Limits()).fetch(found[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
