@@ -296,3 +296,54 @@ def test_what_may_be_cached(pip_url: str, why: str) -> None:
 
     reason = uncacheable(Plugin("extractors", "tap-a", pip_url), shlex.split(pip_url), None)
     assert (why in reason) if why else reason == "", reason
+
+
+@pytest.mark.parametrize("shape", ["dotdot", "through-a-link", "absolute", "device"])
+def test_an_entry_that_would_write_outside_its_folder_is_refused(
+    tmp_path: Path, shape: str
+) -> None:
+    """The manifest's SHA-256 proves an entry whole, not harmless: whoever can write the
+    volume can write both. Members are checked as they are unpacked."""
+    import hashlib
+    import io
+    import json
+    from dataclasses import asdict
+
+    from client.plugin_cache import FORMAT, Manifest
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+
+        def add(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, link
+            data = b"" if kind != tarfile.REGTYPE else b"pwned"
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        add("bin/ok")
+        if shape == "dotdot":
+            add(f"../../../../{outside.relative_to('/')}/evil")
+        elif shape == "through-a-link":
+            add("lib", tarfile.SYMTYPE, str(outside))
+            add("lib/evil")
+        elif shape == "absolute":
+            add(f"{outside}/evil")
+        else:
+            add("dev", tarfile.CHRTYPE)
+    data = buffer.getvalue()
+    cache = PluginCache(tmp_path / "cache")
+    venv = tmp_path / "project" / ".meltano" / "extractors" / "tap-a" / "venv"
+    key = key_for(venv)
+    (cache.entries / f"{key.digest}.tar").write_bytes(data)
+    manifest = Manifest(
+        FORMAT, key.digest, hashlib.sha256(data).hexdigest(), len(data), "extractors/tap-a",
+        key.fingerprint, key.python, key.platform, key.venv, time.time(),
+    )  # fmt: skip
+    (cache.entries / f"{key.digest}.json").write_text(json.dumps(asdict(manifest)))
+    assert not cache.restore(key, venv)
+    assert list(outside.iterdir()) == []
+    assert not venv.exists()
+    assert not (cache.entries / f"{key.digest}.json").exists(), "the bad entry is removed"

@@ -106,9 +106,12 @@ def test_a_baked_image_runs_with_no_install_and_installs_only_what_changed(
     # The container's arguments are the Meltano command (the image's entry point is
     # meltano-forge), as `docker run IMAGE meltano run tap target` gives them.
     elt = ["meltano-forge", "--json", "meltano", "run", "tap-jsonl", "target-jsonl"]
+    # This machine reaches the index through a TLS-intercepting proxy: the installs inside
+    # the container trust its CA as the host does (the build mounts them the same way).
+    certs = {"/etc/ssl/certs": "/etc/ssl/certs:ro"} if REGISTRY else {}
     with image.Container(baked) as box:
         volume = fresh_volume(tmp_path, "volume1")
-        done = box.run(elt, env=runner, volumes={str(volume): PROJECT}, timeout=900)
+        done = box.run(elt, env=runner, volumes={str(volume): PROJECT, **certs}, timeout=900)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
         report = json.loads(done.stdout)
         assert {p["name"]: p["action"] for p in report["plugins"]} == {
@@ -127,7 +130,7 @@ def test_a_baked_image_runs_with_no_install_and_installs_only_what_changed(
             parent=head,
         )
         volume = fresh_volume(tmp_path, "volume2")
-        changed = box.run(elt, env=runner, volumes={str(volume): PROJECT}, timeout=900)
+        changed = box.run(elt, env=runner, volumes={str(volume): PROJECT, **certs}, timeout=900)
         assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-5000:]
         report = json.loads(changed.stdout)
         assert {p["name"]: p["action"] for p in report["plugins"]} == {
