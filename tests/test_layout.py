@@ -14,7 +14,7 @@ BELOW = {"providers": ("client", "service"), "client": ("service",)}
 
 def imported(path: Path) -> set[str]:
     """Top-level packages a module imports, at any depth of the file."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name.split(".")[0] for alias in node.names)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 
 from providers.contract import FileChange, FileMode
 from tests.conftest import ForgeEnv
@@ -103,7 +103,12 @@ def test_a_forge_that_answers_a_javascript_link_runs_no_script(
 
     monkeypatch.setattr(GitHubDouble, "_pull_json", hostile)
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def seen(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", seen)
     url = sign_in(page, service)
     answer = page.goto(f"{url}/projects/warehouse/compare")
     assert answer is not None
