@@ -29,7 +29,14 @@ from pathlib import Path
 
 from client import pip_rewrite
 from client.plugin_cache import PluginCache
-from client.plugin_envs import Action, PluginEnv, PluginReport, cache_key, environments
+from client.plugin_envs import (
+    Action,
+    PluginEnv,
+    PluginReport,
+    cache_key,
+    compile_bytecode,
+    environments,
+)
 from client.plugin_sources import PluginFetcher, git_requirements
 from client.plugins import Plugin, lock_files, project_files
 from client.settings import InstallPolicy, Settings, SettingsError
@@ -160,8 +167,10 @@ def _store(
         key = cache_key(item, python())
         if key is None:
             report.cache = f"not cached: {item.uncacheable}"
-        elif cache.store(key, item.venv, item.label) is not None:
-            report.cache = "stored"
+        elif cache.writable and cache.manifest(key) is None:
+            compile_bytecode(item.venv)
+            if cache.store(key, item.venv, item.label) is not None:
+                report.cache = "stored"
 
 
 def _waiting(pending: list[tuple[PluginEnv, str]]) -> str:

@@ -201,3 +201,19 @@ def cache_key(env: PluginEnv, meltano_python: str) -> EntryKey | None:
         return None
     found = interpreter(meltano_python)
     return EntryKey(env.wanted, found.identity, found.platform, str(env.venv))
+
+
+def compile_bytecode(venv: Path) -> None:
+    """Compile the environment's modules before it goes to the cache: uv (Meltano's
+    default installer) writes no bytecode, so every container restoring an entry would
+    otherwise compile the plugin's modules on its first import (0.8 s for an SDK tap)."""
+    python = venv / "bin" / "python"
+    folders = [str(p) for p in (venv / "lib").glob("python*/site-packages")]
+    if not python.exists() or not folders:
+        return
+    subprocess.run(  # noqa: S603 - the plugin's own interpreter, on its own files
+        [str(python), "-m", "compileall", "-q", "-j", "0", *folders],
+        capture_output=True,
+        check=False,
+        timeout=600,
+    )

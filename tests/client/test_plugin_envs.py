@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,9 @@ def test_a_fresh_container_restores_its_plugins_from_the_cache(
     assert len(entries) == 4, entries
     for entry in entries:
         assert b"hunter2-secret" not in entry.read_bytes()
+    with tarfile.open(next(e for e in entries if e.stat().st_size > 20_000_000)) as tar:
+        names = tar.getnames()
+    assert any("singer_sdk/__pycache__/" in n for n in names), "stored with its bytecode"
 
     shutil.rmtree(ws)  # a fresh container
     fresh = runner(*elt, **with_cache)
