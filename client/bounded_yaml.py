@@ -8,7 +8,7 @@ while the document is composed and before any Python object is built, with a `Ya
 that says what to fix. Anchors and merge keys that real projects use stay within the caps.
 
 Every YAML load of repository content goes through `load` (the client's settings, the
-install key, the service's summary, pages and edits); `check_text` bounds text that a
+plugin list, the service's summary, pages and edits); `check_text` bounds text that a
 round-trip parser (ruamel) loads afterwards.
 """
 

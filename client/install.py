@@ -13,11 +13,8 @@ the plugin and gives Meltano's own reason.
 from __future__ import annotations
 
 import functools
-import glob
-import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import sys
@@ -38,28 +35,13 @@ from client.plugin_envs import (
     environments,
 )
 from client.plugin_sources import PluginFetcher, git_requirements
-from client.plugins import Plugin, lock_files, project_files
+from client.plugins import Plugin
 from client.settings import InstallPolicy, Settings, SettingsError
 from client.subprocesses import KEEP_LINES, run_child
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 15.0
 """Seconds between "still installing" lines during a long install."""
-
-
-def install_key(root: Path) -> str:
-    """A digest of every file that can change the plugin set: `meltano.yml`, its
-    `include_paths` files, `plugins/**/*.lock` and requirements files. It names the plugin
-    set (a service can serve one install per set); it no longer decides an install,
-    which `plugin_envs` does per plugin."""
-    digest = hashlib.sha256()
-    files = {*project_files(root), *lock_files(root)}
-    files.update(os.path.relpath(p, root) for p in glob.glob(str(root / "requirements*.txt")))
-    for rel in sorted(files):
-        path = root / rel
-        if path.is_file():
-            digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def prepare_plugins(

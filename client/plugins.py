@@ -57,7 +57,7 @@ def read_project_yaml(root: Path, rel: str) -> dict[str, Any]:
 
 @functools.cache
 def _warn_once(text: str) -> None:
-    """The install key, the install and the read-only check each read the same files."""
+    """The plugin list, the install and the read-only check each read the same files."""
     log.warning("%s", text)
 
 

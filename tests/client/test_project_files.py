@@ -1,19 +1,20 @@
-"""The files the runner reads for the install key and the plugin list are the project's:
-`include_paths` in a repository's `meltano.yml` cannot make it read the host's files."""
+"""The files the runner reads for the plugin list are the project's: `include_paths` in a
+repository's `meltano.yml` cannot make it read the host's files."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from client.install import install_key
-from client.plugins import project_files
+from client.plugins import project_files, project_plugins
 
 
 def test_include_paths_outside_the_project_are_not_read(tmp_path: Path) -> None:
     outside = tmp_path / "host"
     outside.mkdir()
-    (outside / "secret.yml").write_text("token: ghp_x\n")
+    (outside / "secret.yml").write_text(
+        "plugins:\n  extractors:\n  - name: tap-host\n    pip_url: tap-host\n"
+    )
     project = tmp_path / "project"
     (project / "extra").mkdir(parents=True)
     (project / "extra" / "jobs.yml").write_text("jobs: []\n")
@@ -26,6 +27,4 @@ def test_include_paths_outside_the_project_are_not_read(tmp_path: Path) -> None:
         "  - /proc/self/environ\n"
     )
     assert project_files(project) == ["meltano.yml", "extra/jobs.yml"]
-    before = install_key(project)
-    (outside / "secret.yml").write_text("token: ghp_y\n")
-    assert install_key(project) == before
+    assert [p.name for p in project_plugins(project)] == []
