@@ -324,3 +324,65 @@ class WorkspaceReporter(Protocol):
     ) -> None:
         """Record a runner's branch, base commit, uncommitted files and their patch."""
         ...
+
+
+class StatusState(enum.StrEnum):
+    """A commit status's state, as GitHub and GitLab both accept it (GitLab calls
+    `failure` `failed`; its adapter translates)."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    """One commit status, as a check reports it (`meltano-forge/check`)."""
+
+    state: StatusState
+    context: str
+    """GitHub's `context`, GitLab's `name`."""
+    description: str
+    """One short line (GitHub keeps 140 characters; adapters cut it)."""
+    target_url: str | None = None
+    """Where a person reads the findings."""
+
+
+@dataclass(frozen=True)
+class ChangeRequestHead:
+    """A pull request or merge request as it stands now (`pulls/get`, `merge_requests/:iid`)."""
+
+    number: int
+    """PR number or MR iid."""
+    head_sha: str
+    source: str
+    target: str
+    open: bool
+    """False once it is closed or merged."""
+    url: str = ""
+
+
+@runtime_checkable
+class CheckReporter(Protocol):
+    """A forge that takes commit statuses and review comments (GitHub, GitLab; not a local
+    repository). Every method raises `ProviderError`s: a token without the permission gets
+    `PermissionDenied` saying which one it needs."""
+
+    def set_commit_status(self, sha: str, status: CommitStatus) -> None:
+        """Create a status on a commit (a newer one with the same context replaces it)."""
+        ...
+
+    def commit_statuses(self, sha: str) -> list[CommitStatus]:
+        """The statuses on a commit, newest first (for reading back what was reported)."""
+        ...
+
+    def change_request_head(self, number: int) -> ChangeRequestHead:
+        """A PR/MR's head commit and branches now; `NotFound` when it does not exist."""
+        ...
+
+    def upsert_comment(self, number: int, marker: str, body: str, known_id: int | None) -> int:
+        """Write the one comment on PR/MR `number` that carries `marker` (a hidden HTML
+        comment in `body`): edit `known_id` if it is still there, else the first comment
+        holding the marker, else create one. Returns the comment's id. Never a second one."""
+        ...

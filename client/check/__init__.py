@@ -24,6 +24,7 @@ from client.check.project_files import (
     FolderReader,
     ForgeReader,
     MappingReader,
+    OverlayReader,
     ProjectReader,
     reader_for,
 )
@@ -51,6 +52,17 @@ def check_project(
     return CheckResult.of(project.findings)
 
 
+def check_change(
+    before: Files, changes: Mapping[str, bytes | None], *, environment: str | None = None
+) -> CheckResult:
+    """Check what the project will hold once `changes` (path to new bytes, `None` to
+    delete, project-relative) land on `before`; `before` is also the base of the rules
+    that compare. The one gate of `commit`, the runner's auto-commit, the editor and the
+    settings forms."""
+    below = reader_for(before)
+    return check_project(OverlayReader(below, changes), environment=environment, base=below)
+
+
 __all__ = [
     "CheckResult",
     "Files",
@@ -58,7 +70,9 @@ __all__ = [
     "FolderReader",
     "ForgeReader",
     "MappingReader",
+    "OverlayReader",
     "ProjectReader",
     "Severity",
+    "check_change",
     "check_project",
 ]

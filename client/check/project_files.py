@@ -100,6 +100,26 @@ class ForgeReader:
         return self.forge.read_file(self.sha, self.prefix + path)
 
 
+class OverlayReader:
+    """A project with a change set laid over it: what the project holds once a commit lands
+    (`None` deletes a path). Files the change does not touch are read from `below`."""
+
+    def __init__(self, below: ProjectReader, changes: Mapping[str, bytes | None]) -> None:
+        self.below, self.changes = below, changes
+
+    def paths(self) -> Iterable[str]:
+        """The paths below, minus the deleted ones, plus the added ones."""
+        kept = {p: None for p in self.below.paths() if self.changes.get(p, b"") is not None}
+        kept.update((p, None) for p, data in self.changes.items() if data is not None)
+        return kept.keys()
+
+    def read(self, path: str) -> bytes | None:
+        """The changed bytes of `path`, or what the project below holds."""
+        if path in self.changes:
+            return self.changes[path]
+        return self.below.read(path)
+
+
 def reader_for(files: Mapping[str, bytes] | ProjectReader) -> ProjectReader:
     """A reader for whatever the caller has."""
     if isinstance(files, ProjectReader):
