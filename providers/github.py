@@ -32,6 +32,8 @@ import requests
 from github import Auth, Github, GithubException, InputGitAuthor, InputGitTreeElement
 from github.GitBlob import GitBlob
 from github.GitCommit import GitCommit
+from github.IssueComment import IssueComment
+from github.PaginatedList import PaginatedList
 from github.Repository import Repository
 
 from providers import contract
@@ -42,6 +44,7 @@ from providers.errors import (
     AlreadyExists,
     InvalidRequest,
     NotFound,
+    PermissionDenied,
     ProviderError,
     Refused,
     Unavailable,
@@ -98,14 +101,21 @@ def _forge_message(exc: GithubException) -> str:
 
 
 @contextmanager
-def map_github_errors(action: str, token_set: bool = True) -> Iterator[None]:
-    """Translate PyGithub, requests and httpx errors into the provider error tree."""
+def map_github_errors(
+    action: str, token_set: bool = True, permission: str | None = None
+) -> Iterator[None]:
+    """Translate PyGithub, requests and httpx errors into the provider error tree.
+    `permission` is what a 403 tells the person to grant, for calls that need more than
+    the contents permission every other call needs."""
     try:
         yield
     except ProviderError:
         raise
     except GithubException as exc:
-        raise _translate(exc, action, token_set) from exc
+        error = _translate(exc, action, token_set)
+        if permission is not None and type(error) is PermissionDenied:
+            error = PermissionDenied(error.reason, permission)
+        raise error from exc
     except (requests.RequestException, httpx.TransportError) as exc:
         raise unanswered(_GITHUB, action, exc) from exc
     except httpx.HTTPStatusError as exc:
@@ -620,6 +630,181 @@ class GitHubForge(ForgeBase):
         return contract.ChangeRequest(
             pulls[0].number, pulls[0].html_url, source, target, created=False
         )
+
+    # ---- check reporting (contract.CheckReporter) ------------------------------------
+    def _report(
+        self,
+        action: str,
+        permission: str,
+        fn: Callable[[], T],
+        verify: Callable[[], T | None] | None = None,
+    ) -> T:
+        """`_call`, with a 403 saying which permission the token lacks."""
+        return self._retrier.mapped(
+            lambda: map_github_errors(action, self._token_set, permission), fn, verify
+        )
+
+    def set_commit_status(self, sha: str, status: contract.CommitStatus) -> None:
+        """POST /statuses/{sha}, one request; the description is cut to GitHub's 140
+        characters. Sending it twice after a lost response is harmless: the newest status
+        of a context is the one that counts, and both say the same."""
+        payload: dict[str, Any] = {
+            "state": status.state.value,
+            "context": status.context,
+            "description": _cut(status.description, STATUS_DESCRIPTION_MAX),
+        }
+        if status.target_url:
+            payload["target_url"] = status.target_url
+        self._report(
+            f"set the commit status '{status.context}' on {sha[:12]}",
+            _STATUSES_WRITE,
+            lambda: self._repo._requester.requestJsonAndCheck(
+                "POST", f"{self._repo.url}/statuses/{sha}", input=payload
+            ),
+        )
+
+    def commit_statuses(self, sha: str) -> list[contract.CommitStatus]:
+        """The newest status of each context, newest first, from the combined status
+        (GET /commits/{sha}/status: one request for up to 100 contexts), the way GitHub
+        weighs them on a pull request."""
+
+        def combined() -> list[dict[str, Any]]:
+            statuses: list[dict[str, Any]] = []
+            for page in range(1, STATUS_PAGES + 1):
+                _, data = self._repo._requester.requestJsonAndCheck(
+                    "GET",
+                    f"{self._repo.url}/commits/{sha}/status",
+                    parameters={"per_page": 100, "page": page},
+                )
+                statuses += data.get("statuses") or []
+                if len(statuses) >= int(data.get("total_count") or 0) or not data.get("statuses"):
+                    break
+            return statuses
+
+        listed = self._report(f"read the commit statuses of {sha[:12]}", _STATUSES_READ, combined)
+        return [
+            contract.CommitStatus(
+                contract.StatusState(str(s["state"])),
+                str(s["context"]),
+                str(s.get("description") or ""),
+                s.get("target_url"),
+            )
+            for s in sorted(listed, key=lambda s: int(s["id"]), reverse=True)
+        ]
+
+    def change_request_head(self, number: int) -> contract.ChangeRequestHead:
+        """GET /pulls/{number}, one request."""
+        pr = self._report(
+            f"read pull request #{number}", _PULLS_READ, lambda: self._repo.get_pull(number)
+        )
+        return contract.ChangeRequestHead(
+            pr.number, pr.head.sha, pr.head.ref, pr.base.ref, pr.state == "open", pr.html_url
+        )
+
+    def upsert_comment(self, number: int, marker: str, body: str, known_id: int | None) -> int:
+        """The one comment carrying `marker` on PR `number`: `known_id` read back (one
+        request) and edited when it still carries the marker on this PR; else the PR's
+        comments scanned, oldest first, 100 a page, for the marker; else a new comment. An
+        unchanged body is not sent again (every edit counts against GitHub's limit on
+        content-creating requests), and a comment whose creation lost its response is
+        looked for before it is sent again."""
+        if marker not in body:
+            msg = "The comment's body does not carry its marker"
+            raise InvalidRequest(msg, "Put the marker (a hidden HTML comment) in the body")
+        if known_id is not None:
+            current = self._marked_comment_body(number, known_id, marker)
+            if current == body:
+                return known_id
+            if current is not None and self._edit_comment(known_id, body):
+                return known_id
+        found = self._find_marked_comment(number, marker)
+        if found is not None and self._edit_comment(found, body):
+            return found
+        _, data = self._report(
+            f"comment on pull request #{number}",
+            _COMMENTS_WRITE,
+            lambda: self._repo._requester.requestJsonAndCheck(
+                "POST", f"{self._repo.url}/issues/{number}/comments", input={"body": body}
+            ),
+            verify=lambda: self._landed_comment(number, marker),
+        )
+        return int(data["id"])
+
+    def _marked_comment_body(self, number: int, comment_id: int, marker: str) -> str | None:
+        """The body of comment `comment_id` if it is on PR `number` and carries `marker`."""
+        try:
+            _, data = self._report(
+                f"read comment {comment_id}",
+                _PULLS_READ,
+                lambda: self._repo._requester.requestJsonAndCheck(
+                    "GET", f"{self._repo.url}/issues/comments/{comment_id}"
+                ),
+            )
+        except NotFound:
+            return None
+        text = str(data.get("body") or "")
+        on_this_pr = str(data.get("issue_url", "")).endswith(f"/issues/{number}")
+        return text if on_this_pr and marker in text else None
+
+    def _find_marked_comment(self, number: int, marker: str) -> int | None:
+        listed = PaginatedList(
+            IssueComment,
+            self._repo._requester,
+            f"{self._repo.url}/issues/{number}/comments",
+            None,
+        )
+        return self._report(
+            f"read the comments on pull request #{number}",
+            _PULLS_READ,
+            lambda: next((c.id for c in listed if marker in (c.body or "")), None),
+        )
+
+    def _landed_comment(self, number: int, marker: str) -> tuple[dict[str, Any], Any] | None:
+        found = self._find_marked_comment(number, marker)
+        return None if found is None else ({}, {"id": found})
+
+    def _edit_comment(self, comment_id: int, body: str) -> bool:
+        """PATCH the comment; False when it was deleted meanwhile."""
+        try:
+            self._report(
+                f"edit comment {comment_id}",
+                _COMMENTS_WRITE,
+                lambda: self._repo._requester.requestJsonAndCheck(
+                    "PATCH",
+                    f"{self._repo.url}/issues/comments/{comment_id}",
+                    input={"body": body},
+                ),
+            )
+        except NotFound:
+            return False
+        return True
+
+
+STATUS_DESCRIPTION_MAX = 140
+"""GitHub refuses a longer status description (422)."""
+STATUS_PAGES = 10
+"""Pages of 100 contexts read at most (a commit has a handful)."""
+_STATUSES_WRITE = (
+    'Give the token the "Commit statuses: write" repository permission (a fine-grained '
+    "token or a GitHub App), or the repo:status scope (a classic token)"
+)
+_STATUSES_READ = (
+    'Give the token the "Commit statuses: read" repository permission (a fine-grained '
+    "token or a GitHub App), or the repo:status scope (a classic token)"
+)
+_COMMENTS_WRITE = (
+    'Give the token the "Pull requests: write" repository permission (a fine-grained '
+    "token or a GitHub App), or the repo scope (a classic token)"
+)
+_PULLS_READ = (
+    'Give the token the "Pull requests: read" repository permission (a fine-grained '
+    "token or a GitHub App), or the repo scope (a classic token)"
+)
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _as_inline_text(data: bytes) -> str | None:

@@ -5,6 +5,19 @@ Status codes and error bodies follow GitHub's: 401 "Bad credentials", 404 "Not F
 409 "Git Repository is empty.", 422 "Update is not a fast forward", "Reference already
 exists", "Reference update failed" and "Validation Failed". Every response is filled to
 and checked against the published OpenAPI description in tests/contracts.
+
+Check reporting (tests/forges/github_reporting.py): commit statuses, issue comments on PRs,
+`pulls/get`, `pulls/files`, and the page `GET /{owner}/{repo}/pull/{number}` (no token
+needed). What tests use:
+- `double.open_pull(full_name, head, base, title) -> number` opens a PR without a request
+  (or open one through the adapter, `forge.open_change_request`); `double.close_pull`;
+- `double.reporting.statuses_on(full_name, sha)` (newest first),
+  `double.reporting.comments_on(full_name, number)` (oldest first, dicts with `id`,
+  `body`, `user`), `double.reporting.add_comment(full_name, number, body, user)`,
+  `double.reporting.delete_comment(full_name, comment_id)`;
+- `double.fine_grained(token, statuses="read", pull_requests="write", ...)` accepts a
+  fine-grained token (`integration=True`: a GitHub App's) that gets GitHub's 403 where it
+  lacks a permission.
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ import base64
 import binascii
 import hashlib
 import itertools
+import re
 import threading
 import time
 import urllib.parse
@@ -25,6 +39,7 @@ from providers import gitobjects
 from providers.contract import FileMode
 from providers.errors import InvalidRequest
 from tests.forges import gitdata, openapi
+from tests.forges.github_reporting import PAGE, GitHubReporting, Grant
 from tests.forges.graphql import GraphQLEndpoint
 from tests.forges.server import ForgeDouble, Request, Response, paginate
 
@@ -35,9 +50,11 @@ OWNER_EMAIL = "double-user@users.noreply.forge.invalid"
 R = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
 
 
-def error(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> Response:
-    """GitHub's error body."""
-    body: dict[str, Any] = {"message": message, "documentation_url": DOCS, "status": str(status)}
+def error(
+    status: int, message: str, errors: list[dict[str, Any]] | None = None, docs: str = DOCS
+) -> Response:
+    """GitHub's error body (`docs`: the operation's page, as GitHub links it)."""
+    body: dict[str, Any] = {"message": message, "documentation_url": docs, "status": str(status)}
     if errors is not None:
         body["errors"] = errors
     return Response.json(status, body)
@@ -91,6 +108,8 @@ class GitHubDouble(ForgeDouble):
             self.codeload,
         )
         self.route("POST", "/api/graphql", self.graphql.handle)
+        self.reporting = GitHubReporting(self)
+        self.reporting.register()
 
     # ---- forge-wide behaviour --------------------------------------------------------
     def presented_token(self, request: Request) -> str | None:
@@ -100,7 +119,19 @@ class GitHubDouble(ForgeDouble):
     def authorized(self, request: Request) -> bool:
         if request.path.startswith("/_codeload/"):
             return request.query.get("token") in self._codeload_tokens
+        if re.fullmatch(PAGE, request.path):  # a browser shows the PR page without a token
+            return True
         return super().authorized(request)
+
+    def error(
+        self,
+        status: int,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        docs: str = DOCS,
+    ) -> Response:
+        """GitHub's error body, for the routes that live outside this module."""
+        return error(status, message, errors, docs)
 
     def forbidden(self, request: Request) -> Response | None:
         """GitHub's 403 for a write with a token that may only read."""
@@ -758,7 +789,7 @@ class GitHubDouble(ForgeDouble):
             )
 
     # ---- pull requests ---------------------------------------------------------------
-    def _pull_json(self, request: Request, pr: dict[str, Any]) -> dict[str, Any]:
+    def pull_json(self, request: Request, pr: dict[str, Any]) -> dict[str, Any]:
         owner = request.params["owner"]
         return {
             **pr,
@@ -782,7 +813,7 @@ class GitHubDouble(ForgeDouble):
         head = request.query.get("head", "")
         base = request.query.get("base")
         items = [
-            self._pull_json(request, p)
+            self.pull_json(request, p)
             for p in pulls
             if (state == "all" or p["state"] == state)
             and (not head or f"{request.params['owner']}:{p['head_ref']}" == head)
@@ -849,7 +880,41 @@ class GitHubDouble(ForgeDouble):
                 "base_sha": branches[base_ref],
             }
             pulls.append(pr)
-        return self.ok(request, 201, self._pull_json(request, pr))
+        return self.ok(request, 201, self.pull_json(request, pr))
+
+    # ---- test controls for pull requests ---------------------------------------------
+    def open_pull(self, full_name: str, head: str, base: str, title: str = "A change") -> int:
+        """Open a PR straight in the double (no request, no checks); returns its number."""
+        with self.open_repo(full_name) as repo:
+            assert repo is not None
+            branches = gitdata.heads(repo)
+        pulls = self.pulls.setdefault(full_name, [])
+        pulls.append(
+            {
+                "number": len(pulls) + 1,
+                "state": "open",
+                "title": title,
+                "body": None,
+                "head_ref": head,
+                "base_ref": base,
+                "head_sha": branches[head],
+                "base_sha": branches[base],
+            }
+        )
+        return len(pulls)
+
+    def close_pull(self, full_name: str, number: int) -> None:
+        """Close a PR, as a person on the page does."""
+        for pr in self.pulls.get(full_name, []):
+            if pr["number"] == number:
+                pr["state"] = "closed"
+
+    def fine_grained(self, token: str, *, integration: bool = False, **permissions: str) -> None:
+        """Accept `token` as a fine-grained token (or, with `integration`, a GitHub App's
+        installation token) holding exactly `permissions` (`statuses="read"`, ...); its
+        role is 'write' when it may write contents."""
+        self.add_token(token, "write" if permissions.get("contents") == "write" else "read")
+        self.reporting.grants[token] = Grant(dict(permissions), integration)
 
     # ---- archives --------------------------------------------------------------------
     def tarball(self, request: Request) -> Response:

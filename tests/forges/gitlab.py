@@ -6,6 +6,15 @@ commits API follows `Files::MultiService`: actions apply in order on the start b
 commit on the branch against its last commit as of `last_commit_id`) and answer 400 "The
 file has changed since you started editing it: PATH"; creating an existing file or
 touching a missing one answer GitLab's 400s. Archives honour `sha` and `path`.
+
+Check reporting (tests/forges/gitlab_reporting.py): commit statuses, `merge_requests/:iid`,
+MR notes, and the page `GET /{path}/-/merge_requests/{iid}` (no token needed). What tests
+use: `double.open_merge_request(path, source, target, title) -> iid` (or the adapter's
+`open_change_request`), `double.close_merge_request(path, iid)`,
+`double.reporting.statuses_on(path, sha)`, `double.reporting.notes_on(path, iid)` (oldest
+first, dicts with `id`, `body`, `user`), `double.reporting.add_note(path, iid, body, user)`,
+`double.reporting.delete_note(path, note_id)`, and `double.scoped(token, role, "read_api")`
+for a token without the `api` scope.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import base64
 import binascii
 import datetime as dt
 import itertools
+import re
 import threading
 import time
 import urllib.parse
@@ -28,6 +38,8 @@ from providers import gitobjects
 from providers.contract import FileMode
 from providers.errors import InvalidRequest
 from tests.forges import gitdata
+from tests.forges.gitlab_reporting import PAGE as REPORTING_PAGE
+from tests.forges.gitlab_reporting import GitLabReporting
 from tests.forges.server import ForgeDouble, Request, Response, paginate
 
 API = "/api/v4"
@@ -111,6 +123,7 @@ class GitLabDouble(ForgeDouble):
             ("POST", P + "/merge_requests", self.create_mr),
         ):
             self.route(method, API + pattern, self._in_project(handler))
+        self._add_reporting()
 
     # ---- forge-wide behaviour --------------------------------------------------------
     LEVELS: ClassVar[dict[str, int]] = {"read": 20, "write": 30, "admin": 40}
@@ -709,3 +722,43 @@ class GitLabDouble(ForgeDouble):
             }
             mrs.append(mr)
         return Response.json(201, self._mr_json(path, mr))
+
+    # ---- check reporting (routes and state in tests/forges/gitlab_reporting.py) ------
+    def _add_reporting(self) -> None:
+        self.reporting = GitLabReporting(self)
+        self.reporting.register()
+
+    def authorized(self, request: Request) -> bool:
+        if re.fullmatch(REPORTING_PAGE, request.path):  # a browser shows the MR page
+            return True
+        return super().authorized(request)
+
+    def open_merge_request(
+        self, path: str, source: str, target: str, title: str = "A change"
+    ) -> int:
+        """Open an MR straight in the double (no request, no checks); returns its iid."""
+        mrs = self.merge_requests.setdefault(path, [])
+        mrs.append(
+            {
+                "id": next(self._counter),
+                "iid": len(mrs) + 1,
+                "state": "opened",
+                "title": title,
+                "description": None,
+                "source_branch": source,
+                "target_branch": target,
+            }
+        )
+        return len(mrs)
+
+    def close_merge_request(self, path: str, iid: int) -> None:
+        """Close an MR, as a person on the page does (its head stays where it was)."""
+        for mr in self.merge_requests.get(path, []):
+            if mr["iid"] == iid:
+                self.reporting.head_of(path, mr)
+                mr["state"] = "closed"
+
+    def scoped(self, token: str, role: str, *scopes: str) -> None:
+        """Accept `token` with a role and only these scopes (`read_api`: reads only)."""
+        self.add_token(token, role)
+        self.reporting.scopes[token] = set(scopes)
