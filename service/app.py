@@ -18,7 +18,9 @@ from service.body_limits import BodyLimit
 from service.deps import ServiceState
 from service.events import EventBroker
 from service.outbox import OutboxPolicy, OutboxWorker
+from service.pull_checks import check_worker
 from service.routes import archive, collab, commits, deliveries, health, meltano, projects, webhooks
+from service.routes import checks as check_routes
 from service.settings import ServiceSettings
 from service.storage import make_engine, migrate
 from service.web import setup_store
@@ -97,11 +99,16 @@ def create_app(
         worker = outbox_worker(service_state) if deliver else None
         if worker is not None:
             worker.start()
+        checker = check_worker(service_state) if deliver else None  # PR/MR and push checks
+        if checker is not None:
+            checker.start()
         try:
             yield
         finally:
             if worker is not None:
                 worker.stop()
+            if checker is not None:
+                checker.stop()
 
     app = FastAPI(
         title="meltano-forge",
@@ -130,6 +137,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, problems.handle_validation)
     for module in (health, projects, archive, commits, meltano, collab, webhooks, deliveries):
         app.include_router(module.router)
+    app.include_router(check_routes.router)
     web.mount(app)
     app.state.error_page = web.error_page
     return app

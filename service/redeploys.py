@@ -1,4 +1,5 @@
-"""From a verified push to redeploy deliveries: dedupe, match targets, enqueue.
+"""From a verified push to redeploy deliveries (and a pull/merge request or a push to the
+working or a protected branch to a check job): dedupe, match targets, enqueue.
 
 A push is stored first (that is what makes the 202 durable); its deliveries are resolved
 right away when the payload names the changed paths, or after the answer when the forge
@@ -17,12 +18,16 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from client.policy import BranchPolicy
 from providers.contract import Forge
 from providers.errors import ProviderError
-from service import outbox
+from service import check_jobs, outbox
 from service.settings import DeployTarget, ProjectConfig, ProjectsFile
 from service.storage import webhook_events
-from service.webhooks import ZERO, Push
+from service.webhooks import ZERO, ChangeRequestEvent, Push
+
+Event = Push | ChangeRequestEvent
+"""What a webhook delivery stores: a push, or a pull/merge request up for review."""
 
 REPLAY_WINDOW = 30 * 24 * 3600.0
 """How long a signed body is remembered: GitHub's signature has no timestamp, so a
@@ -39,6 +44,8 @@ class Outcome:
     deliveries: int | None
     """None while the redeploys are still being resolved."""
     targets: tuple[str, ...] = ()
+    checks: int = 0
+    """Check jobs queued (a pull/merge request, a push to a checked branch)."""
 
 
 def needs_forge(push: Push) -> bool:
@@ -85,20 +92,49 @@ def matching(
     return out
 
 
-def _encode(push: Push) -> str:
-    data = dataclasses.asdict(push)
-    data["paths"] = sorted(push.paths) if push.paths is not None else None
+def _encode(event: Event) -> str:
+    data = dataclasses.asdict(event)
+    if isinstance(event, ChangeRequestEvent):
+        data["kind"] = "change_request"
+    else:
+        data["paths"] = sorted(event.paths) if event.paths is not None else None
     return json.dumps(data)
 
 
-def _decode(text: str) -> Push:
+def _decode(text: str) -> Event:
     data = json.loads(text)
+    if data.pop("kind", None) == "change_request":
+        return ChangeRequestEvent(**data)
     data["paths"] = frozenset(data["paths"]) if data["paths"] is not None else None
     return Push(**data)
 
 
+def checked_branch(project: ProjectConfig, branch: str) -> bool:
+    """Whether a push to `branch` gets a check (the working branch and protected ones)."""
+    policy = BranchPolicy(project.working_branch, project.protected_branches)
+    return branch == project.working_branch or policy.is_read_only(branch)
+
+
+def _check_subject(project: ProjectConfig, event: Event) -> check_jobs.Subject | None:
+    if isinstance(event, ChangeRequestEvent):
+        return check_jobs.Subject(
+            event.forge,
+            event.source,
+            event.head_sha,
+            event.delivery_id,
+            number=event.number,
+            target=event.target,
+        )
+    if event.branch is None or event.deleted or not checked_branch(project, event.branch):
+        return None
+    before = event.before if event.before != ZERO else None
+    return check_jobs.Subject(
+        event.forge, event.branch, event.after, event.delivery_id, base_sha=before
+    )
+
+
 def accept(
-    engine: sa.Engine, project: ProjectConfig, push: Push, replay_window: float = REPLAY_WINDOW
+    engine: sa.Engine, project: ProjectConfig, push: Event, replay_window: float = REPLAY_WINDOW
 ) -> bool:
     """Store the push once; False when this delivery id was seen before, or the same signed
     body arrived for this project within `replay_window` seconds (a replay under a new,
@@ -156,7 +192,11 @@ def _process(engine: sa.Engine, project: ProjectConfig, forge: Forge, event_id: 
         push = _decode(row.push)
         targets: list[DeployTarget] = []
         added = 0
-        if push.branch is not None and not push.deleted:
+        subject = _check_subject(project, push)
+        checks = (
+            check_jobs.enqueue(connection, project.name, subject, time.time()) if subject else 0
+        )
+        if isinstance(push, Push) and push.branch is not None and not push.deleted:
             paths = changed_paths(forge, push) if paths_matter(project, push) else push.paths
             targets = matching(project.deploy_targets, push.branch, paths)
             payload = {
@@ -175,7 +215,7 @@ def _process(engine: sa.Engine, project: ProjectConfig, forge: Forge, event_id: 
         )
         if claimed.rowcount != 1:
             raise _Raced
-    return Outcome(False, added, tuple(t.name for t in targets))
+    return Outcome(False, added, tuple(t.name for t in targets), checks)
 
 
 def process_pending(

@@ -1,16 +1,20 @@
-"""Verify forge webhooks and turn pushes into branch events (no HTTP here, only logic)."""
+"""Verify forge webhooks and turn pushes and pull/merge requests into events (no HTTP here,
+only logic)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 ZERO = "0" * 40
+SHA = re.compile(r"[0-9a-f]{40}")
 TIMESTAMP_TOLERANCE = 300
 """Seconds a signed GitLab delivery's timestamp may be from our clock (Standard Webhooks)."""
 GITHUB_COMMIT_CAP = 2048
@@ -189,4 +193,140 @@ def parse(forge: str, headers: dict[str, str], body: bytes) -> Push | None:
         forced,
         paths,
         hashlib.sha256(body).hexdigest(),
+    )
+
+
+CHANGE_REQUEST_EVENTS = {"github": "pull_request", "gitlab": "Merge Request Hook"}
+"""The delivery header that names a pull request (GitHub) or merge request (GitLab) event."""
+GITHUB_ACTIONS = frozenset({"opened", "synchronize", "reopened"})
+"""`pull_request` actions that put a head commit up for review; the rest are ignored."""
+GITLAB_ACTIONS = frozenset({"open", "update", "reopen"})
+"""`Merge Request Hook` actions that may; an `update` counts only with new commits."""
+
+
+@dataclass(frozen=True)
+class ChangeRequestEvent:
+    """A pull request (GitHub) or merge request (GitLab) whose head is up for review."""
+
+    forge: str
+    delivery_id: str
+    event: str
+    action: str
+    number: int
+    """PR number or MR iid."""
+    head_sha: str
+    source: str
+    """The branch with the changes."""
+    target: str
+    """The branch it merges into."""
+    url: str = ""
+    """Where a person reviews it (the forge's word: untrusted until shown as a link)."""
+    digest: str = ""
+    """sha256 of the signed body, against replays."""
+
+
+class _Named(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    ref: str = ""
+    sha: str = ""
+
+
+class _Pull(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    number: int
+    html_url: str = ""
+    head: _Named
+    base: _Named
+
+
+class _PullRequestEvent(BaseModel):
+    """The fields of a GitHub `pull_request` payload we read."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: str
+    number: int
+    pull_request: _Pull
+
+
+class _LastCommit(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = ""
+
+
+class _MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    iid: int
+    action: str = ""
+    source_branch: str = ""
+    target_branch: str = ""
+    last_commit: _LastCommit = Field(default_factory=_LastCommit)
+    oldrev: str | None = None
+    """Present on an `update` that brought new commits."""
+    url: str = ""
+
+
+class _MergeRequestEvent(BaseModel):
+    """The fields of a GitLab `Merge Request Hook` payload we read."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    object_kind: str = "merge_request"
+    object_attributes: _MergeRequest
+
+
+def is_change_request(forge: str, headers: dict[str, str]) -> bool:
+    """Whether the delivery is a pull request or merge request event."""
+    event = headers.get("x-github-event") or headers.get("x-gitlab-event") or ""
+    return CHANGE_REQUEST_EVENTS.get(forge) == event
+
+
+def _validated(model: type[BaseModel], body: bytes) -> Any:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "the body"
+        msg = f"{where}: {error['msg']}"
+        raise BadPayload(msg) from None
+
+
+def parse_change_request(
+    forge: str, headers: dict[str, str], body: bytes
+) -> ChangeRequestEvent | None:
+    """The pull or merge request whose head a delivery puts up for review, or None for the
+    actions that do not (closed, labelled, a GitLab title edit with no new commit);
+    `BadPayload` when the body is not shaped like one."""
+    event = headers.get("x-github-event") or headers.get("x-gitlab-event") or ""
+    delivery = delivery_id(forge, headers, body)
+    digest = hashlib.sha256(body).hexdigest()
+    if forge == "github":
+        pull = _validated(_PullRequestEvent, body)
+        if pull.action not in GITHUB_ACTIONS:
+            return None
+        head, base = pull.pull_request.head, pull.pull_request.base
+        found = (pull.number, head.sha, head.ref, base.ref, pull.pull_request.html_url)
+        action = pull.action
+    else:
+        attributes = _validated(_MergeRequestEvent, body).object_attributes
+        action = attributes.action
+        if action not in GITLAB_ACTIONS or (action == "update" and not attributes.oldrev):
+            return None
+        found = (
+            attributes.iid,
+            attributes.last_commit.id,
+            attributes.source_branch,
+            attributes.target_branch,
+            attributes.url,
+        )
+    number, sha, source, target, url = found
+    if not SHA.fullmatch(sha) or not source or not target:
+        msg = "the head commit's SHA and both branches are needed"
+        raise BadPayload(msg)
+    return ChangeRequestEvent(
+        forge, delivery, event, action, number, sha, source, target, url, digest
     )

@@ -1,16 +1,19 @@
-"""Signing in and out, every project at a glance, and one project's page."""
+"""Signing in and out, every project at a glance, one project's page, and the checks the
+service ran on its pull/merge requests and pushes."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
+from client.check.changes import ProjectChanges
 from providers.errors import NotFound, ProviderError
-from service import operations, sessions
+from service import check_jobs, operations, sessions
 from service.deps import (
     ProjectContext,
     ReadableProjects,
@@ -140,6 +143,9 @@ def project_page(request: Request, ctx: WebReader, page_number: int = 1) -> Resp
         "project.html",
         default=default,
         branches=counted,
+        checks=check_jobs.latest_by_branch(
+            ctx.state.engine, ctx.config.name, [v.name for v in shown]
+        ),
         page_number=max(page_number, 1),
         more=start + PER_PAGE < len(views),
         summary=summary,
@@ -163,3 +169,38 @@ def history_fragment(request: Request, ctx: WebReader) -> Response:
     """The history list alone, for live updates."""
     history = _history(ctx, None)
     return page_about(request, ctx, "_history.html", history=history)
+
+
+@router.get("/projects/{project}/checks/{sha}", response_class=HTMLResponse)
+def check_page(
+    request: Request, ctx: WebReader, sha: Annotated[str, Path(pattern=r"^[0-9a-f]{40}$")]
+) -> Response:
+    """A commit's findings and what its change does: where a commit status links."""
+    row = check_jobs.result_at(ctx.state.engine, ctx.config.name, sha)
+    check = changes = base_sha = None
+    if row is not None:
+        findings = json.loads(row.findings)
+        summary = json.loads(row.summary)
+        check = {
+            "ok": row.ok,
+            "branch": row.branch,
+            "number": row.number,
+            "target": row.target,
+            "checked_at": row.checked_at,
+            "errors": findings["errors"],
+            "warnings": findings["warnings"],
+        }
+        changes, base_sha = ProjectChanges.from_dict(summary), summary.get("base_sha")
+    answer = page_about(
+        request, ctx, "check.html", sha=sha, check=check, changes=changes, base_sha=base_sha
+    )
+    if row is None:
+        answer.status_code = 404
+    return answer
+
+
+@router.get("/projects/{project}/check-jobs", response_class=HTMLResponse)
+def check_jobs_page(request: Request, ctx: WebReader) -> Response:
+    """Every check job: what it reported, what superseded it, why a dead one failed."""
+    jobs = check_jobs.list_jobs(ctx.state.engine, ctx.config.name, None, 200)
+    return page_about(request, ctx, "check_jobs.html", jobs=jobs)
