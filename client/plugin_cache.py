@@ -33,13 +33,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tarfile
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,18 @@ LOCK_WAIT = 1800.0
 STALE_TEMP = 3600.0
 """Seconds after which a temporary file (a killed writer's) is swept."""
 CHUNK = 1 << 20
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Readable(Protocol):
+    """What an archive is read from: a file, or an answer's bytes as they come."""
+
+    def read(self, n: int = -1, /) -> bytes:
+        """At most `n` bytes; b"" at the end."""
+
+
+class EntryRefused(ValueError):
+    """An archive that may not become an entry: it does not verify."""
 
 
 @dataclass(frozen=True)
@@ -113,12 +126,18 @@ class PluginCache:
 
     def manifest(self, key: EntryKey) -> Manifest | None:
         """The entry's manifest, or None when there is no (readable, current) entry."""
+        return self.manifest_of(key.digest)
+
+    def manifest_of(self, digest: str) -> Manifest | None:
+        """The manifest of the entry named `digest` (`EntryKey.digest`), or None."""
+        if not _DIGEST.match(digest):
+            return None
         try:
-            data = json.loads((self.entries / f"{key.digest}.json").read_text())
+            data = json.loads((self.entries / f"{digest}.json").read_text())
             found = Manifest(**data)
         except (OSError, ValueError, TypeError):
             return None
-        if found.format != FORMAT or found.key != key.digest:
+        if found.format != FORMAT or found.key != digest:
             return None
         return found
 
@@ -128,23 +147,13 @@ class PluginCache:
         manifest = self.manifest(key)
         if manifest is None or str(venv) != key.venv:
             return False
-        archive = self.entries / f"{key.digest}.tar"
-        staging = venv.parent / f".{venv.name}.restoring-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
         try:
-            venv.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open("rb") as raw:
-                digest, size = _unpack(raw, staging)
-        except (OSError, tarfile.TarError, ValueError) as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            if isinstance(exc, FileNotFoundError):
-                return False  # evicted between the manifest and the archive
-            return self._discard(key, manifest, f"it cannot be read ({exc})")
-        if digest != manifest.sha256 or size != manifest.size:
-            shutil.rmtree(staging, ignore_errors=True)
-            return self._discard(key, manifest, "its SHA-256 does not match its manifest")
-        shutil.rmtree(venv, ignore_errors=True)
-        staging.rename(venv)
+            with (self.entries / f"{key.digest}.tar").open("rb") as raw:
+                why = restore_stream(raw, venv, manifest.sha256, manifest.size)
+        except FileNotFoundError:
+            return False  # evicted between the manifest and the archive
+        if why:
+            return self._discard(key, manifest, why)
         with contextlib.suppress(OSError):  # read-only: recency is not recorded
             os.utime(self.entries / f"{key.digest}.json")
         return True
@@ -167,37 +176,31 @@ class PluginCache:
         while the caller restores or installs and stores them. A read-only cache claims
         nothing; a lock not had within `LOCK_WAIT` is given up (the caller then installs
         without storing twice: `store` skips an entry that exists)."""
+        with self.locked([k.digest for k in keys], waiting):
+            yield
+
+    @contextlib.contextmanager
+    def locked(self, digests: Collection[str], waiting: str = "") -> Iterator[None]:
+        """Hold the entries' locks (by digest, sorted); nothing on a read-only cache."""
         if not self.writable:
             yield
             return
         with contextlib.ExitStack() as held:
-            for digest in sorted({k.digest for k in keys}):
+            for digest in sorted(set(digests)):
                 handle = held.enter_context((self.locks / f"{digest}.lock").open("a"))
                 _lock(handle, waiting)
             yield
 
     def store(self, key: EntryKey, venv: Path, plugin: str) -> Manifest | None:
         """Archive `venv` as the entry for `key` (the folder only: nothing beside it), then
-        evict past the size bound; None when the cache is read-only or has it already."""
+        evict past the size bound; None when the cache is read-only or has it already.
+        The caller holds the entry's lock (`claim`)."""
         if not self.writable or self.manifest(key) is not None or str(venv) != key.venv:
             return None
-        temp = self.temp / f"{key.digest}.{os.getpid()}.tar"
+        temp = self.temp_file(key.digest)
         try:
-            digest, size = _pack(venv, temp)
-            temp.rename(self.entries / f"{key.digest}.tar")
-            manifest = Manifest(
-                FORMAT,
-                key.digest,
-                digest,
-                size,
-                plugin,
-                key.fingerprint,
-                key.python,
-                key.platform,
-                key.venv,
-                time.time(),
-            )
-            _write_atomically(self.entries / f"{key.digest}.json", json.dumps(asdict(manifest)))
+            digest, size = pack(venv, temp)
+            manifest = self._publish(temp, key, plugin, digest, size)
         except OSError as exc:
             temp.unlink(missing_ok=True)
             if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
@@ -205,6 +208,60 @@ class PluginCache:
             log.warning("the plugin cache could not store %s: %s", plugin, exc.strerror)
             return None
         self.evict(keep={key.digest})
+        return manifest
+
+    def temp_file(self, digest: str) -> Path:
+        """A new temporary path for an archive on its way in (swept if left behind)."""
+        return self.temp / f"{digest}.{os.getpid()}.{time.monotonic_ns()}.tar"
+
+    def receive(
+        self, key: EntryKey, plugin: str, upload: Path, sha256: str
+    ) -> tuple[Manifest, bool]:
+        """Publish an archive someone else made (a runner's upload to the service), which
+        waits at `upload` (a `temp_file`): its SHA-256 must be `sha256` and its members
+        must pass the same checks as a restore's. An entry already made is never
+        replaced: then the upload is dropped and the entry's manifest returned, with
+        False. `EntryRefused` (and the upload dropped) when it does not verify."""
+        try:
+            with upload.open("rb") as raw:
+                digest, size = _check_archive(raw)
+            if digest != sha256:
+                msg = f"its SHA-256 is {digest}, not the {sha256} it was sent with"
+                raise EntryRefused(msg)
+            with self.locked([key.digest]):
+                existing = self.manifest(key)
+                if existing is not None:
+                    return existing, False
+                manifest = self._publish(upload, key, plugin, digest, size)
+        except (tarfile.TarError, ValueError) as exc:
+            msg = (
+                str(exc) if isinstance(exc, EntryRefused) else f"it is not a valid archive ({exc})"
+            )
+            raise EntryRefused(msg) from None
+        finally:
+            upload.unlink(missing_ok=True)
+        self.evict(keep={key.digest})
+        return manifest, True
+
+    def _publish(
+        self, archive: Path, key: EntryKey, plugin: str, digest: str, size: int
+    ) -> Manifest:
+        """Move a verified archive into place, then write its manifest (last: an entry
+        without one does not exist)."""
+        archive.rename(self.entries / f"{key.digest}.tar")
+        manifest = Manifest(
+            FORMAT,
+            key.digest,
+            digest,
+            size,
+            plugin,
+            key.fingerprint,
+            key.python,
+            key.platform,
+            key.venv,
+            time.time(),
+        )
+        _write_atomically(self.entries / f"{key.digest}.json", json.dumps(asdict(manifest)))
         return manifest
 
     def evict(self, keep: Collection[str] = ()) -> list[str]:
@@ -265,7 +322,7 @@ def _lock(handle: IO[str], waiting: str) -> None:
 class _Hashing:
     """A reader that hashes and counts what passes through it."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: Readable) -> None:
         self.raw = raw
         self.sha = hashlib.sha256()
         self.size = 0
@@ -277,32 +334,73 @@ class _Hashing:
         return data
 
 
-def _unpack(raw: IO[bytes], staging: Path) -> tuple[str, int]:
+def restore_stream(raw: Readable, venv: Path, sha256: str, size: int) -> str:
+    """Unpack an entry's archive from `raw` beside `venv` while hashing it, and move it
+    into place only when its SHA-256 and size are `sha256` and `size`; "" when done, else
+    why not (then nothing at `venv` changed and nothing is left beside it)."""
+    staging = venv.parent / f".{venv.name}.restoring-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        digest, got = _unpack(raw, staging)
+    except FileNotFoundError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        return f"it cannot be read ({exc})"
+    if digest != sha256 or got != size:
+        shutil.rmtree(staging, ignore_errors=True)
+        return "its SHA-256 does not match its manifest"
+    shutil.rmtree(venv, ignore_errors=True)
+    staging.rename(venv)
+    return ""
+
+
+def check_member(member: tarfile.TarInfo, links: set[str]) -> None:
+    """Refuse (`ValueError`) a member that would leave its folder: an absolute name or
+    `..`, a name through a link an earlier member made (`links`, updated here), or
+    anything but a file, a folder or a link."""
+    parts = member.name.split("/")
+    if member.name.startswith("/") or ".." in parts or not member.name:
+        msg = f"the member {member.name!r} leaves its folder"
+        raise ValueError(msg)
+    if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+        msg = f"the member {member.name!r} passes through a link"
+        raise ValueError(msg)
+    if not (member.isfile() or member.isdir() or member.issym()):
+        msg = f"the member {member.name!r} is neither a file, a folder nor a link"
+        raise ValueError(msg)
+    if member.issym():
+        links.add(member.name)
+
+
+def _unpack(raw: Readable, staging: Path) -> tuple[str, int]:
     """Unpack the archive into `staging` as a stream, then hash what is left of it.
 
-    Each member is checked as it comes, more cheaply than tarfile's `tar` filter (a
-    `realpath` per member, a third of a restore): its name stays inside `staging` (no
-    absolute name, no `..`) and never passes through a link an earlier member made, and
-    only files, folders and links are made. A link's target is not checked: a
-    virtualenv's `bin/python` is an absolute link to its base interpreter, and no member
-    is ever written through a link."""
+    Each member is checked as it comes (`check_member`), more cheaply than tarfile's
+    `tar` filter (a `realpath` per member, a third of a restore). A link's target is not
+    checked: a virtualenv's `bin/python` is an absolute link to its base interpreter, and
+    no member is ever written through a link."""
     reader = _Hashing(raw)
     links: set[str] = set()
     with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
         for member in archive:
-            parts = member.name.split("/")
-            if member.name.startswith("/") or ".." in parts or not member.name:
-                msg = f"the member {member.name!r} leaves its folder"
-                raise ValueError(msg)
-            if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
-                msg = f"the member {member.name!r} passes through a link"
-                raise ValueError(msg)
-            if not (member.isfile() or member.isdir() or member.issym()):
-                msg = f"the member {member.name!r} is neither a file, a folder nor a link"
-                raise ValueError(msg)
-            if member.issym():
-                links.add(member.name)
+            check_member(member, links)
             archive.extract(member, staging, numeric_owner=True, filter="fully_trusted")
+    while reader.read(CHUNK):
+        pass
+    return reader.sha.hexdigest(), reader.size
+
+
+def _check_archive(raw: IO[bytes]) -> tuple[str, int]:
+    """What a restore would check, without unpacking: every member, and the SHA-256 and
+    size of the whole."""
+    reader = _Hashing(raw)
+    links: set[str] = set()
+    with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
+        for member in archive:
+            check_member(member, links)
     while reader.read(CHUNK):
         pass
     return reader.sha.hexdigest(), reader.size
@@ -320,7 +418,7 @@ class _HashingWriter:
         return self.raw.write(data)
 
 
-def _pack(venv: Path, target: Path) -> tuple[str, int]:
+def pack(venv: Path, target: Path) -> tuple[str, int]:
     """`venv`'s contents as a tar (links kept as links), hashed as it is written."""
     with target.open("wb") as raw:
         writer = _HashingWriter(raw)

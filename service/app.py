@@ -18,9 +18,18 @@ from service.body_limits import BodyLimit
 from service.deps import ServiceState
 from service.events import EventBroker
 from service.outbox import OutboxPolicy, OutboxWorker
-from service.pull_checks import check_worker
-from service.routes import archive, collab, commits, deliveries, health, meltano, projects, webhooks
-from service.routes import checks as check_routes
+from service.plugin_envs import PluginEnvs
+from service.routes import (
+    archive,
+    collab,
+    commits,
+    deliveries,
+    health,
+    meltano,
+    plugin_envs,
+    projects,
+    webhooks,
+)
 from service.settings import ServiceSettings
 from service.storage import make_engine, migrate
 from service.web import setup_store
@@ -36,6 +45,17 @@ def build_state(settings: ServiceSettings) -> ServiceState:
         engine,
         ArchiveCache(settings.cache_dir, settings.cache_max_bytes),
         EventBroker(),
+    )
+
+
+def plugin_env_store(settings: ServiceSettings) -> PluginEnvs | None:
+    """The plugin cache the service holds for its runners, when it is given a folder."""
+    if settings.service_plugin_cache is None:
+        return None
+    return PluginEnvs(
+        settings.service_plugin_cache,
+        settings.service_plugin_cache_max_bytes,
+        settings.service_plugin_lease_seconds,
     )
 
 
@@ -99,16 +119,11 @@ def create_app(
         worker = outbox_worker(service_state) if deliver else None
         if worker is not None:
             worker.start()
-        checker = check_worker(service_state) if deliver else None  # PR/MR and push checks
-        if checker is not None:
-            checker.start()
         try:
             yield
         finally:
             if worker is not None:
                 worker.stop()
-            if checker is not None:
-                checker.stop()
 
     app = FastAPI(
         title="meltano-forge",
@@ -117,6 +132,7 @@ def create_app(
         description="Git-aware Meltano projects over the GitHub and GitLab APIs.",
     )
     app.state.service = service_state
+    app.state.plugin_envs = plugin_env_store(service_state.settings)
     # Inside the gate: an unknown caller's /v1 form is refused 401 before it is read.
     app.add_middleware(
         BodyLimit,
@@ -135,9 +151,19 @@ def create_app(
     app.add_exception_handler(ProviderError, problems.handle_domain)
     app.add_exception_handler(ReadOnlyBranch, problems.handle_domain)
     app.add_exception_handler(RequestValidationError, problems.handle_validation)
-    for module in (health, projects, archive, commits, meltano, collab, webhooks, deliveries):
+    modules = (
+        health,
+        projects,
+        archive,
+        plugin_envs,
+        commits,
+        meltano,
+        collab,
+        webhooks,
+        deliveries,
+    )
+    for module in modules:
         app.include_router(module.router)
-    app.include_router(check_routes.router)
     web.mount(app)
     app.state.error_page = web.error_page
     return app

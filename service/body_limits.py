@@ -15,6 +15,7 @@ What a client sends past the limit is never read by us: the server discards it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from fastapi import Request
@@ -24,6 +25,10 @@ from service import problems
 from service.problems import Problem
 
 FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+STREAMED = re.compile(r"^/v1/projects/[^/]+/plugin-envs/[0-9a-f]{64}$")
+"""A `PUT` here (a plugin environment, up to MELTANO_FORGE_SERVICE_PLUGIN_ENV_MAX_BYTES)
+is not held: its route counts it as it streams to disk, where holding would keep it in
+memory (`service.routes.plugin_envs`)."""
 
 
 def too_large(what: str, limit: int) -> Problem:
@@ -74,6 +79,9 @@ class BodyLimit:
         """Pass bodiless requests straight through; bound the rest."""
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
+            return
+        if scope.get("method") == "PUT" and STREAMED.match(str(scope.get("path", ""))):
+            await self.app(scope, receive, send)  # the route counts it (see STREAMED)
             return
         raw = scope.get("headers") or []
         kinds = [v for k, v in raw if k.lower() == b"content-type"]

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from client.plugin_cache import DEFAULT_MAX_BYTES
 from client.policy import DEFAULT_PROTECTED
 from client.settings import Settings, SettingsError
 from providers.config import ForgeConfig
@@ -201,17 +202,33 @@ class ServiceSettings(Settings):
         description="largest API request body (a commit's JSON, base64 included), held and "
         "counted before it is parsed",
     )
+    service_plugin_cache: Path | None = Field(
+        None,
+        description="a folder where the service keeps plugin environments for its runners "
+        "(per project; unset: the service holds none and runners install)",
+    )
+    service_plugin_cache_max_bytes: int = Field(
+        DEFAULT_MAX_BYTES,
+        description="each project's share of the service's plugin cache, past which its least "
+        "recently used entries go",
+        gt=0,
+    )
+    service_plugin_env_max_bytes: int = Field(
+        1024**3,
+        description="largest plugin environment a runner may upload, counted as it streams",
+        gt=0,
+    )
+    service_plugin_lease_seconds: float = Field(
+        60.0,
+        description="how long a runner's claim to install an entry lasts unless renewed (a "
+        "killed runner's ends then)",
+        gt=0,
+    )
     outbox_interval: float = Field(1.0, description="seconds between redeploy delivery passes")
     outbox_max_attempts: int = Field(8, description="attempts before a delivery is dead")
     outbox_base_delay: float = Field(2.0, description="first retry delay, doubled each time")
     outbox_lease_seconds: float = Field(
         60.0, description="how long a replica holds a delivery it is sending"
-    )
-    public_url: str | None = Field(
-        None,
-        description="the service's address as people reach it (`https://forge.example.com`), "
-        "for the link from a commit status or a PR/MR comment to the check's findings page",
-        pattern=r"^https?://[^\s]+$",
     )
 
     @classmethod

@@ -1,0 +1,321 @@
+"""The plugin cache the service holds for its runners, over real HTTP: entries per
+project (a token of one project can neither read nor place another's), verified before
+they are stored and never replaced, bounded uploads, and leases that make one runner of
+many install each entry (granted, held, stored; released; expired when the holder
+stops renewing them, as a killed runner does).
+
+The end-to-end story (real `meltano`, real plugins, cold runners at once) is
+`tests/client/test_service_plugin_fleet.py`."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from client.plugin_cache import EntryKey, pack
+from service.app import build_state, create_app
+from service.settings import ServiceSettings
+from tests.conftest import ForgeEnv
+from tests.service.conftest import LiveServer
+
+LOCAL = pytest.mark.parametrize("env", ["local"], indirect=True)
+WRITER_A, READER_A, WRITER_B = "writer-a-token-01", "reader-a-token-02", "writer-b-token-03"
+VENV = "/project/.meltano/extractors/tap-a/venv"
+HOLDER_1, HOLDER_2 = "holder-one-000000000001", "holder-two-000000000002"
+
+
+class Cache:
+    def __init__(self, client: httpx.Client, root: Path) -> None:
+        self.client, self.root = client, root
+
+    def url(self, project: str, tail: str) -> str:
+        return f"/v1/projects/{project}/plugin-envs/{tail}"
+
+    def get(self, key: EntryKey, token: str = READER_A, project: str = "warehouse") -> Any:
+        return self.client.get(self.url(project, key.digest), headers=_auth(token))
+
+    def put(
+        self,
+        key: EntryKey,
+        data: bytes,
+        token: str = WRITER_A,
+        project: str = "warehouse",
+        sha256: str | None = None,
+        **fields: str,
+    ) -> Any:
+        params = {
+            "plugin": "extractors/tap-a",
+            "fingerprint": key.fingerprint,
+            "python": key.python,
+            "platform": key.platform,
+            "venv": key.venv,
+            "sha256": sha256 or hashlib.sha256(data).hexdigest(),
+            **fields,
+        }
+        return self.client.put(
+            self.url(project, key.digest), params=params, content=data, headers=_auth(token)
+        )
+
+    def leases(self, holder: str, keys: list[EntryKey], wait: float = 0.0, **kw: Any) -> Any:
+        body = {"holder": holder, "keys": [k.digest for k in keys], "wait": wait}
+        return self.client.post(
+            self.url(kw.get("project", "warehouse"), "leases"),
+            json=body,
+            headers=_auth(kw.get("token", WRITER_A)),
+        )
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def key(fingerprint: str = "a" * 64, venv: str = VENV) -> EntryKey:
+    return EntryKey(fingerprint, "cpython-3.11.7 /usr/bin/python3.11", "linux-x86_64 glibc", venv)
+
+
+def archive(tmp_path: Path, payload: bytes = b"print('hi')\n") -> bytes:
+    venv = tmp_path / f"venv-{hashlib.sha256(payload).hexdigest()[:8]}"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "tap-a").write_bytes(payload)
+    (venv / "bin" / "python").symlink_to("/usr/bin/python3")
+    target = tmp_path / f"{venv.name}.tar"
+    pack(venv, target)
+    return target.read_bytes()
+
+
+def start(tmp_path: Path, env: ForgeEnv, **settings: Any) -> Iterator[Cache]:
+    projects = tmp_path / "projects.yml"
+    repo = f"file://{env.repo_dir}"
+    projects.write_text(
+        yaml.safe_dump(
+            {
+                "projects": [
+                    {"name": "warehouse", "repo": repo},
+                    {"name": "another", "repo": repo},
+                ],
+                "tokens": [
+                    {"name": "a", "token": WRITER_A, "role": "write", "projects": ["warehouse"]},
+                    {"name": "ra", "token": READER_A, "role": "read", "projects": ["warehouse"]},
+                    {"name": "b", "token": WRITER_B, "role": "write", "projects": ["another"]},
+                ],
+            }
+        )
+    )
+    config = ServiceSettings(
+        projects_file=projects,
+        database_url=f"sqlite:///{tmp_path / 'service.db'}",
+        cache_dir=tmp_path / "archives",
+        data_dir=tmp_path / "data",
+        **settings,
+    )
+    state = build_state(config)
+    app = create_app(config, state=state, deliver=False)
+    with LiveServer(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield Cache(client, settings.get("service_plugin_cache") or tmp_path)
+    state.close()
+
+
+@pytest.fixture
+def cache(env: ForgeEnv, tmp_path: Path) -> Iterator[Cache]:
+    yield from start(
+        tmp_path,
+        env,
+        service_plugin_cache=tmp_path / "plugin-envs",
+        service_plugin_env_max_bytes=64 * 1024,
+    )
+
+
+@LOCAL
+def test_an_entry_is_uploaded_once_verified_and_streamed_back(cache: Cache, tmp_path: Path) -> None:
+    entry = key()
+    assert cache.get(entry).status_code == 404
+    data = archive(tmp_path)
+    stored = cache.put(entry, data)
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["stored"] is True
+    got = cache.get(entry)
+    assert got.status_code == 200
+    assert got.content == data
+    assert got.headers["X-Entry-Sha256"] == hashlib.sha256(data).hexdigest()
+    assert int(got.headers["Content-Length"]) == len(data)
+
+    other = archive(tmp_path, b"another build of the same plugin\n")
+    again = cache.put(entry, other)
+    assert again.status_code == 200, again.text
+    assert again.json()["stored"] is False
+    assert cache.get(entry).content == data, "a verified entry is never replaced"
+    entries = sorted(p.name for p in (cache.root / "warehouse" / "v1" / "entries").iterdir())
+    assert entries == [f"{entry.digest}.json", f"{entry.digest}.tar"]
+    assert list((cache.root / "warehouse" / "v1" / "tmp").iterdir()) == [], "no upload left"
+
+
+@LOCAL
+def test_entries_are_per_project(cache: Cache, tmp_path: Path) -> None:
+    """A write token of one project can neither place nor read another project's entry."""
+    entry = key()
+    data = archive(tmp_path)
+    assert cache.put(entry, data, token=WRITER_B, project="another").status_code == 201
+    assert cache.get(entry).status_code == 404, "project B's upload is not project A's entry"
+    assert cache.put(entry, data, token=WRITER_B).status_code == 403
+    assert cache.get(entry, token=WRITER_B).status_code == 403
+    assert cache.put(entry, data, token=READER_A).status_code == 403, "reading is not filling"
+    assert cache.leases(HOLDER_1, [entry], token=READER_A).status_code == 403
+    assert cache.get(entry, token=WRITER_B, project="another").status_code == 200
+
+
+def _tar(members: list[tuple[str, bytes, str]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data, link in members:
+            info = tarfile.TarInfo(name)
+            if link:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@LOCAL
+@pytest.mark.parametrize(
+    "bad",
+    ["sha256", "key", "dotdot", "through-a-link", "not-a-tar", "too-large", "too-large-chunked"],
+)
+def test_a_bad_upload_is_refused_and_stores_nothing(cache: Cache, tmp_path: Path, bad: str) -> None:
+    entry = key()
+    data = archive(tmp_path)
+    if bad == "sha256":
+        answer = cache.put(entry, data, sha256="0" * 64)
+        assert answer.status_code == 422, answer.text
+        assert "SHA-256" in answer.json()["detail"]
+    elif bad == "key":
+        answer = cache.put(entry, data, fingerprint="b" * 64)
+        assert answer.status_code == 422, answer.text
+        assert "digest of the fields" in answer.json()["detail"]
+    elif bad in ("dotdot", "through-a-link"):
+        members = (
+            [("../../etc/evil", b"x", "")]
+            if bad == "dotdot"
+            else [("lib", b"", "/etc"), ("lib/evil", b"x", "")]
+        )
+        answer = cache.put(entry, _tar(members))
+        assert answer.status_code == 422, answer.text
+        assert "member" in answer.json()["detail"]
+    elif bad == "not-a-tar":
+        answer = cache.put(entry, b"\x00garbage" * 1000)
+        assert answer.status_code == 422, answer.text
+    else:
+        big = b"x" * (64 * 1024 + 1)
+        if bad == "too-large":
+            answer = cache.put(entry, big)
+        else:  # no Content-Length: counted as it streams
+            params = {
+                "plugin": "extractors/tap-a",
+                "fingerprint": entry.fingerprint,
+                "python": entry.python,
+                "platform": entry.platform,
+                "venv": entry.venv,
+                "sha256": hashlib.sha256(big).hexdigest(),
+            }
+            answer = cache.client.put(
+                cache.url("warehouse", entry.digest),
+                params=params,
+                content=iter([big[:40000], big[40000:]]),
+                headers=_auth(WRITER_A),
+            )
+        assert answer.status_code == 413, answer.text
+    assert cache.get(entry).status_code == 404
+    assert list((cache.root / "warehouse" / "v1" / "tmp").iterdir()) == []
+
+
+@pytest.fixture
+def small_uploads(env: ForgeEnv, tmp_path: Path) -> Iterator[Cache]:
+    yield from start(
+        tmp_path,
+        env,
+        service_plugin_cache=tmp_path / "plugin-envs",
+        service_plugin_env_max_bytes=64 * 1024,
+        service_plugin_lease_seconds=1.5,
+    )
+
+
+@LOCAL
+def test_uploads_past_the_setting_are_refused(small_uploads: Cache, tmp_path: Path) -> None:
+    entry = key()
+    assert small_uploads.put(entry, b"x" * (64 * 1024 + 1)).status_code == 413
+    assert small_uploads.put(entry, archive(tmp_path)).status_code == 201, "under it is fine"
+
+
+@LOCAL
+def test_one_runner_gets_the_whole_plugin_set_and_the_others_wait_for_it(
+    small_uploads: Cache, tmp_path: Path
+) -> None:
+    cache = small_uploads
+    tap, target = key("a" * 64), key("b" * 64, VENV.replace("extractors/tap-a", "loaders/t"))
+    first = cache.leases(HOLDER_1, [tap, target]).json()
+    assert first["leases"] == {tap.digest: "granted", target.digest: "granted"}
+    assert cache.leases(HOLDER_2, [target, tap]).json()["leases"] == {
+        tap.digest: "held",
+        target.digest: "held",
+    }
+    assert cache.leases(HOLDER_1, [tap]).json()["leases"] == {tap.digest: "granted"}, "renewed"
+
+    answers: list[dict[str, Any]] = []
+    waited: list[float] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        answers.append(cache.leases(HOLDER_2, [tap, target], wait=20).json())
+        waited.append(time.monotonic() - started)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.5)
+    assert cache.leases(HOLDER_1, [tap, target]).status_code == 200  # renews while installing
+    assert cache.put(tap, archive(tmp_path)).status_code == 201
+    waiter.join(30)
+    assert answers[0]["leases"] == {tap.digest: "stored", target.digest: "held"}
+    assert waited[0] < 15, "the waiter hears of the upload, not its deadline"
+
+
+@LOCAL
+def test_a_lease_ends_when_released_or_no_longer_renewed(
+    small_uploads: Cache, tmp_path: Path
+) -> None:
+    cache = small_uploads
+    tap = key()
+    assert cache.leases(HOLDER_1, [tap]).json()["leases"] == {tap.digest: "granted"}
+    released = cache.client.post(
+        cache.url("warehouse", "leases/release"),
+        json={"holder": HOLDER_1, "keys": [tap.digest]},
+        headers=_auth(WRITER_A),
+    )
+    assert released.status_code == 204
+    assert cache.leases(HOLDER_2, [tap]).json()["leases"] == {tap.digest: "granted"}
+    # HOLDER_2 is killed: it renews no more, and its lease (1.5 s here) ends by itself.
+    started = time.monotonic()
+    answer = cache.leases(HOLDER_1, [tap], wait=20).json()
+    assert answer["leases"] == {tap.digest: "granted"}
+    assert 0.5 < time.monotonic() - started < 15
+
+
+@LOCAL
+def test_without_a_folder_the_service_holds_no_plugin_cache(env: ForgeEnv, tmp_path: Path) -> None:
+    for cache in start(tmp_path, env):
+        entry = key()
+        answer = cache.get(entry)
+        assert answer.status_code == 404
+        assert "MELTANO_FORGE_SERVICE_PLUGIN_CACHE" in answer.json()["detail"]
+        assert cache.leases(HOLDER_1, [entry]).status_code == 404
+        assert cache.put(entry, archive(tmp_path)).status_code == 404
