@@ -2,6 +2,7 @@
 
     python -m tests.forges github --host 127.0.0.1 --port PORT --repos DIR [--token T]
     python -m tests.forges gitlab --host 127.0.0.1 --port PORT --repos DIR [--token T]
+        [--archive-rate-limit 5 [--archive-limit-answer archive|throttle]]
 
 Every bare repository at DIR/OWNER/NAME.git (GitLab: DIR/GROUP/SUB/NAME.git) is served.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from tests.forges.github import GitHubDouble
 from tests.forges.gitlab import GitLabDouble
+from tests.forges.ratelimit import ArchiveLimit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-validate", action="store_true", help="GitHub: skip contract validation (faster)"
     )
+    parser.add_argument(
+        "--archive-rate-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="GitLab: answer 429 past N archive downloads a minute per user (gitlab.com: 5)",
+    )
+    parser.add_argument(
+        "--archive-limit-answer",
+        choices=["archive", "throttle"],
+        default="archive",
+        help="GitLab: the archive endpoint's JSON 429 body, or Rack::Attack's 'Retry later'",
+    )
     args = parser.parse_args(argv)
     if args.forge == "github":
         double: GitHubDouble | GitLabDouble = GitHubDouble(
@@ -42,7 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         api = f"{double.url}/api/v3 (GraphQL {double.url}/api/graphql)"
     else:
-        double = GitLabDouble(args.repos, token=args.token, host=args.host, port=args.port)
+        limit = (
+            ArchiveLimit(args.archive_rate_limit, answer=args.archive_limit_answer)
+            if args.archive_rate_limit
+            else None
+        )
+        double = GitLabDouble(
+            args.repos, token=args.token, host=args.host, port=args.port, archive_rate_limit=limit
+        )
         api = f"{double.url}/api/v4"
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
