@@ -725,6 +725,165 @@ _REPORTER_API = (
     "commit statuses) in the project"
 )
 
+    # ---- check reporting (contract.CheckReporter) ------------------------------------
+    @contextmanager
+    def _reporting_errors(self, action: str, permission: str) -> Iterator[None]:
+        """The adapter's error mapping, with a 403 saying what the token lacks."""
+        try:
+            with map_gitlab_errors(action, self._last, self._token_set):
+                yield
+        except PermissionDenied as exc:
+            raise PermissionDenied(exc.reason, permission) from exc
+
+    def _report(
+        self,
+        action: str,
+        permission: str,
+        fn: Callable[[], T],
+        verify: Callable[[], T | None] | None = None,
+    ) -> T:
+        return self._retrier.mapped(lambda: self._reporting_errors(action, permission), fn, verify)
+
+    def set_commit_status(self, sha: str, status: contract.CommitStatus) -> None:
+        """POST /statuses/:sha, one request (`failure` and `error` are GitLab's `failed`).
+        GitLab moves the pending or running job of that name, so asking again for the
+        state it is already in (a resent `pending`) is refused with "Cannot transition
+        status via :enqueue from :pending": that status is already there, and is kept."""
+        state = _GITLAB_STATES[status.state]
+        payload = {"state": state, "name": status.context, "description": status.description}
+        if status.target_url:
+            payload["target_url"] = status.target_url
+        statuses = self._project.commits.get(sha, lazy=True).statuses
+        try:
+            self._report(
+                f"set the commit status '{status.context}' on {sha[:12]}",
+                _DEVELOPER_API,
+                lambda: statuses.create(payload),
+            )
+        except Refused as exc:
+            if f"from :{state} " not in exc.message:
+                raise
+
+    def commit_statuses(self, sha: str) -> list[contract.CommitStatus]:
+        """GET /repository/commits/:sha/statuses (jobs not retried, 100 a page): the
+        newest of each name, the last moved first."""
+        statuses = self._project.commits.get(sha, lazy=True).statuses
+        jobs = self._report(
+            f"read the commit statuses of {sha[:12]}",
+            _REPORTER_API,
+            lambda: [s.attributes for s in statuses.list(iterator=True)],
+        )
+        seen: set[str] = set()
+        out = []
+        for job in sorted(jobs, key=_last_moved, reverse=True):
+            if job["name"] in seen:
+                continue
+            seen.add(job["name"])
+            out.append(
+                contract.CommitStatus(
+                    _FROM_GITLAB.get(str(job["status"]), contract.StatusState.PENDING),
+                    str(job["name"]),
+                    str(job.get("description") or ""),
+                    job.get("target_url"),
+                )
+            )
+        return out
+
+    def change_request_head(self, number: int) -> contract.ChangeRequestHead:
+        """GET /merge_requests/:iid, one request."""
+        mr = self._report(
+            f"read merge request !{number}",
+            _REPORTER_API,
+            lambda: self._project.mergerequests.get(number),
+        )
+        return contract.ChangeRequestHead(
+            int(mr.iid),
+            str(mr.sha),
+            str(mr.source_branch),
+            str(mr.target_branch),
+            mr.state == "opened",
+            str(mr.web_url),
+        )
+
+    def upsert_comment(self, number: int, marker: str, body: str, known_id: int | None) -> int:
+        """The one note carrying `marker` on MR `number`: `known_id` read back (one
+        request; GitLab scopes a note to its MR) and edited when it still carries the
+        marker; else the MR's notes scanned, oldest first, 100 a page; else a new note. An
+        unchanged body is not sent again, and a note whose creation lost its response is
+        looked for before it is sent again."""
+        if marker not in body:
+            msg = "The comment's body does not carry its marker"
+            raise InvalidRequest(msg, "Put the marker (a hidden HTML comment) in the body")
+        notes = self._project.mergerequests.get(number, lazy=True).notes
+        if known_id is not None:
+            try:
+                note = self._report(
+                    f"read note {known_id}", _REPORTER_API, lambda: notes.get(known_id)
+                )
+            except NotFound:
+                note = None
+            current = str(note.body or "") if note is not None else ""
+            if note is not None and current == body:
+                return known_id
+            if marker in current and self._edit_note(number, known_id, body):
+                return known_id
+
+        def find() -> int | None:
+            listed = notes.list(sort="asc", order_by="created_at", iterator=True)
+            return next(
+                (int(n.id) for n in listed if not n.system and marker in (n.body or "")), None
+            )
+
+        found = self._report(f"read the notes on merge request !{number}", _REPORTER_API, find)
+        if found is not None and self._edit_note(number, found, body):
+            return found
+        created = self._report(
+            f"comment on merge request !{number}",
+            _REPORTER_API,
+            lambda: int(notes.create({"body": body}).id),
+            verify=find,
+        )
+        return int(created)
+
+    def _edit_note(self, number: int, note_id: int, body: str) -> bool:
+        """PUT the note; False when it was deleted meanwhile."""
+        notes = self._project.mergerequests.get(number, lazy=True).notes
+        try:
+            self._report(
+                f"edit note {note_id}", _REPORTER_API, lambda: notes.update(note_id, {"body": body})
+            )
+        except NotFound:
+            return False
+        return True
+
+
+_GITLAB_STATES = {
+    contract.StatusState.PENDING: "pending",
+    contract.StatusState.SUCCESS: "success",
+    contract.StatusState.FAILURE: "failed",
+    contract.StatusState.ERROR: "failed",
+}
+_FROM_GITLAB = {
+    "success": contract.StatusState.SUCCESS,
+    "failed": contract.StatusState.FAILURE,
+    "canceled": contract.StatusState.ERROR,
+    "skipped": contract.StatusState.ERROR,
+}
+"""GitLab's job states read back; the rest (created, pending, running, manual) is pending."""
+
+
+def _last_moved(job: dict[str, Any]) -> tuple[str, int]:
+    """When a job last changed state (GitLab moves a pending job in place), then its id."""
+    times = [str(job.get(k) or "") for k in ("finished_at", "started_at", "created_at")]
+    return max(times), int(job["id"])
+
+
+_DEVELOPER_API = "Give the token the api scope, and the Developer role (or higher) in the project"
+_REPORTER_API = (
+    "Give the token the api scope, and the Reporter role (or higher; Developer to set "
+    "commit statuses) in the project"
+)
+
 
 class _ArchiveLimited(Exception):
     """The archive is rate limited for longer than is worth waiting (never retried)."""

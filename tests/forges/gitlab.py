@@ -24,6 +24,7 @@ import binascii
 import datetime as dt
 import itertools
 import re
+import re
 import threading
 import time
 import urllib.parse
@@ -41,6 +42,8 @@ from tests.forges import gitdata, gitlab_files
 from tests.forges.gitlab_reporting import PAGE as REPORTING_PAGE
 from tests.forges.gitlab_reporting import GitLabReporting
 from tests.forges.ratelimit import ArchiveLimit
+from tests.forges.gitlab_reporting import PAGE as REPORTING_PAGE
+from tests.forges.gitlab_reporting import GitLabReporting
 from tests.forges.server import ForgeDouble, Request, Response, paginate
 
 API = "/api/v4"
@@ -137,6 +140,7 @@ class GitLabDouble(ForgeDouble):
             ("POST", P + "/merge_requests", self.create_mr),
         ):
             self.route(method, API + pattern, self._in_project(handler))
+        self._add_reporting()
         self._add_reporting()
 
     # ---- forge-wide behaviour --------------------------------------------------------
@@ -742,6 +746,46 @@ class GitLabDouble(ForgeDouble):
             }
             mrs.append(mr)
         return Response.json(201, self._mr_json(path, mr))
+
+    # ---- check reporting (routes and state in tests/forges/gitlab_reporting.py) ------
+    def _add_reporting(self) -> None:
+        self.reporting = GitLabReporting(self)
+        self.reporting.register()
+
+    def authorized(self, request: Request) -> bool:
+        if re.fullmatch(REPORTING_PAGE, request.path):  # a browser shows the MR page
+            return True
+        return super().authorized(request)
+
+    def open_merge_request(
+        self, path: str, source: str, target: str, title: str = "A change"
+    ) -> int:
+        """Open an MR straight in the double (no request, no checks); returns its iid."""
+        mrs = self.merge_requests.setdefault(path, [])
+        mrs.append(
+            {
+                "id": next(self._counter),
+                "iid": len(mrs) + 1,
+                "state": "opened",
+                "title": title,
+                "description": None,
+                "source_branch": source,
+                "target_branch": target,
+            }
+        )
+        return len(mrs)
+
+    def close_merge_request(self, path: str, iid: int) -> None:
+        """Close an MR, as a person on the page does (its head stays where it was)."""
+        for mr in self.merge_requests.get(path, []):
+            if mr["iid"] == iid:
+                self.reporting.head_of(path, mr)
+                mr["state"] = "closed"
+
+    def scoped(self, token: str, role: str, *scopes: str) -> None:
+        """Accept `token` with a role and only these scopes (`read_api`: reads only)."""
+        self.add_token(token, role)
+        self.reporting.scopes[token] = set(scopes)
 
     # ---- check reporting (routes and state in tests/forges/gitlab_reporting.py) ------
     def _add_reporting(self) -> None:

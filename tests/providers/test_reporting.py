@@ -9,10 +9,12 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from providers.contract import CheckReporter, CommitStatus, StatusState
-from providers.errors import NotFound
+from providers.errors import InvalidRequest, NotFound, PermissionDenied
 from tests.conftest import TOKEN, ForgeEnv
+from tests.forges import openapi
 from tests.forges.github import GitHubDouble
 from tests.forges.gitlab import GitLabDouble
 
@@ -250,11 +252,12 @@ def test_a_deleted_known_comment_is_found_by_its_marker(cr: ChangeRequest) -> No
 
 @BOTH
 def test_the_marker_is_found_past_the_first_page(cr: ChangeRequest) -> None:
-    kept = cr.add_comment(f"{MARKER}\nold", user="double-user")
     for i in range(120):
         cr.add_comment(f"review {i}")
+    kept = cr.add_comment(f"{MARKER}\nold", user="double-user")
     cr.env.clear_log()
     assert cr.reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\nnew", None) == kept
+    assert cr.env.requests() == 3, "two pages of 100 scanned, one edit"
     assert writes(cr.env) == 1
     assert cr.comments().count(f"{MARKER}\nnew") == 1
     assert len(cr.comments()) == 121
@@ -273,9 +276,192 @@ def test_a_known_id_from_another_change_request_is_not_edited(cr: ChangeRequest)
 
 @BOTH
 def test_a_body_without_its_marker_is_refused(cr: ChangeRequest) -> None:
-    from providers.errors import InvalidRequest
-
     with pytest.raises(InvalidRequest, match="marker"):
         cr.reporter.upsert_comment(cr.number, MARKER, "no marker here", None)
     assert cr.env.requests() == 0
     assert cr.comments() == []
+
+
+# ---- a token without the permission -----------------------------------------------------
+LIMITED = "github_pat_LIMITED0123456789abcdef"
+
+
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+@pytest.mark.parametrize(
+    ("integration", "who"), [(False, "personal access token"), (True, "integration")]
+)
+def test_github_status_without_statuses_write_names_the_permission(
+    cr: ChangeRequest, integration: bool, who: str
+) -> None:
+    double = cr.env.double
+    assert isinstance(double, GitHubDouble)
+    double.fine_grained(
+        LIMITED, integration=integration, contents="write", statuses="read", pull_requests="write"
+    )
+    reporter = cr.env.new_forge(token=SecretStr(LIMITED))
+    assert isinstance(reporter, CheckReporter)
+    cr.env.clear_log()
+    with pytest.raises(PermissionDenied) as caught:
+        reporter.set_commit_status(cr.head, CommitStatus(StatusState.PENDING, CONTEXT, ""))
+    message = str(caught.value)
+    assert f"Resource not accessible by {who}" in message
+    assert '"Commit statuses: write"' in message
+    assert LIMITED not in message
+    assert TOKEN not in message
+    assert cr.env.requests() == 1, "a refusal is not retried"
+    assert double.reporting.statuses_on(cr.env.double_name, cr.head) == []
+    # the same token may still comment: the permissions are separate
+    reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\nok", None)
+    assert cr.comments() == [f"{MARKER}\nok"]
+
+
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_github_comment_without_pull_requests_write_names_the_permission(
+    cr: ChangeRequest,
+) -> None:
+    double = cr.env.double
+    assert isinstance(double, GitHubDouble)
+    double.fine_grained(LIMITED, contents="write", statuses="write", pull_requests="read")
+    reporter = cr.env.new_forge(token=SecretStr(LIMITED))
+    assert isinstance(reporter, CheckReporter)
+    cr.env.clear_log()
+    with pytest.raises(PermissionDenied) as caught:
+        reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\nfindings", None)
+    message = str(caught.value)
+    assert "Resource not accessible by personal access token" in message
+    assert '"Pull requests: write"' in message
+    assert LIMITED not in message
+    assert cr.env.requests() == 2, "the comments were read, the one write refused"
+    assert cr.comments() == []
+    reporter.set_commit_status(cr.head, CommitStatus(StatusState.PENDING, CONTEXT, ""))
+
+
+@pytest.mark.parametrize("env", ["gitlab"], indirect=True)
+def test_gitlab_status_below_developer_names_the_role(cr: ChangeRequest) -> None:
+    double = cr.env.double
+    assert isinstance(double, GitLabDouble)
+    double.add_token(LIMITED, "read")  # Reporter
+    reporter = cr.env.new_forge(token=SecretStr(LIMITED))
+    assert isinstance(reporter, CheckReporter)
+    cr.env.clear_log()
+    with pytest.raises(PermissionDenied) as caught:
+        reporter.set_commit_status(cr.head, CommitStatus(StatusState.PENDING, CONTEXT, ""))
+    message = str(caught.value)
+    assert "403 Forbidden" in message
+    assert "api scope" in message
+    assert "Developer role" in message
+    assert LIMITED not in message
+    assert cr.env.requests() == 1
+    assert double.reporting.statuses_on(cr.env.double_name, cr.head) == []
+    # a Reporter may comment on a merge request
+    reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\nok", None)
+    assert cr.comments() == [f"{MARKER}\nok"]
+
+
+@pytest.mark.parametrize("env", ["gitlab"], indirect=True)
+def test_gitlab_note_without_api_scope_names_the_scope(cr: ChangeRequest) -> None:
+    double = cr.env.double
+    assert isinstance(double, GitLabDouble)
+    double.scoped(LIMITED, "write", "read_api")
+    reporter = cr.env.new_forge(token=SecretStr(LIMITED))
+    assert isinstance(reporter, CheckReporter)
+    cr.env.clear_log()
+    with pytest.raises(PermissionDenied) as caught:
+        reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\nfindings", None)
+    message = str(caught.value)
+    assert "insufficient_scope" in message
+    assert "api scope" in message
+    assert LIMITED not in message
+    assert cr.env.requests() == 2
+    assert cr.comments() == []
+    with pytest.raises(PermissionDenied, match="api scope"):
+        reporter.set_commit_status(cr.head, CommitStatus(StatusState.PENDING, CONTEXT, ""))
+
+
+# ---- the contract covers the new operations ---------------------------------------------
+NEW_OPERATIONS = {
+    ("POST", "/repos/{owner}/{repo}/statuses/{sha}"),
+    ("GET", "/repos/{owner}/{repo}/commits/{ref}/statuses"),
+    ("GET", "/repos/{owner}/{repo}/commits/{ref}/status"),
+    ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
+    ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
+    ("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}"),
+    ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}"),
+    ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/files"),
+}
+
+
+def test_the_contract_has_the_reporting_operations() -> None:
+    for method, template in NEW_OPERATIONS:
+        assert method.lower() in openapi.spec()["paths"][template]
+
+
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_reporting_traffic_is_validated_against_the_contract(cr: ChangeRequest) -> None:
+    """Every new operation is exercised, each request and response validated (the `env`
+    fixture fails the test on any problem the double recorded)."""
+    double = cr.env.double
+    assert isinstance(double, GitHubDouble)
+    cr.reporter.set_commit_status(cr.head, CommitStatus(StatusState.PENDING, CONTEXT, "x"))
+    cr.reporter.commit_statuses(cr.head)
+    cr.reporter.change_request_head(cr.number)
+    first = cr.reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\n1", None)
+    cr.reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\n2", first)
+    api = f"{double.api}/repos/{cr.env.double_name}"
+    with httpx.Client(headers={"Authorization": f"token {TOKEN}"}) as client:
+        assert client.get(f"{api}/commits/{cr.head}/statuses").status_code == 200
+        files = client.get(f"{api}/pulls/{cr.number}/files").json()
+        assert [f["filename"] for f in files] == ["meltano.yml"]
+        gone = client.patch(f"{api}/issues/comments/1", json={"body": "x"})
+        assert gone.status_code == 404
+    seen = {
+        (e.method, openapi.template_for(e.method, e.path.removeprefix("/api/v3")))
+        for e in double.requests()
+    }
+    assert seen >= NEW_OPERATIONS
+    assert double.validation_errors == []
+
+
+def test_the_validator_catches_what_the_reporting_operations_get_wrong() -> None:
+    statuses = "/repos/o/r/statuses/" + "a" * 40
+    assert openapi.validate_request("POST", statuses, b'{"state": "bogus"}')
+    assert openapi.validate_request("POST", statuses, b'{"context": "x"}'), "state is required"
+    assert openapi.validate_response("POST", statuses, 201, b'{"id": 1}')
+    assert openapi.validate_response("POST", statuses, 422, b'{"message": "no docs url"}')
+    assert openapi.validate_response("POST", statuses, 409, b"{}"), "not a status GitHub gives"
+    comment = "/repos/o/r/issues/comments/5"
+    assert openapi.validate_request("PATCH", comment, b'{"body": 5}')
+    assert openapi.validate_response("GET", comment, 200, b'{"id": "five"}')
+    assert openapi.validate_response("GET", comment, 500, b'{"message": 5}')
+    assert openapi.validate_response("GET", "/repos/o/r/pulls/3", 200, b'{"number": 3}')
+    assert openapi.validate_request("DELETE", comment, b""), "not in the contract"
+
+
+# ---- the PR/MR page ---------------------------------------------------------------------
+HOSTILE = (
+    f"{MARKER}\n### meltano-forge check\n\n| rule | file |\n|---|---|\n"
+    "| secret | <script>alert(1)</script> |\n\n[docs](javascript:alert(2)) <details>\n"
+)
+
+
+@BOTH
+def test_the_page_renders_statuses_and_comments_escaped(cr: ChangeRequest) -> None:
+    cr.reporter.set_commit_status(
+        cr.head, CommitStatus(StatusState.FAILURE, CONTEXT, "1 error <b>", "javascript:alert(3)")
+    )
+    cr.reporter.upsert_comment(cr.number, MARKER, HOSTILE, None)
+    opened = cr.reporter.change_request_head(cr.number)
+    page = httpx.get(opened.url)  # no token: what a browser shows
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    text = page.text
+    assert "<table>" in text
+    assert "<h3>meltano-forge check</h3>" in text
+    assert "<script>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "javascript:" not in text.replace("[docs](javascript:alert(2))", "")
+    assert 'href="javascript' not in text
+    assert "1 error &lt;b&gt;" in text
+    assert MARKER not in text, "the marker is hidden, as forges hide HTML comments"
+    assert "<details>" in text
+    assert CONTEXT in text
