@@ -24,7 +24,6 @@ import binascii
 import datetime as dt
 import itertools
 import re
-import re
 import threading
 import time
 import urllib.parse
@@ -38,10 +37,7 @@ from dulwich.repo import Repo
 from providers import gitobjects
 from providers.contract import FileMode
 from providers.errors import InvalidRequest
-from tests.forges import gitdata, gitlab_files
-from tests.forges.gitlab_reporting import PAGE as REPORTING_PAGE
-from tests.forges.gitlab_reporting import GitLabReporting
-from tests.forges.ratelimit import ArchiveLimit
+from tests.forges import gitdata
 from tests.forges.gitlab_reporting import PAGE as REPORTING_PAGE
 from tests.forges.gitlab_reporting import GitLabReporting
 from tests.forges.server import ForgeDouble, Request, Response, paginate
@@ -98,17 +94,9 @@ class GitLabDouble(ForgeDouble):
 
     name = "gitlab"
 
-    def __init__(
-        self, *args: Any, archive_rate_limit: int | ArchiveLimit | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.api = self.url + API
-        self.archive_limit = (
-            ArchiveLimit(archive_rate_limit)
-            if isinstance(archive_rate_limit, int)
-            else archive_rate_limit
-        )
-        """gitlab.com's archive limit (5 a minute per user), when asked (`ratelimit`)."""
         self.merge_requests: dict[str, list[dict[str, Any]]] = {}
         self.protected: dict[str, set[str]] = {}
         self._ids: dict[str, int] = {}
@@ -126,11 +114,6 @@ class GitLabDouble(ForgeDouble):
             ("GET", P + r"/repository/archive(?:\.(?P<fmt>[a-z0-9.]+))?", self.archive),
             ("GET", P + "/repository/files/(?P<path>.+)/raw", self.raw_file),
             ("GET", P + "/repository/tree", self.tree),
-            (
-                "GET",
-                P + "/repository/blobs/(?P<sha>[0-9a-f]{40})/raw",
-                lambda request, path: gitlab_files.raw_blob(self, request, path),
-            ),
             ("GET", P + "/repository/compare", self.compare),
             ("GET", P + "/repository/commits", self.list_commits),
             ("GET", P + "/repository/commits/(?P<sha>[0-9a-f]{40})/diff", self.commit_diff),
@@ -140,7 +123,6 @@ class GitLabDouble(ForgeDouble):
             ("POST", P + "/merge_requests", self.create_mr),
         ):
             self.route(method, API + pattern, self._in_project(handler))
-        self._add_reporting()
         self._add_reporting()
 
     # ---- forge-wide behaviour --------------------------------------------------------
@@ -357,10 +339,6 @@ class GitLabDouble(ForgeDouble):
 
     # ---- reads -----------------------------------------------------------------------
     def archive(self, request: Request, path: str) -> Response:
-        if self.archive_limit is not None:
-            limited = self.archive_limit.refuse(request, path, self.presented_token(request))
-            if limited is not None:
-                return limited
         fmt = request.params.get("fmt") or "tar.gz"
         if fmt not in ("tar.gz", "tgz"):
             return error(400, "this double serves tar.gz archives only")
@@ -403,8 +381,6 @@ class GitLabDouble(ForgeDouble):
             )
 
     def tree(self, request: Request, path: str) -> Response:
-        if request.query.get("pagination") == "keyset":
-            return gitlab_files.keyset_tree(self, request, path)
         with self.open_repo(path) as repo:
             assert repo is not None
             sha = gitdata.resolve(repo, request.query.get("ref") or gitdata.default_branch(repo))
@@ -746,46 +722,6 @@ class GitLabDouble(ForgeDouble):
             }
             mrs.append(mr)
         return Response.json(201, self._mr_json(path, mr))
-
-    # ---- check reporting (routes and state in tests/forges/gitlab_reporting.py) ------
-    def _add_reporting(self) -> None:
-        self.reporting = GitLabReporting(self)
-        self.reporting.register()
-
-    def authorized(self, request: Request) -> bool:
-        if re.fullmatch(REPORTING_PAGE, request.path):  # a browser shows the MR page
-            return True
-        return super().authorized(request)
-
-    def open_merge_request(
-        self, path: str, source: str, target: str, title: str = "A change"
-    ) -> int:
-        """Open an MR straight in the double (no request, no checks); returns its iid."""
-        mrs = self.merge_requests.setdefault(path, [])
-        mrs.append(
-            {
-                "id": next(self._counter),
-                "iid": len(mrs) + 1,
-                "state": "opened",
-                "title": title,
-                "description": None,
-                "source_branch": source,
-                "target_branch": target,
-            }
-        )
-        return len(mrs)
-
-    def close_merge_request(self, path: str, iid: int) -> None:
-        """Close an MR, as a person on the page does (its head stays where it was)."""
-        for mr in self.merge_requests.get(path, []):
-            if mr["iid"] == iid:
-                self.reporting.head_of(path, mr)
-                mr["state"] = "closed"
-
-    def scoped(self, token: str, role: str, *scopes: str) -> None:
-        """Accept `token` with a role and only these scopes (`read_api`: reads only)."""
-        self.add_token(token, role)
-        self.reporting.scopes[token] = set(scopes)
 
     # ---- check reporting (routes and state in tests/forges/gitlab_reporting.py) ------
     def _add_reporting(self) -> None:
