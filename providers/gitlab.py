@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
+import logging
 import threading
+import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import IO, Any, ClassVar, TypeVar
 
 import gitlab
 import requests
 from gitlab.exceptions import GitlabAuthenticationError, GitlabError
 
-from providers import changeset, contract, same_origin
+from providers import changeset, contract, same_origin, tree_snapshot
 from providers.base import Attempt, Draft, ForgeBase, Landed, Missing
 from providers.config import ForgeConfig
 from providers.contract import FileMode
@@ -37,15 +41,17 @@ from providers.errors import (
     NotFound,
     PermissionDenied,
     ProviderError,
+    RateLimited,
     Refused,
     from_status,
     token_refused,
     unanswered,
 )
-from providers.names import check_branch_name, check_repo_path
+from providers.names import check_branch_name, check_repo_path, is_sha
 
 T = TypeVar("T")
 _GITLAB = "GitLab"
+log = logging.getLogger(__name__)
 
 _STALE_MESSAGES = (
     "has changed since you started editing it",
@@ -203,23 +209,48 @@ class GitLabForge(ForgeBase):
             raise
         return contract.Branch(name, from_sha)
 
+    # ---- the archive, and the same snapshot file by file when it is rate limited ----
+    fallback_after: ClassVar[float] = 5.0
+    """Seconds of `Retry-After` worth waiting for an archive; past them the snapshot is read
+    file by file (gitlab.com allows 5 archive downloads a minute per user and project, and
+    answers the sixth with a wait of up to a minute)."""
+    fallback_max_files: ClassVar[int] = 2000
+    """Most blobs read file by file: gitlab.com allows 2,000 API requests a minute per
+    user, so a larger tree waits for the archive instead."""
+    fallback_workers: ClassVar[int] = 8
+    """Blob requests in flight at once while reading file by file."""
+    archive_route = ""
+    """How the last snapshot was read: 'archive', or 'files' (the tree and its blobs)."""
+
     @contextmanager
     def archive(self, ref: str, path: str = "") -> Iterator[contract.Snapshot]:
-        """One archive request by SHA or branch (GitLab.com allows 5 a minute); `path`
-        narrows it on the server. The pax header pins the SHA."""
+        """One archive request by SHA or branch; `path` narrows it on the server. The pax
+        header pins the SHA. When GitLab's archive limit asks for a wait longer than
+        `fallback_after`, the same snapshot comes from the tree and blob APIs instead."""
         folder = path.strip("/")
-        kwargs: dict[str, Any] = {"path": folder} if folder else {}
-        chunks = self._call(
-            f"download the archive of {ref}",
-            lambda: self._project.repository_archive(
-                sha=ref,
-                streamed=True,
-                iterator=True,
-                chunk_size=64 * 1024,
-                format="tar.gz",
-                **kwargs,
-            ),
-        )
+        limited: _ArchiveLimited | None = None
+        try:
+            chunks = self._archive_request(ref, folder, fall_back=True)
+        except _ArchiveLimited as exc:
+            limited = exc
+        if limited is not None:
+            listed = self._fallback_listing(ref, folder, limited)
+            if listed is not None:
+                sha, files = listed
+                entries = tree_snapshot.blob_entries(
+                    files,
+                    self._blob,
+                    limits=self.config.archive_limits,
+                    workers=self.fallback_workers,
+                )
+                self.archive_route = "files"
+                try:
+                    yield contract.Snapshot(sha, entries)
+                finally:
+                    entries.close()
+                return
+            chunks = self._archive_request(ref, folder, fall_back=False)
+        self.archive_route = "archive"
         try:
             with self._snapshot(ref, self._body(chunks), folder) as snapshot:
                 yield snapshot
@@ -227,6 +258,109 @@ class GitLabForge(ForgeBase):
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
+
+    def _archive_request(self, ref: str, folder: str, *, fall_back: bool) -> Iterator[bytes]:
+        """GET /repository/archive.tar.gz, streamed. With `fall_back`, a 429 asking for a
+        longer wait than `fallback_after` (or for none) raises `_ArchiveLimited` at once."""
+        action = f"download the archive of {ref}"
+        kwargs: dict[str, Any] = {"path": folder} if folder else {}
+
+        def attempt() -> Iterator[bytes]:
+            try:
+                with map_gitlab_errors(action, self._last, self._token_set):
+                    chunks: Iterator[bytes] = self._project.repository_archive(
+                        sha=ref,
+                        streamed=True,
+                        iterator=True,
+                        chunk_size=64 * 1024,
+                        format="tar.gz",
+                        **kwargs,
+                    )
+                    return chunks
+            except RateLimited as exc:
+                wait = None if exc.retry_at is None else exc.retry_at.timestamp() - time.time()
+                if fall_back and (wait is None or wait > self.fallback_after):
+                    raise _ArchiveLimited(exc, wait) from exc
+                raise
+
+        return self._call(action, attempt)
+
+    def _fallback_listing(
+        self, ref: str, folder: str, limited: _ArchiveLimited
+    ) -> tuple[str, list[contract.TreeEntry]] | None:
+        """The commit and its files under `folder`, when reading them one by one fits
+        `fallback_max_files`; None sends the caller back to wait for the archive."""
+        sha = ref if is_sha(ref) else self._resolve(ref)
+        files = self._keyset_tree(sha, folder)
+        blobs = len({f.sha for f in files} - {tree_snapshot.EMPTY_BLOB})
+        wait = "" if limited.wait is None else f" (the next is allowed in {limited.wait:.0f}s)"
+        if blobs > self.fallback_max_files:
+            log.info(
+                "GitLab's archive download limit was reached%s; %d files are too many to "
+                "read one by one, so waiting for the archive",
+                wait,
+                blobs,
+            )
+            return None
+        log.info(
+            "GitLab's archive download limit was reached%s: reading the %d files of %s "
+            "one by one instead",
+            wait,
+            len(files),
+            sha[:12],
+        )
+        return sha, files
+
+    def _resolve(self, ref: str) -> str:
+        """A branch or tag's commit (GET /repository/commits/:ref)."""
+        commit = self._call(f"read {ref}", lambda: self._project.commits.get(ref))
+        return str(commit.id)
+
+    def _keyset_tree(self, sha: str, folder: str) -> list[contract.TreeEntry]:
+        """The recursive tree's files, 100 entries a page with keyset pagination (only the
+        next page's token is taken from the `Link` header, never its host; a GitLab that
+        answers with page numbers instead is followed by `x-next-page`)."""
+        path = f"/projects/{self._project.encoded_id}/repository/tree"
+        query: dict[str, Any] = {
+            "ref": sha,
+            "recursive": "true",
+            "per_page": 100,
+            "pagination": "keyset",
+        }
+        if folder:
+            query["path"] = folder
+        files: list[contract.TreeEntry] = []
+        while True:
+            response = self._call(
+                "list the tree",
+                functools.partial(self._gl.http_request, "get", path, query_data=dict(query)),
+            )
+            files += [
+                contract.TreeEntry(i["path"], FileMode.parse(i["mode"]), i["id"], -1)
+                for i in response.json()
+                if i.get("type") == "blob"
+            ]
+            following = _next_page(response)
+            if following is None:
+                return files
+            query.update(following)
+
+    def _blob(self, sha: str, path: str) -> IO[bytes]:
+        """GET /repository/blobs/:sha/raw, checked against `sha` (retried whole)."""
+        url = f"/projects/{self._project.encoded_id}/repository/blobs/{sha}/raw"
+        action = f"read {path}"
+
+        def once() -> IO[bytes]:
+            response = self._gl.http_request("get", url, streamed=True)
+            try:
+                with map_gitlab_errors(action, self._last, self._token_set):
+                    return tree_snapshot.spool(
+                        response.iter_content(64 * 1024), sha, path, self.config.archive_limits
+                    )
+            finally:
+                response.close()
+
+        return self._call(action, once)
 
     def _body(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         with map_gitlab_errors("download the archive", self._last, self._token_set):
@@ -590,6 +724,27 @@ _REPORTER_API = (
     "Give the token the api scope, and the Reporter role (or higher; Developer to set "
     "commit statuses) in the project"
 )
+
+
+class _ArchiveLimited(Exception):
+    """The archive is rate limited for longer than is worth waiting (never retried)."""
+
+    def __init__(self, error: RateLimited, wait: float | None) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.wait = wait
+
+
+def _next_page(response: requests.Response) -> dict[str, str] | None:
+    """The next tree page's parameters: the keyset `page_token` from `Link`, else the
+    page number GitLab's offset pagination gives; None on the last page."""
+    link = response.links.get("next", {}).get("url")
+    if link:
+        token = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query).get("page_token")
+        if token:
+            return {"page_token": token[0]}
+    number = response.headers.get("x-next-page", "")
+    return {"page": number} if number.isdigit() else None
 
 
 DEVELOPER = 30

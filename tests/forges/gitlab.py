@@ -37,9 +37,10 @@ from dulwich.repo import Repo
 from providers import gitobjects
 from providers.contract import FileMode
 from providers.errors import InvalidRequest
-from tests.forges import gitdata
+from tests.forges import gitdata, gitlab_files
 from tests.forges.gitlab_reporting import PAGE as REPORTING_PAGE
 from tests.forges.gitlab_reporting import GitLabReporting
+from tests.forges.ratelimit import ArchiveLimit
 from tests.forges.server import ForgeDouble, Request, Response, paginate
 
 API = "/api/v4"
@@ -94,9 +95,17 @@ class GitLabDouble(ForgeDouble):
 
     name = "gitlab"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, archive_rate_limit: int | ArchiveLimit | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.api = self.url + API
+        self.archive_limit = (
+            ArchiveLimit(archive_rate_limit)
+            if isinstance(archive_rate_limit, int)
+            else archive_rate_limit
+        )
+        """gitlab.com's archive limit (5 a minute per user), when asked (`ratelimit`)."""
         self.merge_requests: dict[str, list[dict[str, Any]]] = {}
         self.protected: dict[str, set[str]] = {}
         self._ids: dict[str, int] = {}
@@ -114,6 +123,11 @@ class GitLabDouble(ForgeDouble):
             ("GET", P + r"/repository/archive(?:\.(?P<fmt>[a-z0-9.]+))?", self.archive),
             ("GET", P + "/repository/files/(?P<path>.+)/raw", self.raw_file),
             ("GET", P + "/repository/tree", self.tree),
+            (
+                "GET",
+                P + "/repository/blobs/(?P<sha>[0-9a-f]{40})/raw",
+                lambda request, path: gitlab_files.raw_blob(self, request, path),
+            ),
             ("GET", P + "/repository/compare", self.compare),
             ("GET", P + "/repository/commits", self.list_commits),
             ("GET", P + "/repository/commits/(?P<sha>[0-9a-f]{40})/diff", self.commit_diff),
@@ -339,6 +353,10 @@ class GitLabDouble(ForgeDouble):
 
     # ---- reads -----------------------------------------------------------------------
     def archive(self, request: Request, path: str) -> Response:
+        if self.archive_limit is not None:
+            limited = self.archive_limit.refuse(request, path, self.presented_token(request))
+            if limited is not None:
+                return limited
         fmt = request.params.get("fmt") or "tar.gz"
         if fmt not in ("tar.gz", "tgz"):
             return error(400, "this double serves tar.gz archives only")
@@ -381,6 +399,8 @@ class GitLabDouble(ForgeDouble):
             )
 
     def tree(self, request: Request, path: str) -> Response:
+        if request.query.get("pagination") == "keyset":
+            return gitlab_files.keyset_tree(self, request, path)
         with self.open_repo(path) as repo:
             assert repo is not None
             sha = gitdata.resolve(repo, request.query.get("ref") or gitdata.default_branch(repo))
