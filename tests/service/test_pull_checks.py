@@ -1,0 +1,235 @@
+"""Checks of pull/merge requests and pushes, end to end: real webhook payloads over HTTP,
+the check worker, and the statuses and the one comment read back from the doubles."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from service import check_jobs
+from service.check_comment import MARKER
+from tests.conftest import Files, ForgeEnv
+from tests.forges.github import GitHubDouble
+from tests.forges.gitlab import GitLabDouble
+from tests.forges.server import Fault
+from tests.service.checking import BROKEN, GOOD, PUBLIC_URL, Checked, checked_service
+from tests.service.conftest import READ, Receiver
+
+on_doubles = pytest.mark.parametrize("env", ["github", "gitlab"], indirect=True)
+
+
+@pytest.fixture
+def checked(env: ForgeEnv, tmp_path: Path, receiver: Receiver) -> Iterator[Checked]:
+    with checked_service(env, tmp_path, receiver.url) as made:
+        yield made
+
+
+def jobs(checked: Checked) -> list[tuple[str, str, str]]:
+    with checked.service.state.engine.connect() as connection:
+        rows = connection.execute(sa.select(check_jobs.check_jobs).order_by("id")).all()
+    return [(r.subject, r.head_sha, r.status) for r in rows]
+
+
+def open_pull(env: ForgeEnv, files: Files, branch: str = "feature") -> tuple[str, int]:
+    """`main` with GOOD, `branch` with `files` on top, and a PR/MR from it: (head, number)."""
+    base = env.head("main") or env.seed({"meltano.yml": GOOD}, branch="main")
+    env.forge.create_branch(branch, base)
+    head = env.seed(files, branch=branch, parent=base, message=f"change on {branch}")
+    made = env.forge.open_change_request(branch, "main", f"Change {branch}", "")
+    return head, made.number
+
+
+@on_doubles
+def test_a_pull_request_gets_pending_then_its_result_and_one_comment_edited_in_place(
+    checked: Checked, env: ForgeEnv
+) -> None:
+    head, number = open_pull(env, {"meltano.yml": BROKEN})
+    opened = checked.pull_request("opened", number, head, "feature", "main", "pr-1")
+    assert opened.status_code == 202
+    assert opened.json() == {"status": "accepted", "checks": 1}
+    assert env.double is not None
+    # The first attempt cannot read the commit's tree: the pending status shows meanwhile.
+    env.double.inject(Fault("GET", r"/(git/trees|repository/tree)", status=404))
+    assert checked.drain() == 1
+    url = f"{PUBLIC_URL}/projects/warehouse/checks/{head}"
+    context = "meltano-forge/check"
+    assert checked.statuses(head) == [("pending", context, url)]
+    assert checked.comments(number) == []
+    checked.clock.advance(60)
+    assert checked.drain() == 1
+    assert checked.statuses(head)[0] == ("failure", context, url)
+    [comment] = checked.comments(number)
+    assert comment["body"].startswith(MARKER)
+    assert "failed" in comment["body"]
+    assert "target\\-missing" in comment["body"]  # the finding, escaped
+
+    fixed = env.seed({"meltano.yml": GOOD}, branch="feature", parent=head, message="fix")
+    pushed = checked.pull_request("synchronize", number, fixed, "feature", "main", "pr-2")
+    assert pushed.json() == {"status": "accepted", "checks": 1}
+    assert checked.drain() == 1
+    assert checked.statuses(fixed)[0] == (
+        "success",
+        context,
+        f"{PUBLIC_URL}/projects/warehouse/checks/{fixed}",
+    )
+    assert checked.posted(fixed) == 2, "pending, then success"
+    [edited] = checked.comments(number)
+    assert edited["id"] == comment["id"], "the one comment is edited in place"
+    assert "passed" in edited["body"]
+    assert fixed[:12] in edited["body"]
+
+    stored = checked.service.get(f"/checks/{fixed}", token=READ)
+    assert stored.status_code == 200
+    assert (stored.json()["ok"], stored.json()["number"]) == (True, number)
+    assert checked.service.get(f"/checks/{head}", token=READ).json()["ok"] is False
+
+
+@on_doubles
+def test_two_pushes_queued_only_the_newest_head_is_checked_and_posted(
+    checked: Checked, env: ForgeEnv
+) -> None:
+    first, number = open_pull(env, {"meltano.yml": BROKEN})
+    second = env.seed({"meltano.yml": GOOD}, branch="feature", parent=first, message="again")
+    assert checked.pull_request("opened", number, first, "feature", "main", "c-1").json() == {
+        "status": "accepted",
+        "checks": 1,
+    }
+    again = checked.pull_request("synchronize", number, second, "feature", "main", "c-2")
+    assert again.json()["checks"] == 1
+    assert checked.drain() == 1
+    assert (checked.statuses(first), checked.posted(first)) == ([], 0)
+    assert (checked.state(second), checked.posted(second)) == ("success", 2)
+    assert len(checked.comments(number)) == 1
+    key = f"change_request:{number}"
+    assert jobs(checked) == [(key, first, "superseded"), (key, second, "done")]
+
+
+@on_doubles
+def test_a_job_whose_head_moved_hands_over_to_the_forges_head(
+    checked: Checked, env: ForgeEnv
+) -> None:
+    first, number = open_pull(env, {"meltano.yml": BROKEN})
+    assert (
+        checked.pull_request("opened", number, first, "feature", "main", "m-1").status_code == 202
+    )
+    # pushed before the worker ran, and its webhook is not here yet
+    second = env.seed({"meltano.yml": GOOD}, branch="feature", parent=first, message="again")
+    assert checked.drain() == 2
+    assert (checked.statuses(first), checked.posted(first)) == ([], 0)
+    assert (checked.state(second), checked.posted(second)) == ("success", 2)
+    key = f"change_request:{number}"
+    assert jobs(checked) == [(key, first, "superseded"), (key, second, "done")]
+
+
+@on_doubles
+def test_a_replayed_delivery_changes_nothing(checked: Checked, env: ForgeEnv) -> None:
+    head, number = open_pull(env, {"meltano.yml": GOOD})
+    assert (
+        checked.pull_request("opened", number, head, "feature", "main", "r-1").json()["checks"] == 1
+    )
+    assert checked.drain() == 1
+    before = (checked.statuses(head), checked.comments(number), jobs(checked))
+    again = checked.pull_request("opened", number, head, "feature", "main", "r-1")
+    assert again.json() == {"status": "duplicate", "checks": 0}
+    assert checked.drain() == 0
+    assert (checked.statuses(head), checked.comments(number), jobs(checked)) == before
+
+
+@on_doubles
+def test_a_push_to_the_working_branch_gets_a_status_and_no_comment(
+    checked: Checked, env: ForgeEnv
+) -> None:
+    base = env.seed({"meltano.yml": GOOD}, branch="main")
+    for branch in ("development", "topic"):
+        env.forge.create_branch(branch, base)
+    head = env.seed({"meltano.yml": BROKEN}, branch="development", parent=base)
+    assert checked.push("development", base, head, "push-1").status_code == 202
+    elsewhere = env.seed({"meltano.yml": BROKEN}, branch="topic", parent=base, message="topic")
+    assert checked.push("topic", base, elsewhere, "push-2").status_code == 202
+    assert checked.drain() == 1, "only the working and protected branches are checked"
+    assert (checked.state(head), checked.posted(head)) == ("failure", 2)
+    assert (checked.statuses(elsewhere), checked.posted(elsewhere)) == ([], 0)
+    assert jobs(checked) == [("branch:development", head, "done")]
+
+
+@on_doubles
+def test_closed_and_unrelated_actions_are_ignored(checked: Checked, env: ForgeEnv) -> None:
+    if env.kind == "github":
+        data = json.loads(
+            (
+                Path(__file__).parents[1]
+                / "fixtures/webhooks/github/pull_request-closed.payload.json"
+            ).read_text()
+        )
+        answer = checked.github("pull_request", data, "closed-1")
+    else:
+        data = json.loads(
+            (
+                Path(__file__).parents[1] / "fixtures/webhooks/gitlab/merge_request.payload.json"
+            ).read_text()
+        )
+        data["object_attributes"]["action"] = "close"
+        answer = checked.gitlab("Merge Request Hook", data, "closed-1")
+    assert answer.json() == {"status": "ignored"}
+    assert jobs(checked) == []
+
+
+@on_doubles
+def test_a_token_that_may_not_post_statuses_ends_in_a_clear_dead_letter(
+    env: ForgeEnv, tmp_path: Path, receiver: Receiver
+) -> None:
+    token = "limited-token-0005"
+    if isinstance(env.double, GitHubDouble):
+        env.double.fine_grained(token, contents="write", pull_requests="write")
+        needs = 'the "Commit statuses: write" repository permission'
+    else:
+        assert isinstance(env.double, GitLabDouble)
+        env.double.scoped(token, "developer", "read_api")
+        needs = "the api scope"
+    with checked_service(env, tmp_path, receiver.url, token=token) as checked:
+        head, number = open_pull(env, {"meltano.yml": GOOD})
+        assert (
+            checked.pull_request("opened", number, head, "feature", "main", "d-1").json()["checks"]
+            == 1
+        )
+        assert checked.drain() == 1
+        listed = checked.service.get("/check-jobs", token=READ)
+        assert listed.status_code == 200
+        [job] = listed.json()
+        assert (job["status"], job["attempts"]) == ("dead", 1)
+        assert needs in job["last_error"], job["last_error"]
+        assert job["last_error"].endswith(".")
+        assert token not in job["last_error"]
+        assert (checked.statuses(head), checked.comments(number)) == ([], [])
+        assert checked.drain() == 0, "a dead job is not tried again"
+
+
+@on_doubles
+def test_content_creating_requests_stay_within_80_a_minute_per_token(
+    checked: Checked, env: ForgeEnv
+) -> None:
+    pulls = [
+        open_pull(env, {"meltano.yml": GOOD, "notes.txt": f"{i}".encode()}, branch=f"topic-{i}")
+        for i in range(30)
+    ]
+    for i, (head, number) in enumerate(pulls):
+        sent = checked.pull_request("opened", number, head, f"topic-{i}", "main", f"many-{i}")
+        assert sent.json()["checks"] == 1
+    env.clear_log()
+    checked.drain()
+    # 26 jobs take their three writes each (pending, result, comment); the 27th waits
+    assert checked.content_writes() == 78
+    waiting = [j for j in jobs(checked) if j[2] == "pending"]
+    assert len(waiting) == 4
+    checked.clock.advance(45)
+    checked.drain()
+    assert checked.content_writes() == 78, "the window is still full"
+    checked.clock.advance(16)
+    checked.drain()
+    assert checked.content_writes() == 90
+    assert {j[2] for j in jobs(checked)} == {"done"}
+    assert all(len(checked.comments(number)) == 1 for _, number in pulls)
