@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench import report
 from bench.harness import ROOT, Bench, Row, remove
-from bench.scenarios import coldstart, commit, materialize, runner, service, status
+from bench.scenarios import coldstart, commit, fleet, materialize, runner, service, status
 
 PROVIDERS = ("github", "gitlab", "local")
 
@@ -63,6 +63,9 @@ def plan(bench: Bench, quick: bool) -> list[tuple[str, Callable[[], None]]]:
     step("service", service.stampede, 200)
     step("service", service.throughput, 5 if quick else 10)
     step("coldstart", coldstart.coldstart)
+    step("fleet", fleet.fleet, "fixture", 1 if quick else 3)
+    if not quick:
+        step("fleet", fleet.fleet, "1000")
     for size in ("1000",) if quick else ("10000", "100000"):
         for provider in ("github",) if quick else PROVIDERS:
             step("memory", materialize.peak_memory, provider, size)
@@ -93,7 +96,7 @@ def main() -> int:
         "--only",
         default="",
         help="comma-separated steps: materialize,curve,status,commit,runner,overhead,service,"
-        "memory,coldstart",
+        "memory,coldstart,fleet",
     )
     args = parser.parse_args()
     only = {s for s in args.only.split(",") if s}

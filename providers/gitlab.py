@@ -214,9 +214,11 @@ class GitLabForge(ForgeBase):
     """Seconds of `Retry-After` worth waiting for an archive; past them the snapshot is read
     file by file (gitlab.com allows 5 archive downloads a minute per user and project, and
     answers the sixth with a wait of up to a minute)."""
-    fallback_max_files: ClassVar[int] = 2000
-    """Most blobs read file by file: gitlab.com allows 2,000 API requests a minute per
-    user, so a larger tree waits for the archive instead."""
+    fallback_max_files: ClassVar[int] = 400
+    """Most blobs read file by file; a larger tree waits for the archive instead. The
+    break-even of a fleet: gitlab.com allows 2,000 API requests a minute per user, and 15
+    runners refused together reading 400 files each need about the 6,000 requests that
+    the 3 minutes of waiting for the archive (5 a minute) would allow."""
     fallback_workers: ClassVar[int] = 8
     """Blob requests in flight at once while reading file by file."""
     archive_route = ""

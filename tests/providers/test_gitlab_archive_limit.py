@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -25,6 +28,7 @@ from providers.gitlab import GitLabForge
 from providers.registry import locate, open_forge
 from providers.retry import RetryPolicy
 from tests.conftest import FAST_RETRY, TOKEN, Files, seed_repo
+from tests.forges import gitdata
 from tests.forges.gitlab import GitLabDouble
 from tests.forges.ratelimit import ARCHIVE_MESSAGE, ArchiveLimit, ManualClock
 from tests.forges.server import Fault
@@ -166,6 +170,36 @@ def test_the_double_can_answer_like_rack_attack(limited: Limited) -> None:
     assert over.status_code == 429
     assert over.text == "Retry later\n"
     assert over.headers["Retry-After"] == "60"
+
+
+@pytest.mark.parametrize("answer", ["archive", "throttle"])
+def test_the_standalone_double_takes_the_limit_as_flags(tmp_path: Path, answer: str) -> None:
+    name = "data/platform/warehouse"
+    seed_repo(gitdata.init_bare(tmp_path / f"{name}.git"), {"meltano.yml": b"version: 1\n"})
+    root = Path(__file__).resolve().parents[2]
+    args = ["--archive-rate-limit", "2", "--archive-limit-answer", answer]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.forges", "gitlab", "--repos", str(tmp_path), *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        match = re.search(r"at (http://127\.0\.0\.1:\d+)", process.stdout.readline())
+        assert match
+        project = f"{match.group(1)}/api/v4/projects/{name.replace('/', '%2F')}"
+        url = project + "/repository/archive.tar.gz"
+        answers = [requests.get(url, timeout=10) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert answers[2].headers["RateLimit-Limit"] == "2"
+        refused = answers[2].text
+        assert refused == "Retry later\n" if answer == "throttle" else ARCHIVE_MESSAGE in refused
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 # ---- the adapter -----------------------------------------------------------------------
