@@ -233,6 +233,21 @@ def test_a_limited_archive_is_read_file_by_file_with_the_same_files_and_modes(
     forge.close()
 
 
+def test_a_project_in_a_folder_is_read_under_that_folder_only(limited: Limited) -> None:
+    forge = limited.forge()
+    with forge.archive(limited.sha, "plugins/") as snapshot:
+        by_archive = {e.path: (e.mode, e.read()) for e in snapshot.entries}
+    spend_archives(limited, 4)
+    limited.double.clear_log()
+    with forge.archive(limited.sha, "plugins/") as snapshot:
+        by_files = {e.path: (e.mode, e.read()) for e in snapshot.entries}
+    assert by_files == by_archive
+    inside = {p: v for p, v in limited.files.items() if p.startswith("plugins/")}
+    assert sorted(by_files) == sorted(inside)
+    assert limited.count(BLOBS) == len(distinct_blobs(inside)), "no file outside the folder"
+    forge.close()
+
+
 def test_a_branch_name_is_pinned_to_its_commit(limited: Limited) -> None:
     spend_archives(limited)
     limited.double.clear_log()
