@@ -22,10 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from client import pip_rewrite
-from client.plugin_cache import PluginCache
+from client.plugin_cache import LOCK_WAIT, EntryKey, PluginCache
 from client.plugin_envs import (
     Action,
     PluginEnv,
@@ -36,6 +38,7 @@ from client.plugin_envs import (
 )
 from client.plugin_sources import PluginFetcher, git_requirements
 from client.plugins import Plugin
+from client.service_plugin_cache import LEASE_WAIT, PluginEnvRemote, ServicePluginCache
 from client.settings import InstallPolicy, Settings, SettingsError
 from client.subprocesses import KEEP_LINES, run_child
 
@@ -45,15 +48,21 @@ PROGRESS_EVERY = 15.0
 
 
 def prepare_plugins(
-    root: Path, settings: Settings, env: dict[str, str], *, quiet_stdout: bool
+    root: Path,
+    settings: Settings,
+    env: dict[str, str],
+    *,
+    quiet_stdout: bool,
+    remote: object = None,
 ) -> tuple[int, list[PluginReport]]:
     """Make every plugin environment ready; Meltano's exit code (0 when nothing needed
-    installing) and one report per plugin."""
+    installing) and one report per plugin. `remote` is the run's forge: in service mode
+    (`PluginEnvRemote`), the service's plugin cache is a tier after the folder's."""
     if settings.install is InstallPolicy.NEVER:
         return 0, []
     python = _lazy(lambda: meltano_python(settings.meltano_bin))
     decided, hub = environments(root, env, python)
-    # `always` means install: the cache is then only filled, never restored from.
+    # `always` means install: the caches are then only filled, never restored from.
     always = settings.install is InstallPolicy.ALWAYS
     cache = (
         PluginCache(settings.plugin_cache, settings.plugin_cache_max_bytes)
@@ -62,6 +71,8 @@ def prepare_plugins(
     )
     if cache is not None and not cache.writable:
         log.info("the plugin cache %s is read-only here: restoring only", settings.plugin_cache)
+    service = ServicePluginCache(remote) if isinstance(remote, PluginEnvRemote) else None
+    tiers: list[Tier] = [t for t in (cache, service) if t is not None]
     reports: dict[str, PluginReport] = {}
     pending: list[tuple[PluginEnv, str]] = []
     for item in [*decided, *hub]:
@@ -73,8 +84,8 @@ def prepare_plugins(
         else:
             pending.append((item, why))
     _announce(reports, pending)
-    if cache is not None and not always:
-        pending = _restore(cache, pending, reports, python)
+    for tier in [] if always else tiers:
+        pending = _restore(tier, pending, reports, python)
     code = 0
     if pending:
         keys = [k for e, _ in pending if cache and (k := cache_key(e, python())) is not None]
@@ -83,12 +94,105 @@ def prepare_plugins(
             if cache is not None and not always:
                 pending = _restore(cache, pending, reports, python)  # filled while we waited
             if pending:
-                code = _install(root, settings, env, pending, reports, quiet_stdout)
-                if code == 0 and cache is not None:
-                    _store(cache, pending, reports, python)
+                fill = Fill(root, settings, env, reports, quiet_stdout, cache, python)
+                code = fill.through(service, pending) if service else fill.install(pending)
     for report in reports.values():
         _log(report)
     return code, list(reports.values())
+
+
+class Tier(Protocol):
+    """Where environments are restored from: the folder cache or the service's."""
+
+    def restore(self, key: EntryKey, venv: Path) -> bool:
+        """Put the entry at `venv`, verified; False when it cannot."""
+
+
+@dataclass
+class Fill:
+    """Installing what no cache held, and filling the caches with it."""
+
+    root: Path
+    settings: Settings
+    env: dict[str, str]
+    reports: dict[str, PluginReport]
+    quiet_stdout: bool
+    cache: PluginCache | None
+    python: Callable[[], str]
+
+    def install(self, pending: list[tuple[PluginEnv, str]]) -> int:
+        """Install `pending` and store them in the folder cache."""
+        code = _install(
+            self.root, self.settings, self.env, pending, self.reports, self.quiet_stdout
+        )
+        if code == 0 and self.cache is not None:
+            _store(self.cache, pending, self.reports, self.python)
+        return code
+
+    def through(self, service: ServicePluginCache, pending: list[tuple[PluginEnv, str]]) -> int:
+        """Install `pending` under the service's leases: what this run is granted (and
+        what cannot be cached) is installed and uploaded at once; what another runner is
+        installing is waited for, then restored (or installed, if that runner failed)."""
+        always = self.settings.install is InstallPolicy.ALWAYS
+        deadline = time.monotonic() + LOCK_WAIT
+        wait, told = 0.0, False
+        while pending:
+            keys = {e.label: cache_key(e, self.python()) for e, _ in pending}
+            states = service.leases([k.digest for k in keys.values() if k], wait)
+            late = time.monotonic() > deadline
+            now, stored, held = [], [], []
+            for item, why in pending:
+                key = keys[item.label]
+                state = states.get(key.digest) if key and states is not None else None
+                if state == "stored" and not always:
+                    stored.append((item, why))
+                elif state == "held" and not (always or late):
+                    held.append((item, why))
+                else:
+                    now.append((item, why))
+            now += _restore(service, stored, self.reports, self.python)
+            granted = {
+                k.digest for k in keys.values() if k and (states or {}).get(k.digest) == "granted"
+            }
+            if now:
+                with service.renewing(granted):
+                    code = self.install(now)
+                if code != 0:
+                    service.release(granted)
+                    return code
+                self._upload(service, now, keys, granted)
+            if held and not told:
+                names = ", ".join(e.plugin.name for e, _ in held)
+                log.info("waiting for another runner that is installing %s for the service", names)
+                told = True
+            pending, wait = held, LEASE_WAIT
+        return 0
+
+    def _upload(
+        self,
+        service: ServicePluginCache,
+        installed: list[tuple[PluginEnv, str]],
+        keys: dict[str, EntryKey | None],
+        granted: set[str],
+    ) -> None:
+        for item, _ in installed:
+            report = self.reports[item.label]
+            key = keys[item.label]
+            if key is None:
+                report.cache = report.cache or f"not cached: {item.uncacheable}"
+                continue
+            if key.digest not in granted:
+                continue
+            manifest = self.cache.manifest(key) if self.cache is not None else None
+            if manifest is None:
+                compile_bytecode(item.venv)
+            packed = (
+                (self.cache.entries / f"{key.digest}.tar", manifest.sha256)
+                if self.cache is not None and manifest is not None
+                else None
+            )
+            said = service.upload(key, item.venv, item.label, packed)
+            report.cache = f"{report.cache}; {said}" if report.cache else said
 
 
 def _why_install(item: PluginEnv, policy: InstallPolicy) -> str | None:
@@ -116,22 +220,24 @@ def _announce(reports: dict[str, PluginReport], pending: list[tuple[PluginEnv, s
 
 
 def _restore(
-    cache: PluginCache,
+    tier: Tier,
     pending: list[tuple[PluginEnv, str]],
     reports: dict[str, PluginReport],
     python: Callable[[], str],
 ) -> list[tuple[PluginEnv, str]]:
     left = []
+    remote = isinstance(tier, ServicePluginCache)
     for item, why in pending:
         key = cache_key(item, python())
         started = time.monotonic()
-        if key is not None and cache.restore(key, item.venv):
+        if key is not None and tier.restore(key, item.venv):
             reports[item.label] = PluginReport(
                 item.plugin.kind,
                 item.plugin.name,
                 Action.RESTORED,
-                f"{why}; the plugin cache holds it",
+                f"{why}; the {'service' if remote else 'plugin'} cache holds it",
                 round(time.monotonic() - started, 2),
+                source="service" if remote else "plugin cache",
             )
         else:
             left.append((item, why))
@@ -162,11 +268,12 @@ def _waiting(pending: list[tuple[PluginEnv, str]]) -> str:
 
 def _log(report: PluginReport) -> None:
     kind = KINDS.get(report.type, report.type)
+    action = report.action.value
+    if report.source == "service":
+        action += " from the service cache"
     timing = f" in {report.seconds:.1f}s" if report.seconds else ""
     cache = f"; {report.cache}" if report.cache else ""
-    log.info(
-        "%s '%s': %s%s (%s%s)", kind, report.name, report.action.value, timing, report.why, cache
-    )
+    log.info("%s '%s': %s%s (%s%s)", kind, report.name, action, timing, report.why, cache)
 
 
 def _install(

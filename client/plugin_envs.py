@@ -54,7 +54,10 @@ class PluginReport:
     """Why it was installed (or reused); for people."""
     seconds: float = 0.0
     cache: str = ""
-    """`stored`, `not cached: <why>`, or empty (no cache configured, or not needed)."""
+    """`stored`, `not cached: <why>`, what the service said of an upload (`uploaded to
+    the service`), or empty (no cache configured, or not needed)."""
+    source: str = ""
+    """Where a restored environment came from: `plugin cache` (the folder) or `service`."""
 
 
 @dataclass(frozen=True)

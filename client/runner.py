@@ -227,7 +227,9 @@ def _execute(
         dict(os.environ if env is None else env), report.read_only, settings
     )
     root = ws.root
-    code, report.plugins = prepare_plugins(root, settings, child_env, quiet_stdout=json_output)
+    code, report.plugins = prepare_plugins(
+        root, settings, child_env, quiet_stdout=json_output, remote=ws.forge
+    )
     report.installed = any(p.action is Action.INSTALLED for p in report.plugins)
     if code != 0:
         report.exit_code = code

@@ -10,6 +10,7 @@ import base64
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urljoin
 
@@ -23,7 +24,9 @@ from providers.contract import FileMode
 from providers.errors import (
     AlreadyExists,
     Conflict,
+    NotFound,
     ProviderError,
+    Refused,
     UnsafeInput,
     from_status,
     unanswered,
@@ -34,6 +37,12 @@ T = TypeVar("T")
 
 
 _SERVICE = "the meltano-forge service"
+CHECK_FAILED = "Check failed"
+"""The service's problem title for a promotion its check refused (422, with `check`)."""
+_CHECK_INSTRUCTION = (
+    "Fix what `meltano-forge check` lists on the source branch, or, as an administrator, "
+    "promote it anyway with --override-check"
+)
 FORGE_RATE_LIMIT = "Forge rate limit"
 """The service's problem title for its forge's rate limit (it answers 503, with
 `retry_at`): a rate limit here too, whatever the detail says."""
@@ -57,6 +66,8 @@ def _problem(response: httpx.Response, token_set: bool = True) -> ProviderError:
         return Conflict(body.get("paths") or [], detail)
     if status == 422 and "unsafe" in title.lower():
         return UnsafeInput(detail)
+    if status == 422 and title == CHECK_FAILED:
+        return Refused(status, detail, detail, _CHECK_INSTRUCTION, kind="check")
     if status == 400 and "already exists" in detail:
         return AlreadyExists(detail)
     if title == FORGE_RATE_LIMIT:
@@ -81,6 +92,18 @@ _INSTRUCTIONS = {
     401: "Set a valid service token in MELTANO_FORGE_TOKEN",
     403: "Use a token with the write role for this project, or another branch",
 }
+
+
+_CHUNK = 1 << 20
+
+
+def _chunks(response: httpx.Response) -> Iterator[bytes]:
+    """A streamed answer's bytes; a connection that breaks off is an `OSError`."""
+    try:
+        yield from response.iter_raw(_CHUNK)
+    except httpx.HTTPError as exc:
+        msg = f"the service's answer broke off ({type(exc).__name__})"
+        raise OSError(msg) from None
 
 
 def _meta(data: dict[str, Any]) -> contract.CommitMeta:
@@ -288,13 +311,32 @@ class ServiceForge(ForgeBase):
         self, source: str, target: str, title: str, body: str
     ) -> contract.ChangeRequest:
         """POST /promotions (the service finds the open one or opens it)."""
-        data = self._json(
-            "POST",
-            "/promotions",
-            json={"source": source, "target": target, "title": title, "body": body},
-        )
+        return self.open_promotion(source, target, title, body, override_check=False)
+
+    def open_promotion(
+        self, source: str, target: str, title: str, body: str, *, override_check: bool
+    ) -> contract.ChangeRequest:
+        """POST /promotions; the service checks the source branch and decides an override
+        by the token's role (a `Refused` of kind `check` when the check refuses it)."""
+        check_branch_name(source)
+        check_branch_name(target)
+        payload: dict[str, str | bool] = {
+            "source": source,
+            "target": target,
+            "title": title,
+            "body": body,
+        }
+        if override_check:
+            payload["override_check"] = True
+        data = self._json("POST", "/promotions", json=payload)
         return contract.ChangeRequest(
-            data["number"], data["url"], data["source"], data["target"], data["created"]
+            data["number"],
+            data["url"],
+            data["source"],
+            data["target"],
+            data["created"],
+            bool(data.get("merged", False)),
+            str(data.get("detail", "")),
         )
 
     def report_workspace(
@@ -304,6 +346,63 @@ class ServiceForge(ForgeBase):
         body = {"branch": branch, "base_sha": base_sha, "dirty": list(dirty), "diff": diff}
         self._call(
             lambda: self._send("PUT", f"/workspaces/{quote(workspace_id, safe='')}", json=body)
+        )
+
+    # Plugin environments (`service.plugin_envs`; the runner's side: `client.service_plugin_cache`).
+
+    @contextmanager
+    def plugin_env(self, key: str) -> Iterator[tuple[str, int, Iterator[bytes]] | None]:
+        """GET /plugin-envs/{key}: the entry's SHA-256, size and bytes as they come (a
+        broken answer raises `OSError` mid-way); None when the service holds none."""
+        request = self._http.build_request("GET", f"{self.base}/plugin-envs/{quote(key)}")
+        try:
+            response = self._call(lambda: self._answer(request, stream=True))
+        except NotFound:
+            yield None
+            return
+        try:
+            sha256 = response.headers.get("X-Entry-Sha256", "")
+            size = int(response.headers.get("Content-Length") or -1)
+            yield sha256, size, _chunks(response)
+        finally:
+            response.close()
+
+    def put_plugin_env(self, key: str, fields: dict[str, str], archive: Path) -> bool:
+        """PUT /plugin-envs/{key}: upload the archive at `archive` with its key's fields
+        and SHA-256; True when stored, False when the service had the entry already."""
+        size = archive.stat().st_size
+
+        def send() -> httpx.Response:
+            with archive.open("rb") as body:
+                return self._send(
+                    "PUT",
+                    f"/plugin-envs/{quote(key)}",
+                    params=fields,
+                    content=iter(lambda: body.read(_CHUNK), b""),
+                    headers={"Content-Type": "application/x-tar", "Content-Length": str(size)},
+                )
+
+        return self._call(send).status_code == 201
+
+    def plugin_env_leases(
+        self, holder: str, keys: Sequence[str], wait: float
+    ) -> tuple[dict[str, str], float]:
+        """POST /plugin-envs/leases: each key `stored`, `granted` or `held`, and how long a
+        granted lease lasts unless asked again; waits up to `wait` while all are held."""
+        data = self._json(
+            "POST",
+            "/plugin-envs/leases",
+            json={"holder": holder, "keys": list(keys), "wait": wait},
+            timeout=wait + self.config.timeout,
+        )
+        return {str(k): str(v) for k, v in data["leases"].items()}, float(data["expires_in"])
+
+    def release_plugin_env_leases(self, holder: str, keys: Sequence[str]) -> None:
+        """POST /plugin-envs/leases/release: give back leases whose install failed."""
+        self._call(
+            lambda: self._send(
+                "POST", "/plugin-envs/leases/release", json={"holder": holder, "keys": list(keys)}
+            )
         )
 
     def close(self) -> None:

@@ -5,7 +5,7 @@ many install each entry (granted, held, stored; released; expired when the holde
 stops renewing them, as a killed runner does).
 
 The end-to-end story (real `meltano`, real plugins, cold runners at once) is
-`tests/client/test_service_plugin_fleet.py`."""
+`tests/client/test_plugin_cache_fleet.py`."""
 
 from __future__ import annotations
 
