@@ -324,6 +324,23 @@ def test_a_blob_that_does_not_match_its_id_is_refused(limited: Limited, tmp_path
     forge.close()
 
 
+def test_a_link_out_of_the_project_is_refused_file_by_file_too(
+    limited: Limited, tmp_path: Path
+) -> None:
+    sha = seed_repo(
+        limited.double.repo_path(limited.name),
+        {"escape": (b"../../etc/passwd", FileMode.SYMLINK)},
+        parent=limited.sha,
+    )
+    spend_archives(limited)
+    forge = limited.forge()
+    with pytest.raises(UnsafeInput, match="points outside the project"):
+        Workspace.open(tmp_path / "ws", forge).update("main", sha, repo=limited.name)
+    assert not (tmp_path / "ws").exists() or not any((tmp_path / "ws").iterdir())
+    assert limited.count(ARCHIVE, 429) == 1, "read file by file"
+    forge.close()
+
+
 # ---- a fleet ---------------------------------------------------------------------------
 def test_twenty_runners_materialize_at_once_without_waiting_out_the_limit(
     limited: Limited, tmp_path: Path
