@@ -4,8 +4,9 @@ Everything in it but our own words comes from the repository, which anyone who c
 controls: a plugin named `` `x` `` or `<script>`, an `@team` that would ping people, a
 `[link](javascript:...)`, an `#123` that would cross-reference an issue. Names go into
 code spans fenced longer than any backtick run they hold (no Markdown, HTML, mention or
-link is read inside one); sentences are escaped character by character, with a zero-width
-space after each character that starts a forge reference or an autolink. The comment is
+link is read inside one); sentences are escaped character by character, with a word joiner
+(zero width, and no line break either) after each character that starts a forge reference
+or an autolink. The comment is
 cut to fit the forges' limit (GitHub keeps 65,536 characters), pointing at the findings
 page for the rest.
 """
@@ -24,7 +25,8 @@ MAX_CHARS = 60_000
 """Below GitHub's 65,536, leaving room for the forge's own additions."""
 NAME_MAX = 200
 TEXT_MAX = 1000
-ZWSP = "\u200b"
+JOINER = "\u2060"
+"""U+2060 WORD JOINER: invisible, unbreakable, and not a character a mention or link takes."""
 
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
 _REFERENCE_STARTS = set("@#!~%$^:")
@@ -47,13 +49,13 @@ def plain(text: object, limit: int = TEXT_MAX) -> str:
         if ch in _HTML:
             out.append(_HTML[ch])
         elif ch in _REFERENCE_STARTS:
-            out.append(f"\\{ch}{ZWSP}")
+            out.append(f"\\{ch}{JOINER}")
         elif ch in _PUNCTUATION:
             out.append(f"\\{ch}")
         else:
             out.append(ch)
     escaped = "".join(out)
-    return escaped.replace("www", f"w{ZWSP}ww")
+    return escaped.replace("www", f"w{JOINER}ww")
 
 
 def code(text: object, limit: int = NAME_MAX) -> str:
@@ -138,7 +140,7 @@ def render(
     link = f" [Findings page]({findings_url})" if findings_url else ""
     head = [
         MARKER,
-        f"### {'✅' if ok else '❌'} meltano-forge check {verdict}: {describe(result)}",
+        f"### meltano-forge check {verdict}: {describe(result)}",
         "",
         f"Commit {code(sha[:12])} of {code(branch)}{against}.{link}",
     ]
