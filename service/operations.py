@@ -32,7 +32,7 @@ from providers.contract import (
 from providers.errors import Conflict, NotFound, ProviderError, UnsafeInput
 from providers.names import check_branch_name, is_sha
 from providers.safety import check_links
-from service import meltano_edits
+from service import checks, editor_checks, meltano_edits
 from service.deps import ProjectContext, ServiceState
 from service.meltano_summary import summarize
 from service.problems import Problem, from_error, public
@@ -447,8 +447,10 @@ def commit_file(
 ) -> Committed | Merged | Unchanged:
     """Commit one text file as a person edited it on `base` (the editor, a settings form):
     it keeps its mode and its line ends, a draft that changes nothing commits nothing, a
-    link or a file that is not UTF-8 is refused, and a branch that moved comes back as the
-    draft merged onto its head, never a silent overwrite. The rest is `commit`'s."""
+    link or a file that is not UTF-8 is refused, a draft that adds errors to the project's
+    check is refused (`editor_checks.CheckRefused`, the rule is `editor_checks.check_edit`'s),
+    and a branch that moved comes back as the draft merged onto its head, never a silent
+    overwrite. The rest is `commit`'s."""
     original = file_at(ctx, base, path)
     base_mode = file_mode(ctx, base, path) if original is not None else None
     if base_mode is FileMode.SYMLINK:
@@ -458,6 +460,7 @@ def commit_file(
     data = as_the_file_holds(draft, original)
     if data == original:
         return Unchanged()
+    editor_checks.refuse_if_worse(ctx, base, path, data)
     change = FileChange.put(path, data, base_mode or FileMode.REGULAR, base_mode)
     try:
         return Committed(commit(ctx, branch, base, [change], message or "Update"))
@@ -510,10 +513,15 @@ def change_meltano_yml(
     ctx: ProjectContext, branch: str, kind: MeltanoChange, name: str, field: str, value: str
 ) -> Committed | Merged | Unchanged:
     """One common change to `meltano.yml` as a minimal YAML edit, made on what the branch
-    holds now and committed as `commit_file` commits an edited file."""
+    holds now and committed as `commit_file` commits an edited file, so a change that adds
+    errors to the project's check is refused with them. The head's files are read once,
+    through the check's kept files: the edit, the lock file and the check share them."""
     path = meltano_yml_path(ctx)
     head = fresh_head(ctx, branch)
-    text = ctx.forge.read_file(head, path)
+    text = checks.files_at(ctx, head).read("meltano.yml")
+    if text is None:
+        msg = f"{path} is not on '{branch}'"
+        raise NotFound(msg, "Create it in the editor first")
     if kind is MeltanoChange.SETTING:
         new = meltano_edits.set_setting(text, name, field, value, _locked(ctx, head, name))
         message = f"Set {name} {field} in {path} from the web UI"
@@ -528,14 +536,14 @@ def change_meltano_yml(
 
 def _locked(ctx: ProjectContext, head: str, plugin: str) -> list[Any]:
     """The plugin's setting definitions from its lock file, if the project has one."""
-    prefix = f"{ctx.config.project_path}/plugins/" if ctx.config.project_path else "plugins/"
-    for entry in ctx.forge.list_tree(head):
-        parts = entry.path.removeprefix(prefix).split("/")
-        if not entry.path.startswith(prefix) or len(parts) != 2:
+    files = checks.files_at(ctx, head)
+    for path in files.paths():
+        parts = path.split("/")
+        if len(parts) != 3 or parts[0] != "plugins":
             continue  # plugins/<type>/<file>
-        file = parts[1]
+        file = parts[2]
         if file == f"{plugin}.lock" or (file.startswith(f"{plugin}--") and file.endswith(".lock")):
-            return meltano_edits.locked_settings(ctx.forge.read_file(head, entry.path))
+            return meltano_edits.locked_settings(files.read(path) or b"")
     return []
 
 

@@ -1,8 +1,10 @@
 """Edit a file and commit it (push), pull the branch into a draft, and the forms that make
 common Meltano changes without raw YAML. Every commit goes through `operations.commit_file`
 (and so `operations.commit`, the API's own): a read-only branch is refused with the
-reason, and a commit whose base moved comes back as a merge to review, never a silent
-overwrite. The pages only read their forms and show what the operation answered."""
+reason, a change that adds errors to the project's check is refused with them (the draft
+kept), and a commit whose base moved comes back as a merge to review, never a silent
+overwrite. The editor's live check asks `editor_checks` as the commit does. The pages only
+read their forms and show what the operation answered."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from client.messages import summarize
 from client.policy import ReadOnly, ReadOnlyBranch
 from providers.contract import FileMode, TreeEntry
 from providers.errors import InvalidRequest
-from service import meltano_edits, operations
+from providers.names import is_sha
+from service import editor_checks, meltano_edits, operations
 from service.deps import PageContext, WebReader, WebWriter
 from service.operations import Committed, MeltanoChange, Merged, Unchanged, UpToDate
 from service.problems import read_only_words, shown
@@ -31,10 +34,13 @@ NOTHING_TO_COMMIT = "Nothing to commit: the file is as the branch has it."
 
 
 class CheckForm(BaseModel):
-    """The editor's live check: a file's path and its draft."""
+    """The editor's live check: a file's path, its draft, and the commit it was made on
+    (the branch's head when none is given)."""
 
     path: str
     content: str
+    base: str = ""
+    branch: str = ""
 
 
 class DraftForm(BaseModel):
@@ -99,6 +105,7 @@ def _editor(
     error: str = "",
     conflicts: bool = False,
     moved: bool = False,
+    refused: editor_checks.EditCheck | None = None,
 ) -> Response:
     head = base or operations.resolve(ctx, branch)
     pristine = operations.file_at(ctx, head, path) or b""
@@ -134,6 +141,8 @@ def _editor(
         error=error,
         conflicts=conflicts,
         moved=moved,
+        findings=refused.as_dict() if refused else None,
+        names=editor_checks.names(ctx, head) if link is None and not not_text else {},
     )
 
 
@@ -146,27 +155,60 @@ def edit(
     return _editor(request, ctx, name, path or operations.meltano_yml_path(ctx))
 
 
-def _problem(content: str, path: str) -> str:
-    if path.endswith((".yml", ".yaml")):
+def _problem(ctx: PageContext, content: str, path: str) -> bounded_yaml.YamlRefused | None:
+    """Why a YAML file other than `meltano.yml` does not load (None when it does): an
+    include file's error is the check's too, and any other YAML file must load as well."""
+    if path.endswith((".yml", ".yaml")) and path != operations.meltano_yml_path(ctx):
         try:
             bounded_yaml.load(content.encode(), path)
         except bounded_yaml.YamlRefused as exc:
-            return str(exc)
-    return ""
+            return exc
+    return None
 
 
-@router.post("/projects/{project}/edit/validate")
-def validate(ctx: WebReader, form: Annotated[CheckForm, Form()]) -> JSONResponse:
-    """The editor's live check (scripts only; the commit checks again)."""
-    problem = _problem(form.content, form.path)
-    return JSONResponse({"ok": not problem, "problem": problem})
+@router.post("/projects/{project}/edit/check")
+def check(ctx: WebReader, form: Annotated[CheckForm, Form()]) -> JSONResponse:
+    """The editor's live check, as it types: the project's check with the draft laid over
+    the commit it was made on (`editor_checks.check_edit`, the commit's own rule), as JSON:
+    `ok`, `refused` (whether a commit would be refused) and the errors and warnings, each
+    with its file, line, column, rule and message, `here` when it is in the edited file."""
+    if form.base and not is_sha(form.base):
+        return JSONResponse({"detail": "base is not a commit SHA. Reload the page."}, 400)
+    sha = form.base or operations.resolve(ctx, form.branch or None)
+    data = operations.as_the_file_holds(form.content, None)
+    answer = editor_checks.check_edit(ctx, sha, form.path, data).as_dict()
+    problem = _problem(ctx, form.content, form.path)
+    if problem and not any(e["here"] for e in answer["errors"]):
+        answer["ok"], answer["refused"] = False, True
+        answer["errors"].insert(0, _yaml_finding(form.path, problem))
+    return JSONResponse(answer)
+
+
+def _yaml_finding(path: str, problem: bounded_yaml.YamlRefused) -> dict[str, Any]:
+    """A YAML file's own error, as the check's findings read."""
+    return {
+        "rule": "yaml",
+        "severity": "error",
+        "file": path,
+        "line": problem.line,
+        "column": problem.column,
+        "message": str(problem),
+        "here": True,
+        "new": True,
+    }
 
 
 @router.post("/projects/{project}/edit/commit", response_class=HTMLResponse)
 def commit(request: Request, ctx: WebWriter, form: Annotated[CommitForm, Form()]) -> Response:
     """Commit the edited file on its base; a moved branch comes back as a merge to review."""
 
-    def again(*, error: str = "", notice: str = "", merged: Merged | None = None) -> Response:
+    def again(
+        *,
+        error: str = "",
+        notice: str = "",
+        merged: Merged | None = None,
+        refused: editor_checks.EditCheck | None = None,
+    ) -> Response:
         """The editor once more, holding the draft (what went wrong, or the merge)."""
         return _editor(
             request,
@@ -180,17 +222,20 @@ def commit(request: Request, ctx: WebWriter, form: Annotated[CommitForm, Form()]
             notice=notice,
             moved=merged is not None,
             conflicts=merged is not None and not merged.clean,
+            refused=refused,
         )
 
-    problem = _problem(form.content, form.path)
+    problem = _problem(ctx, form.content, form.path)
     if problem:
-        return again(error=problem)
+        return again(error=str(problem))
     try:
         done = operations.commit_file(
             ctx, form.branch, form.base, form.path, form.content, form.message
         )
     except ReadOnlyBranch as exc:
         return again(error=read_only_words(exc))
+    except editor_checks.CheckRefused as exc:
+        return again(error=shown(exc, ctx.state.hidden_paths()), refused=exc.check)
     except InvalidRequest as exc:  # a link, a secret, a bad path or name
         return again(error=shown(exc, ctx.state.hidden_paths()))
     if isinstance(done, Unchanged):
@@ -231,7 +276,12 @@ def pull(request: Request, ctx: WebReader, form: Annotated[DraftForm, Form()]) -
 
 
 def _settings_page(
-    request: Request, ctx: PageContext, branch: str, error: str = "", notice: str = ""
+    request: Request,
+    ctx: PageContext,
+    branch: str,
+    error: str = "",
+    notice: str = "",
+    refused: editor_checks.EditCheck | None = None,
 ) -> Response:
     head = operations.resolve(ctx, branch)
     text = operations.file_at(ctx, head, operations.meltano_yml_path(ctx)) or b""
@@ -244,6 +294,7 @@ def _settings_page(
         read_only=_read_only(ctx, branch),
         error=error,
         notice=notice,
+        findings=refused.as_dict() if refused else None,
     )
 
 
@@ -273,6 +324,9 @@ def change(
         )
     except ReadOnlyBranch as exc:
         return _settings_page(request, ctx, branch, read_only_words(exc))
+    except editor_checks.CheckRefused as exc:
+        words = shown(exc, ctx.state.hidden_paths())
+        return _settings_page(request, ctx, branch, words, refused=exc.check)
     except InvalidRequest as exc:
         return _settings_page(request, ctx, branch, shown(exc, ctx.state.hidden_paths()))
     if isinstance(done, Merged):

@@ -225,6 +225,14 @@ def sign_in(page: Page, service: Service, token: str = WRITE) -> str:
     return url
 
 
+def type_into_editor(page: Page, text: str) -> None:
+    """Replace the web editor's text as a person would: click into the code editor, select
+    all, type the new text in (the form's hidden text area follows it)."""
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(text)
+
+
 def screenshot(page: Page, name: str) -> None:
     """Keep the page's picture (`make screenshots` refreshes the README's)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -113,12 +113,14 @@ def test_hostile_meltano_yml_is_a_clear_refusal_on_every_surface(
         )
         assert editor.status_code == 200, editor.text[:300]
         check = browser.post(
-            "/projects/warehouse/edit/validate",
+            "/projects/warehouse/edit/check",
             data={"path": "meltano.yml", "content": content.decode(), "csrf": _csrf(editor.text)},
         )
         assert check.status_code == 200, check.text[:300]
-        assert check.json() == {"ok": False, "problem": check.json()["problem"]}
-        assert reason in check.json()["problem"]
+        assert check.json()["ok"] is False
+        [refused] = [e for e in check.json()["errors"] if e["file"] == "meltano.yml"]
+        assert refused["here"] is True
+        assert reason in refused["message"]
 
 
 @on_github

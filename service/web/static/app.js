@@ -1,6 +1,8 @@
 // meltano-forge pages: drafts, the "You have uncommitted changes" prompt, live updates
-// over the API's event stream, and the editor's YAML check. Everything here is an
-// enhancement: without scripts the pages read and the forms post as plain HTML.
+// over the API's event stream, and the editor's live project check (in the CodeMirror
+// editor of vendor/codemirror.js when it loaded, on the plain text area otherwise).
+// Everything here is an enhancement: without scripts the pages read and the forms post as
+// plain HTML.
 (function () {
   "use strict";
 
@@ -59,8 +61,15 @@
   var discard = document.getElementById("discard");
   var dialog = document.getElementById("uncommitted");
   var leaving = false;
+  var code = null;  // the code editor over the text area, once attached
 
   function dirty() { return area.value !== original; }
+
+  // The draft's text, wherever it is shown (the code editor keeps the text area in step).
+  function setText(text) {
+    if (code) code.setValue(text); else area.value = text;
+    save();
+  }
 
   function save() {
     if (dirty()) {
@@ -91,32 +100,72 @@
     }
   }
 
-  var timer = null;
-  area.addEventListener("input", function () {
-    save();
-    clearTimeout(timer);
-    timer = setTimeout(check, 400);
-  });
+  // ---- the project's check, as you type --------------------------------------------------
+  var status = document.getElementById("check-status");
+  var list = document.getElementById("check-findings");
 
-  function check() {
-    var url = form.getAttribute("data-validate");
+  function where(f) { return f.file + (f.line ? ":" + f.line : ""); }
+
+  function show(result) {
+    status.className = result.refused ? "error" : "muted";
+    status.textContent = result.refused
+      ? "The project's check fails with this change: fix the errors below to commit."
+      : result.errors.length
+        ? "No new errors: the project's check already failed on the branch, and this change does not add to it."
+        : "No errors: the project passes the check.";
+    list.textContent = "";
+    result.errors.concat(result.warnings).forEach(function (f) {
+      var item = document.createElement("li");
+      item.className = "finding finding-" + f.severity + (f.here ? " here" : "");
+      var at = document.createElement("code");
+      at.textContent = where(f);
+      var rule = document.createElement("span");
+      rule.className = "rule";
+      rule.textContent = f.rule;
+      item.append(at, " ", rule, " ", f.message);
+      if (f.severity === "error" && !f.new) {
+        var old = document.createElement("span");
+        old.className = "muted";
+        old.textContent = " (already on the branch)";
+        item.append(old);
+      }
+      list.append(item);
+    });
+  }
+
+  // One check of `text` on the draft's commit; the findings in this file, for the gutter.
+  function check(text) {
     var data = new FormData();
     data.append("csrf", form.querySelector("input[name=csrf]").value);
     data.append("path", form.querySelector("input[name=path]").value);
-    data.append("content", area.value);
-    fetch(url, { method: "POST", body: data, credentials: "same-origin" })
+    data.append("branch", form.getAttribute("data-branch"));
+    data.append("base", base);
+    data.append("content", text);
+    return fetch(form.getAttribute("data-check"), { method: "POST", body: data, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (result) {
-        var out = document.getElementById("yaml-check");
-        if (!result || !out) return;
-        out.textContent = result.ok ? "Valid YAML." : result.problem;
-        out.className = result.ok ? "muted" : "error";
-      });
+        if (!result) return [];
+        show(result);
+        return result.errors.concat(result.warnings).filter(function (f) { return f.here; });
+      }, function () { return []; });
+  }
+
+  var names = JSON.parse(document.getElementById("names").textContent);
+  if (window.MeltanoForgeEditor && !area.readOnly) {
+    code = window.MeltanoForgeEditor.attach(area, { check: check, names: names, changed: save, delay: 400 });
+  } else {
+    var timer = null;
+    area.addEventListener("input", function () {
+      save();
+      clearTimeout(timer);
+      timer = setTimeout(function () { check(area.value); }, 400);
+    });
+    if (!area.readOnly) check(area.value);
   }
 
   discard.addEventListener("click", function () {
     localStorage.removeItem(key);
-    area.value = original;
+    setText(original);
     discard.hidden = true;
   });
 
@@ -162,8 +211,8 @@
         if (choice === "commit") commitNow();
         else if (choice === "merge") { leaving = true; pull.setAttribute("data-confirmed", "1"); form.requestSubmit(pull); }
         else if (choice === "discard") {
+          setText(original);
           localStorage.removeItem(key);
-          area.value = original;
           leaving = true;
           pull.setAttribute("data-confirmed", "1");
           form.requestSubmit(pull);

@@ -1,0 +1,131 @@
+"""The project check of a person's edit (the web editor's draft, a settings form's change),
+as the pages ask it while typing and as a commit from them must pass it, and the names
+the editor completes. Every check reads the commit through `checks.files_at`, so a
+keystroke's check costs no forge request once the commit was read."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from client.check import CheckResult, Finding
+from client.check.project import load_project
+from providers.errors import InvalidRequest
+from service import checks
+from service.deps import ProjectContext
+
+SHOWN = 5
+"""Findings a refusal's message names (the page lists them all)."""
+
+
+def _key(finding: Finding) -> tuple[str, str, str]:
+    """An error as it survives an edit elsewhere in the file: its line may move."""
+    return (finding.rule, finding.file, finding.message)
+
+
+@dataclass(frozen=True)
+class EditCheck:
+    """The check of the project once an edit lands on its commit."""
+
+    result: CheckResult
+    """The project with the edit."""
+    added: tuple[Finding, ...]
+    """The errors the edit adds to those its commit already has."""
+    edited: str | None
+    """The edited file, project-relative (None when it is outside the project folder)."""
+
+    @property
+    def refused(self) -> bool:
+        """Whether a commit of the edit is refused."""
+        return bool(self.added)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON for the editor: the findings (each marked `here` when it is in the edited
+        file and `new` when the edit adds it) and whether a commit would be refused."""
+        added = set(self.added)
+
+        def shown(finding: Finding) -> dict[str, Any]:
+            return {
+                **finding.as_dict(),
+                "here": finding.file == self.edited,
+                "new": finding in added,
+            }
+
+        return {
+            "ok": self.result.ok,
+            "refused": self.refused,
+            "errors": [shown(f) for f in self.result.errors],
+            "warnings": [shown(f) for f in self.result.warnings],
+        }
+
+
+def project_relative(ctx: ProjectContext, path: str) -> str | None:
+    """A repository path inside the project folder, relative to it (None outside it)."""
+    folder = ctx.config.project_path.strip("/")
+    if not folder:
+        return path
+    return path[len(folder) + 1 :] if path.startswith(f"{folder}/") else None
+
+
+def check_edit(ctx: ProjectContext, sha: str, path: str, data: bytes) -> EditCheck:
+    """The check of the project at commit `sha` with the repository file `path` holding
+    `data` (a file outside the project folder, or one the project does not load, leaves
+    the project's own result).
+
+    The rule for committing from the pages: an edit is refused when it adds an error to
+    those the project already has at its commit, never for an error that was there
+    before. A project that passes must still pass; a project that already fails (an
+    error merged from a branch, a file edited on the forge) can still be fixed from the
+    editor one change at a time, and a settings form still works on it, as long as the
+    change breaks nothing new. Errors are compared by rule, file and message (not by
+    line: an edit above an error moves it), as many times as each occurs. Warnings never
+    refuse a commit."""
+    edited = project_relative(ctx, path)
+    result = checks.check_draft(ctx, sha, {edited: data} if edited is not None else {})
+    added: tuple[Finding, ...] = ()
+    if result.errors:
+        before = Counter(_key(f) for f in checks.check_at(ctx, sha).errors)
+        kept: list[Finding] = []
+        for finding in result.errors:
+            if before[_key(finding)] > 0:
+                before[_key(finding)] -= 1
+            else:
+                kept.append(finding)
+        added = tuple(kept)
+    return EditCheck(result, added, edited)
+
+
+class CheckRefused(InvalidRequest):
+    """A commit from the pages refused: the edit adds errors to the project's check."""
+
+    def __init__(self, check: EditCheck) -> None:
+        self.check = check
+        count = len(check.added)
+        listed = "; ".join(f"{f.location()} {f.rule}: {f.reason}" for f in check.added[:SHOWN])
+        more = f" (and {count - SHOWN} more)" if count > SHOWN else ""
+        super().__init__(
+            f"Nothing was committed: the change adds {count} "
+            f"{'error' if count == 1 else 'errors'} to the project's check: {listed}{more}",
+            "Fix them and commit again; your draft is kept",
+        )
+
+
+def refuse_if_worse(ctx: ProjectContext, sha: str, path: str, data: bytes) -> None:
+    """Raise `CheckRefused` when committing `data` to `path` on commit `sha` adds errors
+    (the rule is `check_edit`'s)."""
+    check = check_edit(ctx, sha, path, data)
+    if check.refused:
+        raise CheckRefused(check)
+
+
+def names(ctx: ProjectContext, sha: str) -> dict[str, list[str]]:
+    """The names the project defines at commit `sha`, in every file it loads (plugins,
+    jobs, schedules, environments): what the editor completes."""
+    project = load_project(checks.files_at(ctx, sha))
+    found: dict[str, list[str]] = {
+        "plugins": list(dict.fromkeys(p.name for p in project.plugins() if p.name))
+    }
+    for kind in ("jobs", "schedules", "environments"):
+        found[kind] = list(dict.fromkeys(e.name for e in project.entries(kind) if e.name))
+    return found
