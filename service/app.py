@@ -19,6 +19,7 @@ from service.deps import ServiceState
 from service.events import EventBroker
 from service.outbox import OutboxPolicy, OutboxWorker
 from service.plugin_envs import PluginEnvs
+from service.pull_checks import check_worker
 from service.routes import (
     archive,
     collab,
@@ -30,6 +31,7 @@ from service.routes import (
     projects,
     webhooks,
 )
+from service.routes import checks as check_routes
 from service.settings import ServiceSettings
 from service.storage import make_engine, migrate
 from service.web import setup_store
@@ -119,11 +121,16 @@ def create_app(
         worker = outbox_worker(service_state) if deliver else None
         if worker is not None:
             worker.start()
+        checker = check_worker(service_state) if deliver else None  # PR/MR and push checks
+        if checker is not None:
+            checker.start()
         try:
             yield
         finally:
             if worker is not None:
                 worker.stop()
+            if checker is not None:
+                checker.stop()
 
     app = FastAPI(
         title="meltano-forge",
@@ -164,6 +171,7 @@ def create_app(
     )
     for module in modules:
         app.include_router(module.router)
+    app.include_router(check_routes.router)
     web.mount(app)
     app.state.error_page = web.error_page
     return app

@@ -230,6 +230,12 @@ class ServiceSettings(Settings):
     outbox_lease_seconds: float = Field(
         60.0, description="how long a replica holds a delivery it is sending"
     )
+    public_url: str | None = Field(
+        None,
+        description="the service's address as people reach it (`https://forge.example.com`), "
+        "for the link from a commit status or a PR/MR comment to the check's findings page",
+        pattern=r"^https?://[^\s]+$",
+    )
 
     @classmethod
     def settings_customise_sources(
