@@ -403,3 +403,31 @@ def test_the_editor_reads_without_javascript(
         expect(page.get_by_label("Contents of meltano.yml")).to_have_value(BROKEN.decode())
     finally:
         context.close()
+
+
+@ON_GITHUB
+def test_a_project_in_a_folder_is_checked_with_its_own_paths(
+    service: Service, env: ForgeEnv, client: httpx.Client
+) -> None:
+    projects = service.state.projects
+    folder = projects.projects[0].model_copy(update={"project_path": "warehouse"})
+    service.state.projects = projects.model_copy(update={"projects": (folder,)})
+    base = env.seed(
+        {
+            "warehouse/meltano.yml": PROJECT,
+            "warehouse/schedules/daily.meltano.yml": SCHEDULES,
+            "README.md": b"# the repository\n",
+        }
+    )
+    env.forge.create_branch("development", base)
+    checks.forget()
+    csrf = editor_csrf(client, "warehouse/meltano.yml")
+    found = check(client, base, "warehouse/meltano.yml", BROKEN, csrf)
+    [error] = found["errors"]
+    assert (error["file"], error["line"], error["here"]) == ("meltano.yml", ERROR_LINE, True)
+    outside = check(client, base, "README.md", b"# anything\n", csrf)
+    assert outside == {"ok": True, "refused": False, "errors": [], "warnings": []}
+    refused = commit(client, base, "warehouse/meltano.yml", BROKEN, csrf)
+    assert refused.status_code == 200
+    assert f"meltano.yml:{ERROR_LINE} job-task" in html.unescape(refused.text)
+    assert commit(client, base, "README.md", b"# edited\n", csrf).status_code == 303
