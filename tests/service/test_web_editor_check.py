@@ -8,8 +8,10 @@ draft kept across a refusal and a reload, and the page read without JavaScript."
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -431,3 +433,49 @@ def test_a_project_in_a_folder_is_checked_with_its_own_paths(
     assert refused.status_code == 200
     assert f"meltano.yml:{ERROR_LINE} job-task" in html.unescape(refused.text)
     assert commit(client, base, "README.md", b"# edited\n", csrf).status_code == 303
+
+
+BUNDLE = Path(__file__).parents[2] / "service" / "web" / "editor_bundle"
+VENDOR = Path(__file__).parents[2] / "service" / "web" / "static" / "vendor"
+
+
+def test_the_vendored_bundle_lists_the_license_and_version_of_what_it_holds() -> None:
+    """The committed bundle's license file names each package at the version the lock file
+    pins (CI has no npm: this is what says the vendored files were built from the lock)."""
+    lock = json.loads((BUNDLE / "package-lock.json").read_text())["packages"]
+    pinned = {path.removeprefix("node_modules/"): p["version"] for path, p in lock.items() if path}
+    licenses = (VENDOR / "codemirror.LICENSES.txt").read_text()
+    listed = re.findall(r"^(@?[\w./-]+) (\d+\.\d+\.\d+\S*) \((\w[\w.-]*)\)$", licenses, re.M)
+    assert {"@codemirror/view", "@codemirror/lang-yaml", "@codemirror/lint"} <= {
+        name for name, _, _ in listed
+    }
+    for name, version, license_name in listed:
+        assert pinned[name] == version, name
+        assert license_name == "MIT", name
+    direct = json.loads((BUNDLE / "package.json").read_text())["dependencies"]
+    assert set(direct) <= {name for name, _, _ in listed}, "every dependency is in the bundle"
+    assert "new Function" not in (VENDOR / "codemirror.js").read_text(), "no eval under the CSP"
+
+
+@ON_GITHUB
+def test_the_editor_page_keeps_the_strict_policy_and_serves_the_bundle(
+    service: Service, env: ForgeEnv, client: httpx.Client
+) -> None:
+    seeded(env)
+    page = client.get("/projects/warehouse/edit", params={"branch": "development"})
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self';" in policy
+    assert "style-src 'self';" in policy
+    assert "unsafe" not in policy
+    assert '<script src="/static/vendor/codemirror.js" defer></script>' in page.text
+    names = re.search(r'<script type="application/json" id="names">(.*?)</script>', page.text)
+    assert names is not None
+    assert json.loads(html.unescape(names.group(1))) == {
+        "plugins": ["tap-csv", "tap-csv--archive", "target-jsonl"],
+        "jobs": ["load"],
+        "schedules": ["daily-load"],
+        "environments": ["dev", "prod"],
+    }
+    bundle = client.get("/static/vendor/codemirror.js")
+    assert bundle.status_code == 200
+    assert "javascript" in bundle.headers["content-type"]
