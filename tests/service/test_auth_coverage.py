@@ -20,6 +20,9 @@ FILL = {
     "path": "meltano.yml",
     "workspace_id": "w-1",
     "delivery_id": "1",
+    "sha": "0" * 40,
+    "job_id": "1",
+    "key": "0" * 64,
 }
 
 
