@@ -302,6 +302,13 @@ def test_typing_a_broken_reference_marks_its_line_and_completion_offers_names(
     expect(page.locator("#check-findings")).to_contain_text(f"meltano.yml:{ERROR_LINE} job-task")
     expect(page.locator("#content")).to_have_value(BROKEN.decode(), timeout=2000)
     screenshot(page, "editor-check")
+    marker.hover()  # the gutter's marker says what is wrong
+    expect(page.locator(".cm-tooltip")).to_contain_text("'target-parquet' names no plugin")
+    page.mouse.move(0, 0)
+    page.get_by_role("button", name=f"meltano.yml:{ERROR_LINE}").click()
+    expect(page.locator(".cm-activeLine")).to_have_text("  tasks:")
+    expect(page.get_by_label("meltano.yml (code editor)")).to_be_focused()
+    page.locator(".cm-line").nth(TASK_LINE - 1).click()
     # Completion: a new task line, a few letters, the project's plugin names offered.
     page.keyboard.press("End")
     page.keyboard.press("Enter")

@@ -54,12 +54,13 @@ var theme = EditorView.theme({
   "&.cm-focused": { outline: "3px solid #ffbf47", outlineOffset: "2px" },
   ".cm-scroller": { fontFamily: "ui-monospace, SFMono-Regular, Menlo, monospace", lineHeight: "1.45", overflow: "auto" },
   ".cm-gutters": { background: "#f6f8fa", color: "#4d5661", borderRight: "1px solid #c9d1d9" },
-  ".cm-tooltip": { fontFamily: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif" },
+  ".cm-tooltip": { fontFamily: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", maxWidth: "min(40rem, 90vw)" },
 });
 
 // Attach an editor to `textarea`. `check(text)` returns a Promise of the findings to mark in
 // this file ([{line, column, severity, message, rule}]); `names` maps a kind (plugins, jobs,
-// environments, schedules) to the project's names; `changed(text)` hears every edit.
+// environments, schedules) to the project's names; `changed(text)` hears every edit;
+// `label` names the editor for assistive technology.
 function attach(textarea, options) {
   var readOnly = textarea.readOnly;
   var extensions = [
@@ -92,7 +93,7 @@ function attach(textarea, options) {
     keymap.of([indentWithTab].concat(defaultKeymap, historyKeymap, searchKeymap, completionKeymap)),
     EditorView.lineWrapping,
     EditorState.readOnly.of(readOnly),
-    EditorView.contentAttributes.of({ "aria-label": textarea.getAttribute("aria-label") || "File contents" }),
+    EditorView.contentAttributes.of({ "aria-label": options.label || "File contents" }),
     EditorView.updateListener.of(function (update) {
       if (!update.docChanged) return;
       textarea.value = update.state.doc.toString();
@@ -120,6 +121,12 @@ function attach(textarea, options) {
       view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } });
     },
     recheck: function () { forceLinting(view); },
+    // Put the cursor at the start of a 1-based line, in view.
+    goTo: function (number) {
+      var line = view.state.doc.line(Math.min(Math.max(number, 1), view.state.doc.lines));
+      view.dispatch({ selection: { anchor: line.from }, scrollIntoView: true });
+      view.focus();
+    },
     focus: function () { view.focus(); },
   };
 }

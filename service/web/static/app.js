@@ -119,6 +119,15 @@
       item.className = "finding finding-" + f.severity + (f.here ? " here" : "");
       var at = document.createElement("code");
       at.textContent = where(f);
+      if (code && f.here && f.line) {  // a finding in this file: a button to its line
+        var go = document.createElement("button");
+        go.type = "button";
+        go.className = "go-to";
+        go.title = "Go to line " + f.line;
+        go.append(at);
+        go.addEventListener("click", function () { code.goTo(f.line); });
+        at = go;
+      }
       var rule = document.createElement("span");
       rule.className = "rule";
       rule.textContent = f.rule;
@@ -152,7 +161,8 @@
 
   var names = JSON.parse(document.getElementById("names").textContent);
   if (window.MeltanoForgeEditor && !area.readOnly) {
-    code = window.MeltanoForgeEditor.attach(area, { check: check, names: names, changed: save, delay: 400 });
+    var label = form.querySelector("input[name=path]").value + " (code editor)";
+    code = window.MeltanoForgeEditor.attach(area, { check: check, names: names, changed: save, delay: 400, label: label });
   } else {
     var timer = null;
     area.addEventListener("input", function () {
