@@ -111,6 +111,20 @@ def runner_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def check_table(rows: list[Row]) -> str:
+    """`meltano-forge check`: the CLI in a fresh process, and the check in process."""
+    lines = [
+        "| check | project | files | median | p90 | CPU (median); findings |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.table == "check":
+            lines.append(
+                f"| {r.scenario.removeprefix('check, ')} | {r.provider} | {r.size} | {r.median_s:.3f}s | {r.p90_s:.3f}s | {r.note} |"
+            )
+    return "\n".join(lines)
+
+
 def markdown(rows: list[Row], header: str) -> str:
     parts = [
         header,
@@ -120,6 +134,11 @@ def markdown(rows: list[Row], header: str) -> str:
         "**Runner overhead** (wall time minus the same `meltano` command alone in a ready folder) and CLI start-up:",
         "",
         runner_table(rows),
+        "",
+        "**Check** (`meltano-forge check` in a workspace folder: the CLI as a fresh process, "
+        "and `check_project` in process, warm; target under 0.3 s on the fixtures):",
+        "",
+        check_table(rows),
         "",
         "**Service**: warm throughput (`wrk`, 2 threads, on the same 2 cores as the service) and a cold stampede on a new SHA:",
         "",
