@@ -101,6 +101,17 @@ def prepare_plugins(
     return code, list(reports.values())
 
 
+_UPLOADS: list[threading.Thread] = []
+"""Uploads to the service still under way (`Fill._upload_meanwhile`)."""
+
+
+def finish_uploads() -> None:
+    """Wait for this run's uploads to the service's plugin cache (its report then says
+    how each went). A process that never calls it still waits for them as it exits."""
+    while _UPLOADS:
+        _UPLOADS.pop().join()
+
+
 class Tier(Protocol):
     """Where environments are restored from: the folder cache or the service's."""
 
@@ -160,13 +171,36 @@ class Fill:
                 if code != 0:
                     service.release(granted)
                     return code
-                self._upload(service, now, keys, granted)
+                self._upload_meanwhile(service, now, keys, granted)
             if held and not told:
                 names = ", ".join(e.plugin.name for e, _ in held)
                 log.info("waiting for another runner that is installing %s for the service", names)
                 told = True
             pending, wait = held, LEASE_WAIT
         return 0
+
+    def _upload_meanwhile(
+        self,
+        service: ServicePluginCache,
+        installed: list[tuple[PluginEnv, str]],
+        keys: dict[str, EntryKey | None],
+        granted: set[str],
+    ) -> None:
+        """Upload what this run installed while its command starts: runners waiting on
+        the leases get the entries as soon as they would otherwise, and this one does
+        not wait for the compile, the archive and the upload (`finish_uploads` joins)."""
+        for item, _ in installed:
+            key = keys[item.label]
+            if key is not None and key.digest in granted:
+                self.reports[item.label].cache = "uploading to the service"
+
+        def upload() -> None:
+            with service.renewing(granted):
+                self._upload(service, installed, keys, granted)
+
+        thread = threading.Thread(target=upload, name="plugin-env-upload")
+        _UPLOADS.append(thread)
+        thread.start()
 
     def _upload(
         self,
@@ -191,8 +225,12 @@ class Fill:
                 if self.cache is not None and manifest is not None
                 else None
             )
+            started = time.monotonic()
             said = service.upload(key, item.venv, item.label, packed)
-            report.cache = f"{report.cache}; {said}" if report.cache else said
+            said += f" in {time.monotonic() - started:.1f}s"
+            before = report.cache.removesuffix("uploading to the service").rstrip("; ")
+            report.cache = f"{before}; {said}" if before else said
+            log.info("%s '%s': %s", KINDS.get(report.type, report.type), report.name, said)
 
 
 def _why_install(item: PluginEnv, policy: InstallPolicy) -> str | None:

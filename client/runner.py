@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from client import exits, messages, patch, sync
-from client.install import prepare_plugins
+from client.install import finish_uploads, prepare_plugins
 from client.manifest import STATE_DIR
 from client.plugin_envs import Action, PluginReport
 from client.plugins import read_project_yaml
@@ -209,6 +209,7 @@ def run(
     try:
         _execute(ws, settings, cmd, env, report, json_output, started)
     finally:
+        finish_uploads()  # plugin environments uploaded to the service while CMD ran
         report_workspace(forge, settings, ws)
     return report
 

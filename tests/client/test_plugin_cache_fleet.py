@@ -152,7 +152,8 @@ def test_cold_runners_at_once_cost_one_archive_and_one_install_per_plugin(
     }, actions
     installers = [r for r in reports if r["installed"]]
     assert len(installers) == 1, "one runner installed the whole plugin set"
-    assert {p["cache"] for p in installers[0]["plugins"]} == {"uploaded to the service"}
+    uploads = [p["cache"] for p in installers[0]["plugins"]]
+    assert all(u.startswith("uploaded to the service in ") for u in uploads), uploads
     restored = [p for r in reports if not r["installed"] for p in r["plugins"]]
     assert {p["source"] for p in restored} == {"service"}
     waiting = [err for _, err in results if "waiting for another runner" in err]
