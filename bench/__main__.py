@@ -23,6 +23,7 @@ from pathlib import Path
 from bench import report
 from bench.harness import ROOT, Bench, Row, remove
 from bench.scenarios import (
+    check,
     coldstart,
     coldstart_fleet,
     commit,
@@ -34,15 +35,20 @@ from bench.scenarios import (
 )
 
 PROVIDERS = ("github", "gitlab", "local")
+KINDS = ("github", "github-rest", "gitlab", "local")
+"""What `--providers` chooses from: a step on any other is skipped."""
 
 
-def plan(bench: Bench, quick: bool) -> list[tuple[str, Callable[[], None]]]:
+def plan(
+    bench: Bench, quick: bool, providers: frozenset[str] = frozenset(KINDS)
+) -> list[tuple[str, Callable[[], None]]]:
     """Every step of a run behind the full RTT, named for `--only`."""
     sizes = bench.sizes
     steps: list[tuple[str, Callable[[], None]]] = []
 
     def step(name: str, fn: Callable[..., None], *args: object) -> None:
-        steps.append((name, lambda: fn(bench, *args)))
+        if not any(a in KINDS and a not in providers for a in args):
+            steps.append((name, lambda: fn(bench, *args)))
 
     for size in sizes:
         for provider in PROVIDERS:
@@ -52,6 +58,8 @@ def plan(bench: Bench, quick: bool) -> list[tuple[str, Callable[[], None]]]:
             step("curve", materialize.materialize, provider, "100000", 3)
     for size in [s for s in sizes if s != "fixture"]:
         step("status", status.status, size)
+    for project in (*check.PROJECTS, "10000" if "10000" in sizes else "1000"):
+        step("check", check.check, project)
     for provider in ("github", "github-rest", "gitlab", "local"):
         for count in (10,) if quick else (1, 10, 100):
             step("commit", commit.commit, provider, "1000", count)
@@ -82,12 +90,15 @@ def plan(bench: Bench, quick: bool) -> list[tuple[str, Callable[[], None]]]:
     return steps
 
 
-def plan_zero_rtt(bench: Bench) -> list[tuple[str, Callable[[], None]]]:
+def plan_zero_rtt(
+    bench: Bench, providers: frozenset[str] = frozenset(KINDS)
+) -> list[tuple[str, Callable[[], None]]]:
     """The same work without latency: what is left is our own cost."""
     steps: list[tuple[str, Callable[[], None]]] = []
 
     def step(name: str, fn: Callable[..., None], *args: object) -> None:
-        steps.append((name, lambda: fn(bench, *args)))
+        if not any(a in KINDS and a not in providers for a in args):
+            steps.append((name, lambda: fn(bench, *args)))
 
     for provider in PROVIDERS:
         step("materialize", materialize.materialize, provider, "1000")
@@ -105,11 +116,19 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated steps: materialize,curve,status,commit,runner,overhead,service,"
-        "memory,coldstart,coldstart-fleet,fleet",
+        help="comma-separated steps: materialize,curve,status,check,commit,runner,overhead,"
+        "service,memory,coldstart,coldstart-fleet,fleet",
+    )
+    parser.add_argument(
+        "--providers",
+        default=",".join(KINDS),
+        help="comma-separated forges whose steps run (e.g. `local`); steps on none run always",
     )
     args = parser.parse_args()
     only = {s for s in args.only.split(",") if s}
+    providers = frozenset(p for p in args.providers.split(",") if p)
+    if providers - set(KINDS):
+        parser.error(f"--providers takes {', '.join(KINDS)}")
     reps = 3 if args.quick else 5
     sizes = ["1000"] if args.quick else ["fixture", "1000", "10000"]
     results = ROOT / "bench" / "results"
@@ -126,7 +145,9 @@ def main() -> int:
             bench = Bench(rtt, reps, needed, work / f"rtt{int(rtt * 1000)}")
             bench.sizes = sizes if full else ["1000"]
             try:
-                steps = plan(bench, args.quick) if full else plan_zero_rtt(bench)
+                steps = (
+                    plan(bench, args.quick, providers) if full else plan_zero_rtt(bench, providers)
+                )
                 for name, run in steps:
                     if not only or name in only:
                         run()
@@ -146,7 +167,7 @@ def main() -> int:
     table = report.markdown(rows, header)
     (results / "latest.md").write_text(table)
     plotted = report.plot(rows, results / report.PLOT)
-    if not args.quick and not only:
+    if not args.quick and not only and providers == set(KINDS):
         if plotted:
             (ROOT / "bench" / report.PLOT).write_bytes((results / report.PLOT).read_bytes())
         readme = ROOT / "bench" / "README.md"
