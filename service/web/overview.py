@@ -20,6 +20,7 @@ from service.deps import (
     Redirect,
     Signed,
     StateDep,
+    WebAdmin,
     WebReader,
     current_session,
 )
@@ -204,3 +205,11 @@ def check_jobs_page(request: Request, ctx: WebReader) -> Response:
     """Every check job: what it reported, what superseded it, why a dead one failed."""
     jobs = check_jobs.list_jobs(ctx.state.engine, ctx.config.name, None, 200)
     return page_about(request, ctx, "check_jobs.html", jobs=jobs)
+
+
+@router.post("/projects/{project}/check-jobs/{job_id}/retry")
+def retry_check_job(ctx: WebAdmin, job_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> Response:
+    """Another round of attempts for a dead check job (admins only)."""
+    if not check_jobs.retry(ctx.state.engine, ctx.config.name, job_id):
+        raise Problem(404, "Not found", f"No dead check job {job_id}")
+    return RedirectResponse(f"/projects/{ctx.config.name}/check-jobs", status_code=303)

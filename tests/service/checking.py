@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import yaml
 
+from service import checks
 from service.app import build_state, create_app
 from service.pull_checks import CheckPolicy, CheckWorker
 from service.settings import ServiceSettings
@@ -244,6 +245,7 @@ def checked_service(
         public_url=PUBLIC_URL,
         **settings,
     )
+    checks.forget()  # a commit seeded alike in another test's repository has the same SHA
     state = build_state(configured)
     app = create_app(configured, state=state, deliver=False)
     with LiveServer(app) as url, httpx.Client(base_url=url, timeout=30) as client:

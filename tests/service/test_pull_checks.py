@@ -17,7 +17,7 @@ from tests.forges.github import GitHubDouble
 from tests.forges.gitlab import GitLabDouble
 from tests.forges.server import Fault
 from tests.service.checking import BROKEN, GOOD, PUBLIC_URL, Checked, checked_service
-from tests.service.conftest import READ, Receiver
+from tests.service.conftest import ADMIN, READ, WRITE, Receiver
 
 on_doubles = pytest.mark.parametrize("env", ["github", "gitlab"], indirect=True)
 
@@ -188,7 +188,7 @@ def test_a_token_that_may_not_post_statuses_ends_in_a_clear_dead_letter(
         needs = 'the "Commit statuses: write" repository permission'
     else:
         assert isinstance(env.double, GitLabDouble)
-        env.double.scoped(token, "developer", "read_api")
+        env.double.scoped(token, "write", "read_api")
         needs = "the api scope"
     with checked_service(env, tmp_path, receiver.url, token=token) as checked:
         head, number = open_pull(env, {"meltano.yml": GOOD})
@@ -206,6 +206,21 @@ def test_a_token_that_may_not_post_statuses_ends_in_a_clear_dead_letter(
         assert token not in job["last_error"]
         assert (checked.statuses(head), checked.comments(number)) == ([], [])
         assert checked.drain() == 0, "a dead job is not tried again"
+
+        # the permission granted, an admin gives the dead job another round
+        if isinstance(env.double, GitHubDouble):
+            env.double.fine_grained(
+                token, contents="write", pull_requests="write", statuses="write"
+            )
+        else:
+            assert isinstance(env.double, GitLabDouble)
+            env.double.scoped(token, "write", "api")
+        retry = f"/check-jobs/{job['id']}/retry"
+        assert checked.service.post(retry, token=WRITE).status_code == 403
+        assert checked.service.post(retry, token=ADMIN).status_code == 202
+        assert checked.service.post(retry, token=ADMIN).status_code == 404, "no longer dead"
+        assert checked.drain() == 1
+        assert (checked.state(head), len(checked.comments(number))) == ("success", 1)
 
 
 @on_doubles
@@ -233,3 +248,24 @@ def test_content_creating_requests_stay_within_80_a_minute_per_token(
     assert checked.content_writes() == 90
     assert {j[2] for j in jobs(checked)} == {"done"}
     assert all(len(checked.comments(number)) == 1 for _, number in pulls)
+
+
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_a_stored_check_by_the_api_and_a_commit_never_checked(
+    checked: Checked, env: ForgeEnv
+) -> None:
+    head, number = open_pull(env, {"meltano.yml": BROKEN})
+    checked.pull_request("opened", number, head, "feature", "main", "api-1")
+    assert checked.drain() == 1
+    answer = checked.service.get(f"/checks/{head}", token=READ).json()
+    assert (answer["ok"], answer["branch"], answer["target"]) == (False, "feature", "main")
+    assert [e["rule"] for e in answer["errors"]] == ["job-task"]
+    assert answer["base_sha"] == env.head("main")
+    removed = {"kind": "loader", "name": "target-jsonl", "change": "removed", "fields": []}
+    assert removed not in answer["summary"]["entries"]
+    never = checked.service.get(f"/checks/{'0' * 40}", token=READ)
+    assert never.status_code == 404
+    assert never.headers["content-type"] == "application/problem+json"
+    assert checked.service.get("/checks/main", token=READ).status_code == 422
+    listed = checked.service.get("/check-jobs?status=done", token=READ).json()
+    assert [(j["head_sha"], j["number"], j["status"]) for j in listed] == [(head, number, "done")]
