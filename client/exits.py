@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from client.check_gate import CheckRefused
 from client.policy import ReadOnlyBranch
 from client.settings import SettingsError
 from client.workspace import PullConflict
@@ -25,6 +26,7 @@ CHECK_FAILED = 9
 
 _CODES: list[tuple[type[BaseException], int]] = [
     (SettingsError, USAGE),
+    (CheckRefused, CHECK_FAILED),
     (ReadOnlyBranch, READ_ONLY),
     (UnsafeInput, UNSAFE),
     (Conflict, CONFLICT),

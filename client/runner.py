@@ -3,10 +3,11 @@
 Resolve the branch and whether this token may write it, materialize or pull (creating a
 missing branch only once its snapshot is safely staged), `meltano install` only when the
 plugin set changed, run CMD (read-only where the settings, the forge's protection or the
-token's permissions say so), then commit what it changed. A failed command's changes go to
-a rescue branch; a change that cannot be pushed at all goes to a local rescue bundle. In
-both cases the workspace returns to the branch head, so no later run commits it again.
-CMD's exit code wins.
+token's permissions say so), then commit what it changed once the project check lets it
+land (`client.check_gate`). A failed command's changes, and changes the check refuses, go
+to a rescue branch; a change that cannot be pushed at all goes to a local rescue bundle. In
+every case the workspace returns to the branch head, so no later run commits it again.
+CMD's exit code wins (9 when it succeeded but the check refused what it wrote).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from client import exits, messages, patch, sync
+from client.check_gate import CheckRefused, Verdict
 from client.install import finish_uploads, prepare_plugins
 from client.manifest import STATE_DIR
 from client.plugin_envs import Action, PluginReport
@@ -62,6 +64,9 @@ class RunReport:
     exit_code: int = 0
     commit: sync.CommitOutcome | None = None
     bundle: str | None = None
+    verdict: Verdict | None = None
+    """The check's verdict on changes it refused (they went to a rescue branch); `commit`
+    holds it as data (`commit.check`) for `--json`."""
 
 
 def policy_for(settings: Settings) -> BranchPolicy:
@@ -266,16 +271,44 @@ def _execute(
         if failed and settings.commit_on_failure is CommitOnFailure.RESCUE:
             report.commit = rescue(ws, settings, report.run_id, message, local)
         else:
-            report.commit = sync.commit(
-                ws,
-                message,
-                settings.author,
-                secret_globs=settings.secret_glob_list,
-                allowed=settings.allowed_secret_globs,
-                local=local,
-            )
+            report.commit = _checked_commit(ws, settings, local, report, message)
     except sync.UNPUSHABLE as exc:
         _bundle(ws, settings, local, report, message, str(exc))
+
+
+def _checked_commit(
+    ws: Workspace,
+    settings: Settings,
+    local: list[LocalChange],
+    report: RunReport,
+    message: str,
+) -> sync.CommitOutcome:
+    """Commit what the command changed once the check lets it land; what it refuses goes to
+    a rescue branch, never to the working branch. A passing change costs no forge request
+    (the base is asked only when the result has errors, to see whether it had them too)."""
+    try:
+        return sync.commit(
+            ws,
+            message,
+            settings.author,
+            secret_globs=settings.secret_glob_list,
+            allowed=settings.allowed_secret_globs,
+            local=local,
+            check=True,
+            fetch_base=False,
+        )
+    except CheckRefused as refused:
+        verdict = refused.verdict
+    outcome = rescue(ws, settings, report.run_id, message, local, reason="the check failed")
+    outcome.check, outcome.check_failed = verdict.as_dict(), True
+    report.verdict = verdict
+    log.warning(
+        "the check fails on what the command left (%s); the changes go to a rescue branch",
+        messages.plural(len(verdict.new_errors), "new error"),
+    )
+    if report.exit_code == 0:
+        report.exit_code = exits.CHECK_FAILED
+    return outcome
 
 
 def _bundle(
@@ -312,9 +345,12 @@ def rescue(
     run_id: str,
     message: str,
     local: list[LocalChange],
+    *,
+    reason: str = "command failed",
 ) -> sync.CommitOutcome:
-    """Push a failed run's changes to `{branch}-rescue-{run id}`; the branch is untouched
-    and the workspace returns to its head."""
+    """Push a failed run's changes (or changes the check refused) to
+    `{branch}-rescue-{run id}`; the branch is untouched and the workspace returns to its
+    head."""
     manifest = ws.manifest
     screened = sync.screen_changes(
         ws, local, secret_globs=settings.secret_glob_list, allowed=settings.allowed_secret_globs
@@ -329,6 +365,6 @@ def rescue(
         settings.author,
         (),
         name=f"{manifest.branch}-rescue-{run_id}",
-        reason="command failed",
+        reason=reason,
     )
     return sync.saved(outcome, side)

@@ -6,9 +6,11 @@ return the workspace to the branch head, so nothing is lost and nothing is commi
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from client.check_gate import CheckRefused, Verdict, judge
 from client.guard import HeldBack, screen
 from client.manifest import Rescue
 from client.workspace import LocalChange, Workspace, merge_text
@@ -40,6 +42,11 @@ class CommitOutcome:
     merged: list[str] = field(default_factory=list)
     side_branch: str | None = None
     conflicts: tuple[str, ...] = ()
+    check: dict[str, Any] | None = None
+    """The check of what the branch holds once the change lands (`Verdict.as_dict`), when
+    the commit was checked."""
+    check_failed: bool = False
+    """True when the check refused the change (a runner's went to a rescue branch)."""
 
 
 def _read(forge: Forge, sha: str, path: str) -> bytes | None:
@@ -98,6 +105,62 @@ def saved(outcome: CommitOutcome, side: SideBranch) -> CommitOutcome:
     )
 
 
+class WorkspaceBase:
+    """The project at the workspace's base commit, read without the forge where it can be:
+    the manifest lists its files, a file the workspace has not changed is read from the
+    folder, and only a changed one (that the check opens) from the forge at the base
+    commit, once; without `fetch`, a changed file's base is taken as unknown (absent)."""
+
+    def __init__(self, ws: Workspace, changed: Iterable[str], *, fetch: bool) -> None:
+        from client.check import FolderReader
+
+        self.ws, self.changed, self.fetch = ws, frozenset(changed), fetch
+        self.folder = FolderReader(ws.root)
+        self.fetched: dict[str, bytes | None] = {}
+
+    def paths(self) -> Iterable[str]:
+        """The base commit's files below the project path (from the manifest)."""
+        return self.ws.manifest.files.keys()
+
+    def read(self, path: str) -> bytes | None:
+        """A file as the base commit holds it."""
+        manifest = self.ws.manifest
+        if path not in manifest.files:
+            return None
+        if path not in self.changed:
+            return self.folder.read(path)
+        if not self.fetch:
+            return None
+        if path not in self.fetched:
+            self.fetched[path] = _read(self.ws.forge, manifest.base_sha, manifest.repo_path(path))
+        return self.fetched[path]
+
+
+def verify(
+    ws: Workspace, screened: Screened, local: Sequence[LocalChange], *, fetch_base: bool = True
+) -> Verdict:
+    """The gate's verdict on what the workspace's branch holds once `screened` lands on its
+    base. `fetch_base` reads the base of the changed files the check opens from the forge
+    first (for the rules that compare, such as a pip_url changed without its lock file);
+    without it, the forge is asked only when the result has errors, to see whether the
+    base had them already: a passing change then costs no forge request at all."""
+    from client.check import check_change, check_project
+
+    manifest = ws.manifest
+    changes: dict[str, bytes | None] = {}
+    for change in screened.changes:
+        rel = manifest.workspace_path(change.path)
+        if rel is not None:
+            changes[rel] = change.content
+    changed = [c.path for c in local]
+    base = WorkspaceBase(ws, changed, fetch=fetch_base)
+    result = check_change(base, changes)
+    if not result.ok and not fetch_base:
+        base = WorkspaceBase(ws, changed, fetch=True)
+        result = check_change(base, changes)
+    return judge(result, lambda: check_project(base))
+
+
 def commit(
     ws: Workspace,
     message: str,
@@ -106,13 +169,31 @@ def commit(
     secret_globs: Sequence[str] = (),
     allowed: Sequence[str] = (),
     local: list[LocalChange] | None = None,
+    check: bool = False,
+    fetch_base: bool = True,
 ) -> CommitOutcome:
-    """Commit the workspace's changes (`local`, when the caller already walked it)."""
+    """Commit the workspace's changes (`local`, when the caller already walked it).
+
+    With `check`, the change is checked first (`verify`, with `fetch_base`), and
+    `CheckRefused` is raised, before anything reaches the forge, when the gate refuses it."""
     manifest = ws.manifest
+    if local is None:
+        local = ws.status().changes
     screened = screen_changes(ws, local, secret_globs=secret_globs, allowed=allowed)
     outcome = screened.outcome(manifest.branch)
     if not screened.keep:
         return outcome
+    if check:
+        verdict = verify(ws, screened, local, fetch_base=fetch_base)
+        branch = f"'{manifest.branch}' @ {manifest.base_sha[:12]}"
+        if not verdict.allowed:
+            summary = verdict.summary(branch)
+            raise CheckRefused(
+                verdict,
+                summary[:1].upper() + summary[1:] + ", so nothing was committed",
+                "Fix what the check lists, or commit anyway with --no-verify",
+            )
+        outcome.check = {**verdict.as_dict(), "summary": verdict.summary(branch)}
     keep, changes = screened.keep, screened.changes
     try:
         result = ws.forge.commit(manifest.branch, manifest.base_sha, changes, message, author)

@@ -65,6 +65,9 @@ class RepositoryInfo:
     can_push: bool | None = None
     """Whether the token may push to the repository at all (None when the forge does not
     say); a branch's own `can_push` also weighs its protection."""
+    can_admin: bool | None = None
+    """Whether the token may administer the repository (GitHub `permissions.admin`, GitLab
+    Maintainer or above, a local repository's owner); None when the forge does not say."""
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,19 @@ class WorkspaceReporter(Protocol):
         self, workspace_id: str, branch: str, base_sha: str, dirty: Sequence[str], diff: str = ""
     ) -> None:
         """Record a runner's branch, base commit, uncommitted files and their patch."""
+        ...
+
+
+@runtime_checkable
+class PromotionService(Protocol):
+    """A forge that checks a promotion itself (the meltano-forge service): it refuses a
+    source branch whose check makes the target fail, unless an admin's token says to
+    promote it anyway."""
+
+    def open_promotion(
+        self, source: str, target: str, title: str, body: str, *, override_check: bool
+    ) -> ChangeRequest:
+        """Open (or reuse) a PR/MR, or promote at once, as `open_change_request` does."""
         ...
 
 

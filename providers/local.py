@@ -99,8 +99,9 @@ class LocalForge(ForgeBase):
             target = repo.refs.get_symrefs().get(Ref(b"HEAD"), gitobjects.branch_ref("main"))
             default = target.decode().removeprefix("refs/heads/")
             empty = not any(True for _ in repo.refs.keys(base=gitobjects.HEADS))
+        owner = self.path.stat().st_uid == os.getuid()  # a local repository's admin owns it
         return contract.RepositoryInfo(
-            default, self.web_url, empty, None, os.access(self.path, os.W_OK)
+            default, self.web_url, empty, None, os.access(self.path, os.W_OK), owner
         )
 
     def branches(self) -> list[contract.Branch]:

@@ -23,7 +23,6 @@ from providers.config import ProviderKind
 from providers.contract import (
     Author,
     Branch,
-    ChangeRequest,
     CommitMeta,
     CommitResult,
     FileChange,
@@ -32,7 +31,7 @@ from providers.contract import (
 from providers.errors import Conflict, NotFound, ProviderError, UnsafeInput
 from providers.names import check_branch_name, is_sha
 from providers.safety import check_links
-from service import checks, editor_checks, meltano_edits
+from service import checks, editor_checks, meltano_edits, promotions
 from service.deps import ProjectContext, ServiceState
 from service.meltano_summary import summarize
 from service.problems import Problem, from_error, public
@@ -314,43 +313,75 @@ def commit(
 
 
 def promote(
-    ctx: ProjectContext, source: str | None, target: str | None, title: str | None, body: str
-) -> ChangeRequest:
+    ctx: ProjectContext,
+    source: str | None,
+    target: str | None,
+    title: str | None,
+    body: str,
+    *,
+    override_check: bool = False,
+) -> promotions.Promotion:
     """Open or reuse a PR/MR (default: the working branch into the default branch).
 
     Where the forge reviews the change (a PR or MR), any writer may open one. Where the
     promotion is applied at once (a local repository fast-forwards or merges), promoting
     into a branch the rule makes read-only is a write to it, so it takes the admin role:
-    otherwise a write token could move `main` by way of a branch of its own. The result
-    names no server path."""
+    otherwise a write token could move `main` by way of a branch of its own.
+
+    The source branch is checked first (`promotions.check_source`): one whose errors would
+    make the target fail is refused (422, with the findings) unless an admin says
+    `override_check`; a token below admin that says it is refused (403) whatever the
+    check. The result names no server path."""
     src = check_branch_name(source or ctx.policy.working)
     dst = check_branch_name(target or default_branch(ctx))
+    if override_check and not _admin(ctx):
+        raise Problem(
+            403,
+            "Check override refused",
+            "Only an administrator may promote a branch although its check fails. Fix what "
+            "the check lists on the source branch, or ask an administrator to promote it.",
+        )
     refusal = promotion_refusal(ctx, src, dst)
     if refusal:
         raise Problem(403, "Promotion refused", refusal)
-    made = ctx.forge.open_change_request(src, dst, title or f"Promote {src} to {dst}", body)
+    check = promotions.check_source(ctx, src, dst)
     hide = ctx.state.hidden_paths()
-    return dataclasses.replace(
+    if check is not None and check.refused and not override_check:
+        raise Problem(422, "Check failed", public(check.words(), hide), check=check.as_dict())
+    made = ctx.forge.open_change_request(src, dst, title or f"Promote {src} to {dst}", body)
+    request = dataclasses.replace(
         made,
         url=public(made.url, hide) if web_url(ctx.config) else "",
         detail=public(made.detail, hide),
     )
+    return promotions.Promotion(request, check, overridden=check is not None and check.refused)
 
 
-def promotion_refusal(ctx: ProjectContext, source: str, target: str) -> str:
-    """Why this caller may not promote `source` into `target` ('' when it may): only where
-    the promotion is applied at once, into a branch the rule makes read-only, and only
-    below the admin role."""
-    if ctx.forge.capabilities.change_requests or _admin(ctx):
-        return ""
-    why = write_refusal(ctx, target, facts(ctx, target), as_writer=True)
-    if why is None:
-        return ""
-    return (
-        f"Promoting '{source}' into '{target}' changes '{target}' at once on this repository, "
-        f"and '{target}' is {_READ_ONLY_WORDS.get(why, 'read-only')}. Ask an administrator "
-        "to promote it."
-    )
+def promotion_refusal(
+    ctx: ProjectContext,
+    source: str,
+    target: str,
+    check: promotions.PromotionCheck | None = None,
+) -> str:
+    """Why this caller may not promote `source` into `target` ('' when it may): where the
+    promotion is applied at once, into a branch the rule makes read-only, below the admin
+    role; and, given the source's `check`, when it would make the target fail and the
+    caller is not an admin (who may override it, saying so)."""
+    if not (ctx.forge.capabilities.change_requests or _admin(ctx)):
+        why = write_refusal(ctx, target, facts(ctx, target), as_writer=True)
+        if why is not None:
+            return (
+                f"Promoting '{source}' into '{target}' changes '{target}' at once on this "
+                f"repository, and '{target}' is {_READ_ONLY_WORDS.get(why, 'read-only')}. "
+                "Ask an administrator to promote it."
+            )
+    if check is not None and check.refused and not _admin(ctx):
+        return (
+            f"The check of '{source}' fails with errors that '{target}' does not have. Fix "
+            f"them on '{source}', or ask an administrator to promote it although the check "
+            "fails."
+        )
+    return ""
 
 
 _READ_ONLY_WORDS = {

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from client.check.located_yaml import Located
-from client.check.project import Project
+from client.check.project import MELTANO_YML, Project
 from client.check.result import Finding, Severity
 
 MAX_PER_FILE = 20
@@ -87,12 +87,20 @@ def _describe(error: Any) -> str:
     return f"Meltano's schema refuses {where}: {message}"
 
 
+OWN_SECTION = "meltano_forge"
+"""meltano-forge's own settings in `meltano.yml` (README, Configuration): Meltano loads a
+project that has them, and they are checked where they are read (`client.settings`)."""
+
+
 def check_schema(project: Project) -> None:
     """Validate each loaded file against Meltano's schema; findings are errors."""
     validator = _validator()
     for path, doc in project.documents.items():
+        data = _as_json(doc)
+        if path == MELTANO_YML and isinstance(data, dict):
+            data.pop(OWN_SECTION, None)
         errors = sorted(
-            validator.iter_errors(_as_json(doc)), key=lambda e: [str(p) for p in e.absolute_path]
+            validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]
         )
         for error in errors[:MAX_PER_FILE]:
             project.findings.append(

@@ -14,6 +14,7 @@ from client.cli.context import Context, handled, output_options, pass_ctx
 from client.cli.workspace_commands import conflict_line
 from client.messages import shown
 from client.project_init import init_repository
+from client.sync import CommitOutcome
 from client.workspace import PullConflict
 from providers.config import ProviderKind
 from providers.local import LocalForge
@@ -38,6 +39,8 @@ def run(ctx: Context, cmd: tuple[str, ...]) -> None:
             if outcome.side_branch and outcome.conflicts:
                 lines.append(conflict_line(outcome))
                 code = code or exits.CONFLICT
+            elif outcome.check_failed and report.verdict is not None:
+                lines += check_failed_lines(report, outcome)
             elif outcome.side_branch and outcome.sha:
                 side, branch = shown(outcome.side_branch), shown(outcome.branch)
                 lines.append(
@@ -51,13 +54,32 @@ def run(ctx: Context, cmd: tuple[str, ...]) -> None:
                     f"auto-committed {', '.join(map(shown, outcome.paths))} as {outcome.sha[:12]}"
                     + (" (rebased)" if outcome.rebased else "")
                 )
+                if outcome.check is not None and not outcome.check["ok"]:
+                    lines.append(f"note: {outcome.check['summary']}")
         if report.bundle:
             lines.append(
                 f"the changes could not be pushed; they are saved in {shown(report.bundle)} "
                 "(its README.txt says how to bring them back)"
             )
-        ctx.emit(dataclasses.asdict(report), "\n".join(lines))
+        data = dataclasses.asdict(report)
+        data.pop("verdict")  # `commit.check` holds it as data
+        ctx.emit(data, "\n".join(lines))
         sys.exit(code)
+
+
+def check_failed_lines(report: runner.RunReport, outcome: CommitOutcome) -> list[str]:
+    """The findings, as `meltano-forge check` shows them, and where the changes went."""
+    from client.cli.check_commands import render
+
+    assert report.verdict is not None  # noqa: S101 - only for a refused change
+    side, branch = shown(outcome.side_branch), shown(outcome.branch)
+    summary = report.verdict.summary(f"'{branch}'")
+    return [
+        render(report.verdict.result, f"what the command left on {branch}"),
+        f"{summary[:1].upper()}{summary[1:]}: the changes are saved on '{side}', "
+        f"not on '{branch}', and the workspace is back at the head of '{branch}'. Fix them "
+        f"with `meltano-forge checkout {side}`, then commit",
+    ]
 
 
 @click.command()

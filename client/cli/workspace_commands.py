@@ -6,10 +6,12 @@ import dataclasses
 import difflib
 import fnmatch
 import sys
+from typing import NoReturn
 
 import click
 
 from client import exits, messages, patch, runner, sync
+from client.check_gate import CheckRefused
 from client.cli.context import Context, handled, output_options, pass_ctx
 from client.guard import screen
 from client.messages import shown
@@ -159,25 +161,62 @@ def _letter(change: LocalChange) -> str:
 
 @click.command()
 @click.option("-m", "--message", default=None, help="Commit message (default: names the files).")
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Push without checking the project first (as `git commit --no-verify`).",
+)
 @output_options
 @pass_ctx
-def commit(ctx: Context, message: str | None) -> None:
-    """Commit and push the workspace's changes (refused on read-only branches)."""
+def commit(ctx: Context, message: str | None, no_verify: bool) -> None:
+    """Commit and push the workspace's changes (refused on read-only branches).
+
+    The project is checked first, as `meltano-forge check` would check it once the commit
+    lands, and the commit is refused (exit 9, nothing pushed) when that makes the project
+    fail. A project that already fails on its base commit may still take a change that
+    adds no error, or leaves fewer errors than it had (the fix of a broken project); a new
+    literal secret is refused either way. `--no-verify` skips the check."""
     with handled(ctx):
         ws = open_workspace(ctx)
         runner.policy_for(ctx.settings).check_writable(ws.manifest.branch)
         changes = ws.status().changes
         author = ctx.settings.author
         text = message or messages.for_commit([c.path for c in changes], "manual", author)
-        outcome = sync.commit(
-            ws,
-            text,
-            author,
-            secret_globs=ctx.settings.secret_glob_list,
-            allowed=ctx.settings.allowed_secret_globs,
-            local=changes,
-        )
+        try:
+            outcome = sync.commit(
+                ws,
+                text,
+                author,
+                secret_globs=ctx.settings.secret_glob_list,
+                allowed=ctx.settings.allowed_secret_globs,
+                local=changes,
+                check=not no_verify,
+            )
+        except CheckRefused as refused:
+            where = f"{shown(ws.manifest.branch)} with your changes"
+            refuse_by_check(ctx, refused, where)
         report_commit(ctx, outcome)
+
+
+def refuse_by_check(ctx: Context, refused: CheckRefused, where: str) -> NoReturn:
+    """Show the findings as `meltano-forge check` does, say why nothing was pushed, and
+    exit 9 (one JSON document with `--json`)."""
+    from client.cli.check_commands import render
+
+    verdict = refused.verdict
+    if ctx.as_json:
+        ctx.emit(
+            {
+                "check": verdict.as_dict(),
+                "error": str(refused),
+                "kind": type(refused).__name__,
+                "exit_code": exits.CHECK_FAILED,
+            },
+            "",
+        )
+        sys.exit(exits.CHECK_FAILED)
+    ctx.emit({}, render(verdict.result, where))
+    ctx.fail(refused, exits.CHECK_FAILED)
 
 
 def conflict_line(outcome: sync.CommitOutcome) -> str:
@@ -206,6 +245,12 @@ def report_commit(ctx: Context, outcome: sync.CommitOutcome) -> None:
         )
     else:
         lines.append("nothing to commit")
+    if outcome.check is not None and (outcome.check["errors"] or outcome.check["warnings"]):
+        lines.append(
+            f"{outcome.check['summary']}, with "
+            + messages.plural(len(outcome.check["warnings"]), "warning")
+            + " (`meltano-forge check` lists them)"
+        )
     ctx.emit(dataclasses.asdict(outcome), "\n".join(lines))
     if outcome.side_branch and outcome.conflicts:
         sys.exit(exits.CONFLICT)

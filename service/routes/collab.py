@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from service import operations
 from service.auth import still_authorized
 from service.deps import Paged, Reader, StateDep, Writer
-from service.problems import API_ERRORS
+from service.problems import API_ERRORS, documented
+from service.routes.checks import FindingOut
 from service.settings import Role
 from service.storage import BRANCH_MAX, WORKSPACE_ID_MAX
 
@@ -24,6 +25,24 @@ class PromotionIn(BaseModel):
     target: str | None = None
     title: str | None = None
     body: str = ""
+    override_check: bool = Field(
+        default=False,
+        description="Promote although the source branch's check adds errors to the target's "
+        "(admin tokens only: 403 for others)",
+    )
+
+
+class PromotionCheckOut(BaseModel):
+    """The source branch's check, judged against the target's."""
+
+    sha: str = Field(description="The source commit that was checked")
+    target_sha: str | None = Field(description="The target commit, when it was checked")
+    ok: bool
+    allowed: bool = Field(description="False when it adds errors the target does not have")
+    errors: list[FindingOut]
+    warnings: list[FindingOut]
+    new_errors: list[FindingOut]
+    base_errors: int | None = Field(description="The target's errors, when it was checked")
 
 
 class PromotionOut(BaseModel):
@@ -34,6 +53,10 @@ class PromotionOut(BaseModel):
     created: bool
     merged: bool = False
     detail: str = ""
+    check: PromotionCheckOut | None = Field(
+        default=None, description="None when the source branch did not exist"
+    )
+    overridden: bool = Field(default=False, description="Promoted although the check failed")
 
 
 WorkspaceId = Annotated[str, Path(min_length=1, max_length=WORKSPACE_ID_MAX)]
@@ -54,11 +77,19 @@ class WorkspaceOut(WorkspaceIn):
     stale: bool = False
 
 
-@router.post("/promotions", status_code=201)
+@router.post("/promotions", status_code=201, responses=documented(422))
 def promote(ctx: Writer, body: PromotionIn) -> PromotionOut:
-    """Open or reuse a PR/MR (default: working branch into the default branch)."""
-    request = operations.promote(ctx, body.source, body.target, body.title, body.body)
-    return PromotionOut(**dataclasses.asdict(request))
+    """Open or reuse a PR/MR (default: working branch into the default branch). The source
+    branch is checked first: 422 "Check failed" (with `check`) when it adds errors to the
+    target's check, unless an admin token says `override_check`."""
+    done = operations.promote(
+        ctx, body.source, body.target, body.title, body.body, override_check=body.override_check
+    )
+    return PromotionOut(
+        **dataclasses.asdict(done.request),
+        check=PromotionCheckOut(**done.check.as_dict()) if done.check else None,
+        overridden=done.overridden,
+    )
 
 
 @router.put("/workspaces/{workspace_id}")

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from client import patch
 from providers.errors import InvalidRequest
-from service import operations
+from service import operations, promotions
 from service.deps import WebAdmin, WebReader, WebWriter
 from service.problems import Problem, shown
 from service.web.common import page_about
@@ -30,10 +30,12 @@ def _split(diff: patch.FileDiff) -> Markup:
 
 
 class PromoteForm(BaseModel):
-    """The compare page's Promote button: which branch into which."""
+    """The compare page's Promote button: which branch into which, and (admins, for a branch
+    whose check fails) the box "promote although the check fails"."""
 
     source: str
     target: str
+    override_check: bool = False
 
 
 @router.get("/projects/{project}/compare", response_class=HTMLResponse)
@@ -54,6 +56,7 @@ def compare(
         for diff in operations.file_diffs(ctx, base_sha, head_sha)
     ]
     ahead, behind = operations.ahead_behind(ctx, base_sha, head_sha)
+    check = promotions.check_source(ctx, source, target, source_sha=head_sha, target_sha=base_sha)
     return page_about(
         request,
         ctx,
@@ -64,7 +67,8 @@ def compare(
         view=view,
         ahead=ahead,
         behind=behind,
-        refusal=operations.promotion_refusal(ctx, source, target),
+        check=check,
+        refusal=operations.promotion_refusal(ctx, source, target, check),
     )
 
 
@@ -73,10 +77,16 @@ def promote(request: Request, ctx: WebWriter, form: Annotated[PromoteForm, Form(
     """Open or reuse the pull/merge request (a local repository merges at once)."""
     error, status, made = "", 200, None
     try:
-        made = operations.promote(
-            ctx, form.source, form.target, None, "Opened from the meltano-forge web UI."
+        done = operations.promote(
+            ctx,
+            form.source,
+            form.target,
+            None,
+            "Opened from the meltano-forge web UI.",
+            override_check=form.override_check,
         )
-    except Problem as exc:  # refused by the service itself (a direct promotion to main)
+        made = done.request
+    except Problem as exc:  # refused by the service itself (a direct promotion to main, the check)
         error, status = exc.detail, exc.status
     except InvalidRequest as exc:
         error = shown(exc, ctx.state.hidden_paths())
