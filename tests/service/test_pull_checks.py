@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from service import check_jobs
+from service import check_jobs, redeploys, webhooks
 from service.check_comment import MARKER
 from tests.conftest import Files, ForgeEnv
 from tests.forges.github import GitHubDouble
@@ -140,7 +140,7 @@ def test_a_replayed_delivery_changes_nothing(checked: Checked, env: ForgeEnv) ->
 
 
 @on_doubles
-def test_a_push_to_the_working_branch_gets_a_status_and_no_comment(
+def test_pushes_to_the_working_and_protected_branches_get_a_status_and_no_comment(
     checked: Checked, env: ForgeEnv
 ) -> None:
     base = env.seed({"meltano.yml": GOOD}, branch="main")
@@ -150,10 +150,34 @@ def test_a_push_to_the_working_branch_gets_a_status_and_no_comment(
     assert checked.push("development", base, head, "push-1").status_code == 202
     elsewhere = env.seed({"meltano.yml": BROKEN}, branch="topic", parent=base, message="topic")
     assert checked.push("topic", base, elsewhere, "push-2").status_code == 202
-    assert checked.drain() == 1, "only the working and protected branches are checked"
+    merged = env.seed({"README.md": b"# merged\n"}, branch="main", parent=base, message="merge")
+    assert checked.push("main", base, merged, "push-3").status_code == 202
+    assert checked.drain() == 2, "only the working and protected branches are checked"
     assert (checked.state(head), checked.posted(head)) == ("failure", 2)
+    assert (checked.state(merged), checked.posted(merged)) == ("success", 2)
     assert (checked.statuses(elsewhere), checked.posted(elsewhere)) == ([], 0)
-    assert jobs(checked) == [("branch:development", head, "done")]
+    assert sorted(jobs(checked)) == [
+        ("branch:development", head, "done"),
+        ("branch:main", merged, "done"),
+    ]
+
+
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_a_stored_event_left_unprocessed_is_queued_by_the_recovery_pass(
+    checked: Checked, env: ForgeEnv
+) -> None:
+    head, number = open_pull(env, {"meltano.yml": GOOD})
+    event = webhooks.ChangeRequestEvent(
+        "github", "github:crashed-1", "pull_request", "opened", number, head, "feature", "main"
+    )
+    state = checked.service.state
+    config = state.projects.projects[0]
+    assert redeploys.accept(state.engine, config, event)  # stored, then the process died
+    assert jobs(checked) == []
+    assert redeploys.process_pending(state.engine, state.projects, state.forge, delay=0) == 1
+    assert jobs(checked) == [(f"change_request:{number}", head, "pending")]
+    assert checked.drain() == 1
+    assert checked.state(head) == "success"
 
 
 @on_doubles
