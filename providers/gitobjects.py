@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from dulwich.object_store import BaseObjectStore, DiskObjectStore
-from dulwich.objects import Blob, Commit, ObjectID, Tree
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.refs import Ref
 
 from providers.contract import FileMode
@@ -44,12 +44,22 @@ class TreeEdit:
     sha: bytes | None
 
 
-class MissingObject(Exception):
+class CorruptObjects(Exception):
+    """The object store cannot give what a commit or a tree refers to: the repository is
+    corrupt."""
+
+
+class MissingObject(CorruptObjects):
     """An object a tree refers to is not in the object store: the repository is corrupt."""
 
-    def __init__(self, sha: bytes, path: str) -> None:
+    def __init__(self, sha: bytes, path: str, problem: str = "is missing") -> None:
         self.sha, self.path = sha.decode(), path
-        super().__init__(f"object {self.sha} ({path or 'the root folder'}) is missing")
+        super().__init__(f"object {self.sha} ({path or 'the root folder'}) {problem}")
+
+
+class UnreadableObject(MissingObject):
+    """An object is there but cannot be read as what its tree says it is (bad zlib, a
+    hash that does not match its bytes, the wrong type): the repository is corrupt."""
 
 
 _LOOSE_TYPES: dict[bytes, type[Tree | Blob | Commit]] = {
@@ -95,30 +105,97 @@ def _loose(store: DiskObjectStore, sha: bytes) -> Tree | Blob | Commit | None:
     return obj
 
 
-def walk(
-    store: BaseObjectStore, tree_id: bytes, prefix: str = ""
-) -> Iterator[tuple[str, int, ObjectID]]:
-    """Every file under a tree, depth first: (path, mode, blob id). Submodules are skipped."""
-    tree = load(store, tree_id, prefix.rstrip("/"))
+class ObjectDatabase:
+    """A bare repository's objects read through libgit2 (pygit2's object database): its
+    loose and pack readers, delta chains and zlib are C, and every object's bytes are
+    checked against its id. Trees are parsed by dulwich (its compiled parser), so a walk
+    sees exactly what a walk of the dulwich store sees. Reads only: writes go through
+    dulwich. One per call and thread, like the dulwich `Repo` it sits beside."""
+
+    def __init__(self, objects_dir: str | os.PathLike[str]) -> None:
+        import pygit2  # loaded when used: a runner on GitHub or GitLab never needs it
+
+        self._errors = (pygit2.GitError, ValueError)
+        try:
+            self._odb = pygit2.Odb(os.fspath(objects_dir))
+        except pygit2.GitError as exc:
+            msg = f"its object database cannot be opened ({exc})"
+            raise CorruptObjects(msg) from None
+
+    def _read(self, sha: bytes, path: str, kind: type[Tree | Blob]) -> bytes:
+        try:
+            type_num, data = self._odb.read(sha.decode("ascii"))
+        except KeyError:
+            raise MissingObject(sha, path) from None
+        except self._errors as exc:
+            raise UnreadableObject(sha, path, f"cannot be read: {exc}") from None
+        if type_num != kind.type_num:
+            raise UnreadableObject(sha, path, f"is not a {kind.type_name.decode()}")
+        return data
+
+    def tree(self, sha: bytes, path: str) -> Tree:
+        """The tree object `sha`, parsed as dulwich parses it."""
+        data = self._read(sha, path, Tree)
+        try:
+            tree = Tree.from_raw_string(Tree.type_num, data, ObjectID(sha))
+        except Exception as exc:  # noqa: BLE001 - dulwich's parse errors have no one base
+            raise UnreadableObject(sha, path, f"is not a valid tree: {exc}") from None
+        assert isinstance(tree, Tree)  # noqa: S101
+        return tree
+
+    def blob(self, sha: bytes, path: str) -> bytes:
+        """A file's bytes."""
+        return self._read(sha, path, Blob)
+
+    def blob_size(self, sha: bytes, path: str) -> int:
+        """A file's size from its object header, without inflating it."""
+        try:
+            type_num, size = self._odb.read_header(sha.decode("ascii"))
+        except KeyError:
+            raise MissingObject(sha, path) from None
+        except self._errors as exc:
+            raise UnreadableObject(sha, path, f"cannot be read: {exc}") from None
+        if type_num != Blob.type_num:
+            raise UnreadableObject(sha, path, "is not a blob")
+        return size
+
+
+Objects = BaseObjectStore | ObjectDatabase
+"""What trees are walked and looked up in: a dulwich store, or libgit2's reader."""
+
+
+def _tree(objects: Objects, sha: bytes, path: str) -> Tree:
+    if isinstance(objects, ObjectDatabase):
+        return objects.tree(sha, path)
+    tree = load(objects, sha, path)
     assert isinstance(tree, Tree)  # noqa: S101 - callers pass tree ids
+    return tree
+
+
+def walk(objects: Objects, tree_id: bytes, prefix: str = "") -> Iterator[tuple[str, int, ObjectID]]:
+    """Every file under a tree, depth first: (path, mode, blob id). Submodules are skipped."""
+    tree = _tree(objects, tree_id, prefix.rstrip("/"))
     for item in tree.iteritems():
         name = item.path.decode("utf-8", "surrogateescape")
         path = f"{prefix}{name}"
         if item.mode == DIR_MODE:
-            yield from walk(store, item.sha, path + "/")
+            yield from walk(objects, item.sha, path + "/")
         elif item.mode in (0o100644, 0o100755, 0o120000, 0o100664):
             yield path, item.mode, item.sha
 
 
-def lookup(store: BaseObjectStore, tree_id: bytes | None, path: str) -> tuple[int, ObjectID] | None:
+def lookup(objects: Objects, tree_id: bytes | None, path: str) -> tuple[int, ObjectID] | None:
     """(mode, sha) of the entry at `path`, or None when there is none."""
     if tree_id is None:
         return None
     current = ObjectID(tree_id)
     parts = path.split("/")
     for i, part in enumerate(parts):
-        fast = _loose(store, current) if isinstance(store, DiskObjectStore) else None
-        tree = fast if fast is not None else store[current]
+        if isinstance(objects, ObjectDatabase):
+            tree: ShaFile = objects.tree(current, "/".join(parts[:i]))
+        else:
+            fast = _loose(objects, current) if isinstance(objects, DiskObjectStore) else None
+            tree = fast if fast is not None else objects[current]
         assert isinstance(tree, Tree)  # noqa: S101
         try:
             mode, sha = tree[part.encode()]

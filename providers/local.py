@@ -1,4 +1,6 @@
-"""The embedded default: a bare repository on disk, read and written through dulwich.
+"""The embedded default: a bare repository on disk. Files are read through libgit2
+(`gitobjects.ObjectDatabase`: C pack and loose readers); refs, commits, history and every
+write go through dulwich.
 
 Ref updates are compare-and-swap under git's own `.lock` files, so several processes (or
 threads) committing to one branch never lose a commit or move a branch backwards. A swap
@@ -18,7 +20,8 @@ from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
 from dulwich.graph import find_merge_base
 from dulwich.merge import three_way_merge
-from dulwich.objects import Blob, Commit, ObjectID
+from dulwich.object_store import DiskObjectStore
+from dulwich.objects import Commit, ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 from dulwich.walk import Walker
@@ -85,7 +88,7 @@ class LocalForge(ForgeBase):
             ) from exc
         try:
             yield repo
-        except gitobjects.MissingObject as exc:
+        except gitobjects.CorruptObjects as exc:
             msg = f"The repository at {self.path} is corrupt: {exc}"
             raise Unavailable(
                 msg, "Restore it from a backup (`git fsck` lists every missing object)"
@@ -151,48 +154,54 @@ class LocalForge(ForgeBase):
         sha = ref if is_sha(ref) else self.branch(ref).head
         with self._repo() as repo:
             tree = self._commit_object(repo, sha).tree
-            yield contract.Snapshot(sha, self._entries(repo, tree, path.strip("/")))
+            objects = self._objects(repo)
+            yield contract.Snapshot(sha, self._entries(objects, tree, path.strip("/")))
 
     @staticmethod
-    def _entries(repo: Repo, tree: ObjectID, folder: str) -> Iterator[contract.ArchiveEntry]:
+    def _objects(repo: Repo) -> gitobjects.ObjectDatabase:
+        """libgit2's reader on the repository's objects, for this call only."""
         store = repo.object_store
-        for path, mode, sha in gitobjects.walk(store, tree):
-            if folder and not path.startswith(folder + "/"):
-                continue
-            blob = gitobjects.load(store, sha, path)
-            assert isinstance(blob, Blob)  # noqa: S101
-            data = blob.as_raw_string()
+        assert isinstance(store, DiskObjectStore)  # noqa: S101 - Repo() is always on disk
+        return gitobjects.ObjectDatabase(store.path)
+
+    @staticmethod
+    def _entries(
+        objects: gitobjects.ObjectDatabase, tree: ObjectID, folder: str
+    ) -> Iterator[contract.ArchiveEntry]:
+        """The files under `folder` (all when empty), with their repository paths."""
+        prefix = ""
+        if folder:
+            found = gitobjects.lookup(objects, tree, folder)
+            if found is None or found[0] != gitobjects.DIR_MODE:
+                return
+            tree, prefix = found[1], folder + "/"
+        for path, mode, sha in gitobjects.walk(objects, tree, prefix):
+            data = objects.blob(sha, path)
             yield contract.ArchiveEntry(path, FileMode.parse(mode), len(data), io.BytesIO(data))
 
     def read_file(self, sha: str, path: str) -> bytes:
         """One file's bytes at a commit."""
         check_repo_path(path)
         with self._repo() as repo:
-            found = gitobjects.lookup(repo.object_store, self._commit_object(repo, sha).tree, path)
+            objects = self._objects(repo)
+            found = gitobjects.lookup(objects, self._commit_object(repo, sha).tree, path)
             if found is None or found[0] == gitobjects.DIR_MODE:
                 msg = f"{path} does not exist at {sha[:12]}"
                 raise NotFound(msg)
-            blob = gitobjects.load(repo.object_store, found[1], path)
-            assert isinstance(blob, Blob)  # noqa: S101
-            return blob.as_raw_string()
+            return objects.blob(found[1], path)
 
     def list_tree(self, sha: str) -> list[contract.TreeEntry]:
-        """Every file at a commit with its blob id and size."""
+        """Every file at a commit with its blob id and size (from each object's header)."""
         with self._repo() as repo:
-            store = repo.object_store
-            entries = []
-            for path, mode, blob_id in gitobjects.walk(store, self._commit_object(repo, sha).tree):
-                blob = gitobjects.load(store, blob_id, path)
-                assert isinstance(blob, Blob)  # noqa: S101
-                entries.append(
-                    contract.TreeEntry(
-                        path,
-                        FileMode.parse(mode),
-                        blob_id.decode(),
-                        len(blob.as_raw_string()),
-                    )
+            objects = self._objects(repo)
+            return [
+                contract.TreeEntry(
+                    path, FileMode.parse(mode), blob_id.decode(), objects.blob_size(blob_id, path)
                 )
-            return entries
+                for path, mode, blob_id in gitobjects.walk(
+                    objects, self._commit_object(repo, sha).tree
+                )
+            ]
 
     def changed_paths(self, base_sha: str, head_sha: str) -> frozenset[str]:
         """Paths that differ between two commits."""
