@@ -12,12 +12,14 @@ import sqlalchemy as sa
 
 from service import check_jobs, redeploys, webhooks
 from service.check_comment import MARKER
+from service.storage import webhook_events
+from service.webhooks import github_signature
 from tests.conftest import Files, ForgeEnv
 from tests.forges.github import GitHubDouble
 from tests.forges.gitlab import GitLabDouble
 from tests.forges.server import Fault
 from tests.service.checking import BROKEN, GOOD, PUBLIC_URL, Checked, checked_service
-from tests.service.conftest import ADMIN, READ, WRITE, Receiver
+from tests.service.conftest import ADMIN, READ, WEBHOOK_SECRET, WRITE, Receiver
 
 on_doubles = pytest.mark.parametrize("env", ["github", "gitlab"], indirect=True)
 
@@ -135,6 +137,9 @@ def test_a_replayed_delivery_changes_nothing(checked: Checked, env: ForgeEnv) ->
     before = (checked.statuses(head), checked.comments(number), jobs(checked))
     again = checked.pull_request("opened", number, head, "feature", "main", "r-1")
     assert again.json() == {"status": "duplicate", "checks": 0}
+    # the same signed body under a new delivery id is a replay too
+    replayed = checked.pull_request("opened", number, head, "feature", "main", "r-2")
+    assert replayed.json() == {"status": "duplicate", "checks": 0}
     assert checked.drain() == 0
     assert (checked.statuses(head), checked.comments(number), jobs(checked)) == before
 
@@ -293,3 +298,37 @@ def test_a_stored_check_by_the_api_and_a_commit_never_checked(
     assert checked.service.get("/checks/main", token=READ).status_code == 422
     listed = checked.service.get("/check-jobs?status=done", token=READ).json()
     assert [(j["head_sha"], j["number"], j["status"]) for j in listed] == [(head, number, "done")]
+
+
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_bad_signatures_and_oversized_pull_request_bodies_queue_nothing(
+    checked: Checked, env: ForgeEnv
+) -> None:
+    _head, number = open_pull(env, {"meltano.yml": GOOD})
+    body = json.dumps({"action": "opened", "number": number, "pad": "x" * 2_000_000}).encode()
+    oversized = checked.service.client.post(
+        "/v1/projects/warehouse/webhooks",
+        content=body,
+        headers={
+            "X-GitHub-Event": "pull_request",
+            "X-GitHub-Delivery": "big-1",
+            "X-Hub-Signature-256": github_signature(WEBHOOK_SECRET, body),
+        },
+    )
+    assert oversized.status_code == 413
+    forged = checked.service.client.post(
+        "/v1/projects/warehouse/webhooks",
+        content=b'{"action": "opened"}',
+        headers={
+            "X-GitHub-Event": "pull_request",
+            "X-GitHub-Delivery": "forged-1",
+            "X-Hub-Signature-256": github_signature("not the secret", b'{"action": "opened"}'),
+        },
+    )
+    assert forged.status_code == 401
+    malformed = checked.github("pull_request", {"action": "opened", "number": "two"}, "bad-1")
+    assert malformed.status_code == 400
+    assert jobs(checked) == []
+    with checked.service.state.engine.connect() as connection:
+        stored = connection.execute(sa.select(sa.func.count()).select_from(webhook_events))
+        assert stored.scalar_one() == 0
