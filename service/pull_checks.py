@@ -6,8 +6,8 @@ Before each round of posts the head is read again: a job whose PR/MR moved on ha
 to the current head instead of reporting an old one. Writes stay inside the token's
 budget (`forge_writes`): a job takes all the slots it may use before its first post, or
 waits for them without spending an attempt. A token that may not post ends the job at
-once in a dead letter that says which permission it needs; other failures are retried
-with back-off, as redeploys are.
+once in a dead letter that says which permission it needs (so does a request the forge
+refuses as invalid); other failures are retried with back-off, as redeploys are.
 """
 
 from __future__ import annotations
@@ -28,7 +28,13 @@ from client.check.changes import ProjectChanges, summarize
 from client.check.project import Project, load_project
 from client.policy import BranchPolicy
 from providers.contract import CheckReporter, CommitStatus, StatusState
-from providers.errors import AuthenticationFailed, NotFound, PermissionDenied, ProviderError
+from providers.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+)
 from service import check_comment, check_jobs, forge_writes
 from service.checks import files_at
 from service.deps import ProjectContext, ServiceState
@@ -40,6 +46,7 @@ log = logging.getLogger(__name__)
 CONTEXT = "meltano-forge/check"
 """The status context (GitHub) or name (GitLab) every check posts under."""
 PENDING_WORDS = "Checking the project as Meltano would load it"
+GAVE_UP_WORDS = "The check could not run; the service's Checks page says why"
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,7 @@ class CheckWorker:
         ctx = ProjectContext(config, self.state.forge(config), policy, None, self.state)
         reporter = ctx.forge if isinstance(ctx.forge, CheckReporter) else None
         slots: list[int] = []
+        posted: list[StatusState] = []
         try:
             if reporter is not None:
                 need = 3 if job.number is not None else 2
@@ -137,19 +145,27 @@ class CheckWorker:
                     )
                     return
                 slots = taken
-            self._report(ctx, reporter, job, slots)
+            self._report(ctx, reporter, job, slots, posted)
             self._end(job, check_jobs.DONE, None)
         except _Handover as moved:
             self._hand_over(ctx, job, moved)
-        except (PermissionDenied, AuthenticationFailed) as exc:
+        except (PermissionDenied, AuthenticationFailed, InvalidRequest) as exc:
+            # Asking again gets the same answer: a person must change the token or the input.
             self._end(job, check_jobs.DEAD, public(str(exc), self.state.hidden_paths()))
         except ProviderError as exc:
-            self._retry(job, exc)
+            dead = self._retry(job, exc)
+            if dead and reporter is not None and slots and posted == [StatusState.PENDING]:
+                self._give_up(reporter, job, slots)
         finally:
             forge_writes.release(self.engine, slots)
 
     def _report(
-        self, ctx: ProjectContext, reporter: CheckReporter | None, job: Any, slots: list[int]
+        self,
+        ctx: ProjectContext,
+        reporter: CheckReporter | None,
+        job: Any,
+        slots: list[int],
+        posted: list[StatusState],
     ) -> None:
         url = findings_url(self.state.settings.public_url, job.project, job.head_sha)
         self._still_current(ctx, reporter, job)
@@ -158,6 +174,7 @@ class CheckWorker:
             reporter.set_commit_status(
                 job.head_sha, CommitStatus(StatusState.PENDING, CONTEXT, PENDING_WORDS, url)
             )
+            posted.append(StatusState.PENDING)
         base_sha = self._base(ctx, job)
         result, changes = self._check(ctx, job.head_sha, base_sha)
         data = result.as_dict()
@@ -187,6 +204,7 @@ class CheckWorker:
         reporter.set_commit_status(
             job.head_sha, CommitStatus(verdict, CONTEXT, check_comment.describe(data), url)
         )
+        posted.append(verdict)
         if job.number is None:
             return
         body = check_comment.render(
@@ -287,12 +305,25 @@ class CheckWorker:
             last_error=error,
         )
 
-    def _retry(self, job: Any, exc: ProviderError) -> None:
+    def _give_up(self, reporter: CheckReporter, job: Any, slots: list[int]) -> None:
+        """Replace the pending status of a job that is dead, so that a required check does
+        not wait forever for it."""
+        url = findings_url(self.state.settings.public_url, job.project, job.head_sha)
+        slots.pop()
+        try:
+            reporter.set_commit_status(
+                job.head_sha, CommitStatus(StatusState.ERROR, CONTEXT, GAVE_UP_WORDS, url)
+            )
+        except ProviderError as exc:  # the job is dead already, and says why
+            log.warning("check job %s could not say it gave up: %s", job.id, exc)
+
+    def _retry(self, job: Any, exc: ProviderError) -> bool:
+        """Schedule another attempt, or end the job; True when it is dead."""
         attempts = job.attempts + 1
         error = public(str(exc), self.state.hidden_paths())
         if attempts >= self.policy.max_attempts:
             self._end(job, check_jobs.DEAD, error)
-            return
+            return True
         now = self.clock()
         delay = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempts - 1))
         delay *= 0.5 + random.random() / 2  # noqa: S311 - spreading retries, not a secret
@@ -308,6 +339,7 @@ class CheckWorker:
             next_attempt_at=now + delay,
             last_error=error,
         )
+        return False
 
     def start(self) -> None:
         """Run jobs in a background thread until `stop`."""

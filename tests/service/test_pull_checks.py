@@ -332,3 +332,29 @@ def test_bad_signatures_and_oversized_pull_request_bodies_queue_nothing(
     with checked.service.state.engine.connect() as connection:
         stored = connection.execute(sa.select(sa.func.count()).select_from(webhook_events))
         assert stored.scalar_one() == 0
+
+
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_a_forge_that_keeps_failing_then_refuses_ends_in_dead_letters(
+    checked: Checked, env: ForgeEnv
+) -> None:
+    assert env.double is not None
+    first, number = open_pull(env, {"meltano.yml": GOOD})
+    checked.pull_request("opened", number, first, "feature", "main", "f-1")
+    # the tree read fails on every attempt: retried with back-off, then dead (3 attempts)
+    env.double.inject(Fault("GET", r"/git/trees/", status=404, times=50))
+    for _ in range(3):
+        assert checked.drain() == 1
+        checked.clock.advance(600)
+    [job] = checked.service.get("/check-jobs", token=READ).json()
+    assert (job["status"], job["attempts"]) == ("dead", 3)
+    assert job["last_error"].endswith(".")
+    assert checked.state(first) == "error", "no pending status left waiting forever"
+    env.double.faults.clear()
+    # a request the forge refuses as invalid is not asked again
+    second = env.seed({"meltano.yml": BROKEN}, branch="feature", parent=first, message="again")
+    checked.pull_request("synchronize", number, second, "feature", "main", "f-2")
+    env.double.inject(Fault("POST", r"/statuses/", status=422, times=5))
+    assert checked.drain() == 1
+    newest = checked.service.get("/check-jobs", token=READ).json()[0]
+    assert (newest["head_sha"], newest["status"], newest["attempts"]) == (second, "dead", 1)
