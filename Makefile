@@ -30,7 +30,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 screenshots: install  # refresh docs/screenshots from the browser tests
-	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/service/test_web.py tests/service/test_web_setup.py tests/service/test_web_editor_check.py $(PYTEST_ARGS)
+	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/service/test_web.py tests/service/test_web_setup.py tests/service/test_web_editor_check.py tests/service/test_web_checks.py $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check providers client service tests bench

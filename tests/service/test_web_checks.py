@@ -91,7 +91,6 @@ def test_the_dashboard_badge_the_findings_page_and_the_pull_request_comment(
     expect(rows.filter(has_text="development").get_by_role("link", name="ok")).to_be_visible()
     failing = rows.filter(has_text="feature").get_by_role("link", name="failing")
     expect(failing).to_be_visible()
-    screenshot(page, "check-badges")
     failing.click()
     expect(page).to_have_url(f"{url}/projects/warehouse/checks/{head}")
     expect(page.locator("#verdict")).to_contain_text("failing")
