@@ -326,6 +326,12 @@ def test_typing_a_broken_reference_marks_its_line_and_completion_offers_names(
     expect(page.locator(".cm-tooltip-autocomplete")).to_contain_text("prod")
     names = page.locator(".cm-tooltip-autocomplete li").all_inner_texts()
     assert any("prod" in n and "environment" in n for n in names), names
+    page.keyboard.press("Escape")
+    page.keyboard.press("Enter")
+    page.keyboard.type("job: lo")  # job names too
+    offer = page.locator(".cm-tooltip-autocomplete li").filter(has_text=re.compile("^load"))
+    offer.click()  # take the offer
+    expect(page.locator(".cm-activeLine")).to_have_text("job: load")
 
 
 @pytest.mark.slow
