@@ -3,11 +3,13 @@ reports it on the forge (SPEC §9): a `pending` status, the check, the stored re
 `success` or `failure` status, and for a PR/MR its one comment, edited in place.
 
 Before each round of posts the head is read again: a job whose PR/MR moved on hands over
-to the current head instead of reporting an old one. Writes stay inside the token's
-budget (`forge_writes`): a job takes all the slots it may use before its first post, or
-waits for them without spending an attempt. A token that may not post ends the job at
-once in a dead letter that says which permission it needs (so does a request the forge
-refuses as invalid); other failures are retried with back-off, as redeploys are.
+to the current head instead of reporting an old one (once checked, the old commit still
+gets its own status, so none is left pending; the comment is the newest head's). Writes
+stay inside the token's budget (`forge_writes`): a job takes all the slots it may use
+before its first post, or waits for them without spending an attempt. A token that may
+not post ends the job at once in a dead letter that says which permission it needs (so
+does a request the forge refuses as invalid); other failures are retried with back-off, as
+redeploys are.
 """
 
 from __future__ import annotations
@@ -196,16 +198,16 @@ class CheckWorker:
                 "ok": result.ok,
             }
         )
-        self._still_current(ctx, reporter, job)
-        if reporter is None:
-            return
-        slots.pop()
-        verdict = StatusState.SUCCESS if result.ok else StatusState.FAILURE
-        reporter.set_commit_status(
-            job.head_sha, CommitStatus(verdict, CONTEXT, check_comment.describe(data), url)
-        )
-        posted.append(verdict)
-        if job.number is None:
+        try:
+            self._still_current(ctx, reporter, job)
+        finally:  # even when the head moved: a commit's own status is never left pending
+            if reporter is not None:
+                slots.pop()
+                verdict = StatusState.SUCCESS if result.ok else StatusState.FAILURE
+                described = CommitStatus(verdict, CONTEXT, check_comment.describe(data), url)
+                reporter.set_commit_status(job.head_sha, described)
+                posted.append(verdict)
+        if reporter is None or job.number is None:
             return
         body = check_comment.render(
             data,

@@ -4,6 +4,8 @@ the check worker, and the statuses and the one comment read back from the double
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -358,3 +360,29 @@ def test_a_forge_that_keeps_failing_then_refuses_ends_in_dead_letters(
     assert checked.drain() == 1
     newest = checked.service.get("/check-jobs", token=READ).json()[0]
     assert (newest["head_sha"], newest["status"], newest["attempts"]) == (second, "dead", 1)
+
+
+@on_doubles
+def test_a_push_during_the_check_leaves_no_pending_status_and_the_comment_follows_the_head(
+    checked: Checked, env: ForgeEnv
+) -> None:
+    assert env.double is not None
+    first, number = open_pull(env, {"meltano.yml": BROKEN})
+    checked.pull_request("opened", number, first, "feature", "main", "during-1")
+    # the commit's tree is slow to come: the branch moves while the check reads it
+    env.double.inject(Fault("GET", r"/(git/trees|repository/tree)", delay=2.0))
+    worker = threading.Thread(target=checked.drain)
+    worker.start()
+    while checked.posted(first) == 0 and worker.is_alive():
+        time.sleep(0.01)
+    second = env.seed({"meltano.yml": GOOD}, branch="feature", parent=first, message="during")
+    worker.join(60)
+    # the old commit got its own result; the job handed over to the new head, which the
+    # same pass checked and commented on
+    assert (checked.state(first), checked.posted(first)) == ("failure", 2)
+    assert (checked.state(second), checked.posted(second)) == ("success", 2)
+    key = f"change_request:{number}"
+    assert jobs(checked) == [(key, first, "superseded"), (key, second, "done")]
+    [comment] = checked.comments(number)
+    assert second[:12] in comment["body"]
+    assert checked.content_writes() == 5, "four statuses and one comment, none for the old head"
