@@ -103,7 +103,9 @@ def promote(ctx: Context, source: str | None, target: str | None, override_check
         title, body = f"Promote {src} to {dst}", f"Opened by meltano-forge from `{src}`."
         if isinstance(forge, PromotionService):
             try:
-                request = forge.open_promotion(src, dst, title, body, override_check=override_check)
+                request = forge.open_promotion(  # an override only where the check asks one
+                    src, dst, title, body, override_check=override_check and not verdict.allowed
+                )
             except Refused as exc:
                 if exc.kind != "check":
                     raise
