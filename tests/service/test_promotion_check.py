@@ -229,3 +229,22 @@ def test_the_compare_page_in_a_browser(page: Page, service: Service, env: ForgeE
     page.get_by_role("button", name="Promote development to main").click()
     expect(page.locator("#promoted")).to_contain_text("Opened")
     assert pulls(env) == 1
+
+
+@ON_GITHUB
+def test_a_runner_asks_no_override_for_a_branch_that_passes(
+    service: Service, env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    project(env, MELTANO_YML + b"# a comment\n")
+    run = Runner(env, tmp_path, no_git)
+    run.base.update(
+        MELTANO_FORGE_REPO=str(service.client.base_url).rstrip("/") + "/v1/projects/warehouse",
+        MELTANO_FORGE_TOKEN=WRITE,
+        MELTANO_FORGE_PROVIDER="",
+        MELTANO_FORGE_API_URL="",
+    )
+    done = run("promote", "--override-check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "check of development" in done.stdout
+    assert ": the check passes" in done.stdout
+    assert pulls(env) == 1
