@@ -174,8 +174,9 @@ def commit(ctx: Context, message: str | None, no_verify: bool) -> None:
     The project is checked first, as `meltano-forge check` would check it once the commit
     lands, and the commit is refused (exit 9, nothing pushed) when that makes the project
     fail. A project that already fails on its base commit may still take a change that
-    adds no error, or leaves fewer errors than it had (the fix of a broken project); a new
-    literal secret is refused either way. `--no-verify` skips the check."""
+    adds no error to those it has (the fix of some of them, or a change elsewhere); a
+    change that adds any error is refused, even if it fixes another. `--no-verify` skips
+    the check."""
     with handled(ctx):
         ws = open_workspace(ctx)
         runner.policy_for(ctx.settings).check_writable(ws.manifest.branch)
