@@ -79,9 +79,52 @@ def _error_line(doc: Located, error: Any) -> int:
     return _line(doc, path)
 
 
+_JSON_TYPES = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    type(None): "null",
+}
+
+
+def _kind(value: Any) -> str:
+    """What a value is, never what it holds."""
+    return _JSON_TYPES.get(type(value), "a value")
+
+
+def _expected(schema: Any) -> str:
+    kinds = schema if isinstance(schema, list) else [schema]
+    return " or ".join(str(k) for k in kinds)
+
+
+def _value_free(error: Any) -> str:
+    """What the schema refuses, in words that never quote the project's value: a literal
+    under `config:` or `env:` may be a secret, and the finding goes to logs, the editor and
+    a pull request's comment. Keys and the schema's own words are not values."""
+    kind = error.validator
+    if kind in ("required", "additionalProperties", "unevaluatedProperties", "dependentRequired"):
+        return str(error.message)  # names of keys, from the file or the schema
+    if kind == "type":
+        wanted = _expected(error.validator_value)
+        return f"it is {_kind(error.instance)}, where the schema wants {wanted}"
+    if kind == "enum":
+        allowed = ", ".join(repr(v) for v in error.validator_value[:10])
+        return f"it is not one of {allowed}"
+    if kind == "const":
+        return f"it is not {error.validator_value!r}"
+    if kind == "pattern":
+        return f"it does not match the pattern {error.validator_value!r}"
+    if kind in ("anyOf", "oneOf"):
+        return f"{_kind(error.instance)} that matches none of the forms the schema allows here"
+    return f"{_kind(error.instance)} that fails the schema's '{kind}' rule"
+
+
 def _describe(error: Any) -> str:
     where = ".".join(str(p) for p in error.absolute_path) or "the top level"
-    message = str(error.message)
+    message = _value_free(error)
     if len(message) > 200:
         message = message[:200] + "..."
     return f"Meltano's schema refuses {where}: {message}"

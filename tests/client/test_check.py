@@ -382,3 +382,23 @@ def test_a_monorepo_project_is_read_below_its_path(env: ForgeEnv) -> None:
     sha = env.seed({"analytics/meltano.yml": BASE.replace(b"tap-x target-y", b"tap-x")})
     (error,) = check_project(ForgeReader(env.forge, sha, "analytics")).errors
     assert (error.rule, error.file) == ("job-task", "meltano.yml")
+
+
+def test_a_schema_finding_never_quotes_the_projects_value() -> None:
+    """jsonschema's own messages quote the value (`12345678 is not of type 'string'`); a
+    literal under `env:` or `config:` may be a secret, and findings reach logs, the editor
+    and a pull request's comment, so the check says what kind of value it is instead."""
+    secret_number, secret_text = "908172635443", "zq-very-private-value"
+    text = (
+        "version: 1\n"
+        f"send_anonymous_usage_stats: {secret_text}\n"
+        "plugins:\n  extractors:\n  - name: tap-x\n    pip_url: tap-x\n"
+        f"    env: {{TAP_X_KEY: {secret_number}}}\n"
+        f"    config: [{secret_text}]\n"
+    ).encode()
+    result = check_project({"meltano.yml": text})
+    schema = [f for f in result.findings if f.rule == "schema"]
+    assert schema, result.findings
+    said = "\n".join(f.message for f in result.findings)
+    assert secret_number not in said and secret_text not in said
+    assert any("it is a number, where the schema wants string" in f.message for f in schema)
