@@ -5,23 +5,18 @@ keystroke's check costs no forge request once the commit was read."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from client.check import CheckResult, Finding
 from client.check.project import load_project
+from client.check_gate import judge
 from providers.errors import InvalidRequest
 from service import checks
 from service.deps import ProjectContext
 
 SHOWN = 5
 """Findings a refusal's message names (the page lists them all)."""
-
-
-def _key(finding: Finding) -> tuple[str, str, str]:
-    """An error as it survives an edit elsewhere in the file: its line may move."""
-    return (finding.rule, finding.file, finding.message)
 
 
 @dataclass(frozen=True)
@@ -73,27 +68,15 @@ def check_edit(ctx: ProjectContext, sha: str, path: str, data: bytes) -> EditChe
     `data` (a file outside the project folder, or one the project does not load, leaves
     the project's own result).
 
-    The rule for committing from the pages: an edit is refused when it adds an error to
-    those the project already has at its commit, never for an error that was there
-    before. A project that passes must still pass; a project that already fails (an
-    error merged from a branch, a file edited on the forge) can still be fixed from the
-    editor one change at a time, and a settings form still works on it, as long as the
-    change breaks nothing new. Errors are compared by rule, file and message (not by
-    line: an edit above an error moves it), as many times as each occurs. Warnings never
-    refuse a commit."""
+    A commit from the pages follows the gate of `commit` and the runner
+    (`client.check_gate`): an edit is refused when it adds an error to those the project
+    already has at its commit, never for an error that was there before, so a project
+    that already fails can still be fixed from the editor and its settings forms one
+    change at a time. Warnings never refuse a commit."""
     edited = project_relative(ctx, path)
     result = checks.check_draft(ctx, sha, {edited: data} if edited is not None else {})
-    added: tuple[Finding, ...] = ()
-    if result.errors:
-        before = Counter(_key(f) for f in checks.check_at(ctx, sha).errors)
-        kept: list[Finding] = []
-        for finding in result.errors:
-            if before[_key(finding)] > 0:
-                before[_key(finding)] -= 1
-            else:
-                kept.append(finding)
-        added = tuple(kept)
-    return EditCheck(result, added, edited)
+    verdict = judge(result, lambda: checks.check_at(ctx, sha))
+    return EditCheck(result, verdict.new_errors, edited)
 
 
 class CheckRefused(InvalidRequest):

@@ -96,12 +96,12 @@ def test_a_forge_that_answers_a_javascript_link_runs_no_script(
         "change",
     )
     payload = "javascript:alert(document.querySelector('[name=csrf]').value)"
-    original = GitHubDouble._pull_json
+    original = GitHubDouble.pull_json
 
     def hostile(self: GitHubDouble, request: Any, pr: dict[str, Any]) -> dict[str, Any]:
         return {**original(self, request, pr), "html_url": payload}
 
-    monkeypatch.setattr(GitHubDouble, "_pull_json", hostile)
+    monkeypatch.setattr(GitHubDouble, "pull_json", hostile)
     dialogs: list[str] = []
 
     def seen(dialog: Dialog) -> None:
