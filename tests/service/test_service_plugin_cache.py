@@ -9,8 +9,13 @@ The end-to-end story (real `meltano`, real plugins, cold runners at once) is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import logging
+import os
+import shutil
+import sys
 import tarfile
 import threading
 import time
@@ -21,8 +26,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from client.plugin_cache import EntryKey, pack
+from client.service_plugin_cache import PluginEnvRemote, ServicePluginCache
+from providers.config import ForgeConfig
+from providers.registry import locate, open_forge
 from service.app import build_state, create_app
 from service.settings import ServiceSettings
 from tests.conftest import ForgeEnv
@@ -319,3 +328,67 @@ def test_without_a_folder_the_service_holds_no_plugin_cache(env: ForgeEnv, tmp_p
         assert "MELTANO_FORGE_SERVICE_PLUGIN_CACHE" in answer.json()["detail"]
         assert cache.leases(HOLDER_1, [entry]).status_code == 404
         assert cache.put(entry, archive(tmp_path)).status_code == 404
+
+
+@contextlib.contextmanager
+def runner_side(cache: Cache, token: str) -> Iterator[ServicePluginCache]:
+    """The runner's view of the service's cache, through the real service adapter."""
+    url = str(cache.client.base_url).rstrip("/")
+    forge = open_forge(ForgeConfig(locate(f"{url}/v1/projects/warehouse"), token=SecretStr(token)))
+    try:
+        assert isinstance(forge, PluginEnvRemote)
+        yield ServicePluginCache(forge)
+    finally:
+        forge.close()
+
+
+def fake_env(folder: Path) -> Path:
+    venv = folder / ".meltano" / "extractors" / "tap-a" / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "bin" / "tap-a").write_text("#!/bin/sh\necho hi\n")
+    (venv / "bin" / "tap-a").chmod(0o755)
+    (venv / "lib").mkdir()
+    (venv / "lib" / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))  # several chunks
+    return venv
+
+
+@LOCAL
+def test_a_runner_uploads_and_another_restores_through_the_adapter(
+    env: ForgeEnv, tmp_path: Path
+) -> None:
+    for cache in start(tmp_path, env, service_plugin_cache=tmp_path / "plugin-envs"):
+        with runner_side(cache, WRITER_A) as installer, runner_side(cache, READER_A) as restorer:
+            venv = fake_env(tmp_path / "one")
+            entry = key(venv=str(venv))
+            assert installer.leases([entry.digest], 0.0) == {entry.digest: "granted"}
+            assert restorer.leases([entry.digest], 0.0) is None, "a read token takes no lease"
+            assert restorer.leasing is False
+            assert installer.upload(entry, venv, "extractors/tap-a", None) == (
+                "uploaded to the service"
+            )
+            original = (venv / "lib" / "big.bin").read_bytes()
+            shutil.rmtree(venv)
+            assert restorer.restore(entry, venv), "a read token restores"
+            assert (venv / "lib" / "big.bin").read_bytes() == original
+            assert os.readlink(venv / "bin" / "python") == sys.executable
+            assert os.access(venv / "bin" / "tap-a", os.X_OK)
+            assert not restorer.restore(key("c" * 64, str(venv)), venv), "none for that key"
+            assert installer.upload(entry, venv, "extractors/tap-a", None) == (
+                "the service had it already"
+            )
+
+
+@LOCAL
+def test_a_runner_of_a_service_without_a_plugin_cache_installs_as_before(
+    env: ForgeEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for cache in start(tmp_path, env):
+        with runner_side(cache, WRITER_A) as runner:
+            venv = tmp_path / "p" / ".meltano" / "extractors" / "tap-a" / "venv"
+            entry = key(venv=str(venv))
+            assert not runner.restore(entry, venv)
+            with caplog.at_level(logging.INFO):
+                assert runner.leases([entry.digest], 0.0) is None
+            assert "the service holds no plugin cache: installing here" in caplog.text
+            assert runner.leasing is False
