@@ -238,12 +238,14 @@ class GitHubForge(ForgeBase):
         protected = tuple(b.name for b in branches if b.protected)
         permissions = repo.raw_data.get("permissions") or {}
         may_push = permissions.get("push") if isinstance(permissions, dict) else None
+        may_admin = permissions.get("admin") if isinstance(permissions, dict) else None
         return contract.RepositoryInfo(
             repo.default_branch,
             repo.html_url,
             not branches,
             protected,
             may_push if isinstance(may_push, bool) else None,
+            may_admin if isinstance(may_admin, bool) else None,
         )
 
     def branches(self) -> list[contract.Branch]:

@@ -173,7 +173,8 @@ class GitLabForge(ForgeBase):
             project.web_url,
             bool(project.empty_repo),
             protected,
-            _may_push(getattr(project, "permissions", None)),
+            _at_least(getattr(project, "permissions", None), DEVELOPER),
+            _at_least(getattr(project, "permissions", None), MAINTAINER),
         )
 
     def branches(self) -> list[contract.Branch]:
@@ -753,8 +754,13 @@ DEVELOPER = 30
 """GitLab's Developer access level: the lowest that may push to unprotected branches."""
 
 
-def _may_push(permissions: object) -> bool | None:
-    """From a project's `permissions`: the token's best project or group access level."""
+MAINTAINER = 40
+"""GitLab's Maintainer access level: the lowest that administers a project's branches."""
+
+
+def _at_least(permissions: object, level: int) -> bool | None:
+    """From a project's `permissions`: whether the token's best project or group access
+    level reaches `level` (None when GitLab does not say)."""
     if not isinstance(permissions, dict):
         return None
     levels = [
@@ -763,4 +769,4 @@ def _may_push(permissions: object) -> bool | None:
         if isinstance(access, dict)
     ]
     known = [level for level in levels if isinstance(level, int)]
-    return max(known) >= DEVELOPER if known else None
+    return max(known) >= level if known else None

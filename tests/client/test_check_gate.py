@@ -221,8 +221,13 @@ def test_promote_on_github_opens_nothing_for_a_failing_branch(
     refused = run("promote")
     assert refused.returncode == 9, refused.stdout + refused.stderr
     assert env.double.pulls.get(env.double_name, []) == []  # type: ignore[attr-defined]
+    not_admin = run("promote", "--override-check")  # the suite's token may write, not administer
+    assert not_admin.returncode == 5, not_admin.stdout + not_admin.stderr
+    assert "does not administer it" in not_admin.stderr
+    assert env.double.pulls.get(env.double_name, []) == []  # type: ignore[attr-defined]
+    env.double.add_token("admin-token-0042", "admin")
     env.clear_log()
-    opened = run("--json", "promote", "--override-check")
+    opened = run("--json", "promote", "--override-check", MELTANO_FORGE_TOKEN="admin-token-0042")
     assert opened.returncode == 0, opened.stderr
     document = json.loads(opened.stdout)
     assert document["created"] is True

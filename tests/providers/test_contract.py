@@ -206,6 +206,20 @@ def test_repository_says_whether_the_token_may_push(env: ForgeEnv) -> None:
     assert reader.repository().can_push is False
 
 
+def test_repository_says_whether_the_token_administers_it(env: ForgeEnv) -> None:
+    """What `promote --override-check` asks: GitHub's `permissions.admin`, GitLab's
+    Maintainer level, a local repository's owner."""
+    if env.double is None:
+        assert env.forge.repository().can_admin is True
+        return
+    env.double.add_token("admin-token-0042", "admin")
+    env.double.add_token("writer-token-0042", "write")
+    assert env.new_forge(token=SecretStr("admin-token-0042")).repository().can_admin is True
+    writer = env.new_forge(token=SecretStr("writer-token-0042")).repository()
+    assert writer.can_admin is False
+    assert writer.can_push is True
+
+
 def test_change_requests_are_idempotent(env: ForgeEnv) -> None:
     base = env.seed({"meltano.yml": b"v: 1\n"})
     env.forge.create_branch("development", base)
