@@ -130,6 +130,38 @@ def _describe(error: Any) -> str:
     return f"Meltano's schema refuses {where}: {message}"
 
 
+@cache
+def _plugin_keys() -> frozenset[str]:
+    """Every key the schema allows on a plugin of some type."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("properties"), dict):
+                found.update(node["properties"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(_validator().schema["$defs"]["plugins"])
+    return frozenset(found)
+
+
+def _a_key_of_another_plugin_type(error: Any) -> bool:
+    """An unknown-key error on a plugin whose keys are all valid on some plugin type:
+    Meltano's schema leaves out keys Meltano itself writes (`meltano add --from-ref` puts
+    `capabilities:` under a utility) and loads, so it is a warning, never a refused run. A
+    key no plugin type knows (a misspelling) stays an error."""
+    path = list(error.absolute_path)
+    if error.validator not in ("additionalProperties", "unevaluatedProperties"):
+        return False
+    if len(path) != 3 or path[0] != "plugins" or not isinstance(error.instance, dict):
+        return False
+    return all(isinstance(k, str) and k in _plugin_keys() for k in error.instance)
+
+
 OWN_SECTION = "meltano_forge"
 """meltano-forge's own settings in `meltano.yml` (README, Configuration): Meltano loads a
 project that has them, and they are checked where they are read (`client.settings`)."""
@@ -146,6 +178,20 @@ def check_schema(project: Project) -> None:
             validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]
         )
         for error in errors[:MAX_PER_FILE]:
+            if _a_key_of_another_plugin_type(error):
+                project.findings.append(
+                    Finding(
+                        "schema",
+                        Severity.WARNING,
+                        path,
+                        _error_line(doc, error),
+                        _describe(error) + " (the schema allows it for other plugin types, "
+                        "and Meltano loads it: it writes such keys itself from a plugin's "
+                        "definition, e.g. a utility's capabilities)",
+                        "Leave it, or remove the key if the plugin does not use it",
+                    )
+                )
+                continue
             project.findings.append(
                 Finding(
                     "schema",

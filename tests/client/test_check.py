@@ -402,3 +402,15 @@ def test_a_schema_finding_never_quotes_the_projects_value() -> None:
     said = "\n".join(f.message for f in result.findings)
     assert secret_number not in said and secret_text not in said
     assert any("it is a number, where the schema wants string" in f.message for f in schema)
+
+
+def test_a_key_meltano_writes_but_its_schema_leaves_out_is_a_warning() -> None:
+    """`meltano add --from-ref` (Meltano 4.4) writes a utility's `capabilities:`, which the
+    published schema allows only for extractors, loaders and mappers; Meltano loads it. A
+    key that no plugin type knows is still an error."""
+    plugin = b"version: 1\nplugins:\n  utilities:\n  - name: util-x\n    pip_url: util-x\n"
+    written = check_project({"meltano.yml": plugin + b"    capabilities: [catalog]\n"})
+    assert written.ok, written.errors
+    assert written.rules(Severity.WARNING) >= {"schema"}
+    misspelt = check_project({"meltano.yml": plugin + b"    capabilitiez: [catalog]\n"})
+    assert misspelt.rules(Severity.ERROR) == {"schema"}
