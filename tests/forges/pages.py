@@ -9,13 +9,28 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from markdown_it import MarkdownIt
 
 _HIDDEN = re.compile(r"<!--.*?-->", re.DOTALL)
 _ALLOWED_TAGS = ("details", "summary", "br", "b", "code")
 """Bare tags a forge's sanitizer keeps (no attributes, so nothing can run)."""
-_markdown = MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough")
+_markdown = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
+
+
+def _sanitized(_renderer: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
+    """Raw HTML in a comment, as a forge's sanitizer keeps it: escaped, except the bare
+    allowed tags. Only raw HTML comes here (code spans and text are other tokens), and the
+    source is escaped first, so a written `&lt;b&gt;` stays text."""
+    out = html.escape(tokens[idx].content, quote=False)
+    for tag in _ALLOWED_TAGS:
+        out = out.replace(f"&lt;{tag}&gt;", f"<{tag}>").replace(f"&lt;/{tag}&gt;", f"</{tag}>")
+    return out
+
+
+_markdown.add_render_rule("html_inline", _sanitized)
+_markdown.add_render_rule("html_block", _sanitized)
 
 _STYLE = """
 body { font: 14px/1.5 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328;
@@ -56,13 +71,9 @@ class CommentBox:
 
 
 def render_markdown(body: str) -> str:
-    """A comment's markdown as safe HTML: hidden comments dropped, raw HTML escaped, and
-    links only where markdown-it allows them (no `javascript:`)."""
-    rendered = str(_markdown.render(_HIDDEN.sub("", body)))
-    for tag in _ALLOWED_TAGS:
-        rendered = rendered.replace(f"&lt;{tag}&gt;", f"<{tag}>")
-        rendered = rendered.replace(f"&lt;/{tag}&gt;", f"</{tag}>")
-    return rendered
+    """A comment's markdown as safe HTML: hidden comments dropped, raw HTML escaped but for
+    a few bare tags, and links only where markdown-it allows them (no `javascript:`)."""
+    return str(_markdown.render(_HIDDEN.sub("", body)))
 
 
 def _link(url: str | None, text: str) -> str:
