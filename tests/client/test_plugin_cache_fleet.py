@@ -4,7 +4,8 @@ own (a private mount namespace with its own folder at the image's one project pa
 fresh HOME and fresh uv and pip caches), they cost the forge one archive request, and
 each plugin is installed once: the first runner takes the leases of the whole plugin set
 and uploads it, the others wait for it and restore from the service. A later fresh
-container restores both without asking for a lease.
+container restores both without asking for a lease. A first runner killed while it
+installs holds its leases only until they expire; the next one then installs.
 
 The bench (`bench/scenarios/coldstart_fleet.py`) runs the same fleet from 1 to 20."""
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -54,8 +56,8 @@ class Requests:
         await self.app(scope, receive, send)
 
 
-@pytest.fixture
-def service_url(env: ForgeEnv, tmp_path: Path) -> Iterator[tuple[str, Counter[str], Path]]:
+def serve(env: ForgeEnv, tmp_path: Path, **extra: Any) -> Iterator[tuple[str, Counter[str], Path]]:
+    """The service (with a plugin cache) on the double's project, its requests counted."""
     cache = tmp_path / "service-plugin-cache"
     settings = ServiceSettings(
         projects_file=projects_file(tmp_path, env, "http://127.0.0.1:9/unused"),
@@ -63,6 +65,7 @@ def service_url(env: ForgeEnv, tmp_path: Path) -> Iterator[tuple[str, Counter[st
         cache_dir=tmp_path / "archives",
         data_dir=tmp_path / "data",
         service_plugin_cache=cache,
+        **extra,
     )
     state = build_state(settings)
     app = create_app(settings, state=state, deliver=False)
@@ -71,6 +74,11 @@ def service_url(env: ForgeEnv, tmp_path: Path) -> Iterator[tuple[str, Counter[st
     with LiveServer(app) as url:
         yield url, seen, cache
     state.close()
+
+
+@pytest.fixture
+def service_url(env: ForgeEnv, tmp_path: Path) -> Iterator[tuple[str, Counter[str], Path]]:
+    yield from serve(env, tmp_path)
 
 
 def container(
@@ -114,6 +122,7 @@ def container(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, so a test can kill it whole
     )
 
 
@@ -185,3 +194,38 @@ def test_cold_runners_at_once_cost_one_archive_and_one_install_per_plugin(
     assert delta["POST /plugin-envs/leases"] == 0
     assert env.requests("GET", ARCHIVES) == 1, "the archive came from the service's cache"
     assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+@pytest.mark.slow
+@GITHUB
+def test_a_killed_installer_holds_its_leases_only_until_they_expire(
+    env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    """The first runner takes the leases and is SIGKILLed while installing (its renewals
+    stop with it); the next waits for them, then installs and uploads the plugins itself."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("containers of one path need unshare and root")
+    for url, seen, cache in serve(env, tmp_path, service_plugin_lease_seconds=4.0):
+        seed(env)
+        project = tmp_path / "image" / "project"
+        project.mkdir(parents=True)
+        first = container(tmp_path, url, project, "killed", no_git)
+        assert first.stderr is not None
+        lines = []
+        for line in first.stderr:
+            lines.append(line)
+            if "installing extractor 'tap-jsonl'" in line:
+                break
+        assert seen["POST /plugin-envs/leases"] == 1, lines
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate(timeout=60)
+        second = container(tmp_path, url, project, "next", no_git)
+        report, err = finished(second)
+        assert {p["name"]: p["action"] for p in report["plugins"]} == {
+            "tap-jsonl": "installed",
+            "target-jsonl": "installed",
+        }
+        assert "waiting for another runner that is installing" in err
+        assert all(p["cache"].startswith("uploaded to the service") for p in report["plugins"])
+        assert len(list((cache / "warehouse" / "v1" / "entries").glob("*.json"))) == 2
+        assert list((tmp_path / "boxes" / "next" / "out").glob("people-*.jsonl"))
