@@ -425,3 +425,29 @@ def test_the_plugin_cache_routes_under_generated_input(
         checks=[not_a_server_error, response_schema_conformance],
         timeout=30,
     )
+
+
+@LOCAL
+def test_each_project_keeps_its_own_least_recently_used_bound(
+    env: ForgeEnv, tmp_path: Path
+) -> None:
+    payloads = [os.urandom(100_000) for _ in range(4)]
+    archives = [archive(tmp_path, p) for p in payloads]
+    bound = int(len(archives[0]) * 2.5)  # room for two entries a project
+    for cache in start(
+        tmp_path,
+        env,
+        service_plugin_cache=tmp_path / "plugin-envs",
+        service_plugin_cache_max_bytes=bound,
+    ):
+        a, b, c, other = (key(f"{i}" * 64) for i in "abcd")
+        assert cache.put(other, archives[3], token=WRITER_B, project="another").status_code == 201
+        assert cache.put(a, archives[0]).status_code == 201
+        assert cache.put(b, archives[1]).status_code == 201
+        assert cache.get(a).status_code == 200, "a is now the most recently used"
+        assert cache.put(c, archives[2]).status_code == 201
+        assert cache.get(b).status_code == 404, "b was the least recently used"
+        assert cache.get(a).status_code == 200
+        assert cache.get(c).status_code == 200
+        kept = cache.get(other, token=WRITER_B, project="another")
+        assert kept.status_code == 200, "another project's entries are not evicted for it"
