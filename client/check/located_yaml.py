@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 from yaml.composer import Composer
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from client.bounded_yaml import BoundedLoader, YamlRefused, YamlTooLarge, load
 
@@ -36,6 +36,12 @@ class Located(dict[Any, Any]):
     def line_of(self, key: Any) -> int:
         """The line of `key`, or of the mapping when the key is not there."""
         return self.key_lines.get(key, self.line) if hasattr(self, "key_lines") else self.line
+
+
+class LocatedList(list[Any]):
+    """A sequence with the 1-based line of each item."""
+
+    item_lines: list[int]
 
 
 class _CheckLoader(BoundedLoader):
@@ -57,6 +63,13 @@ class _CheckLoader(BoundedLoader):
             except TypeError:  # unhashable keys were refused by construct_mapping already
                 continue
         data.key_lines = key_lines
+
+    def construct_located_seq(self, node: SequenceNode) -> Iterator[LocatedList]:
+        """The sequence constructor, remembering where each item starts."""
+        data = LocatedList()
+        data.item_lines = [item.start_mark.line + 1 for item in node.value]
+        yield data
+        data.extend(self.construct_sequence(node))
 
     def _refuse_duplicates(self, node: MappingNode) -> None:
         seen: dict[Any, int] = {}
@@ -80,6 +93,10 @@ class _CheckLoader(BoundedLoader):
 _CheckLoader.add_constructor(
     "tag:yaml.org,2002:map",
     _CheckLoader.construct_located_map,
+)
+_CheckLoader.add_constructor(
+    "tag:yaml.org,2002:seq",
+    _CheckLoader.construct_located_seq,
 )
 
 

@@ -173,6 +173,20 @@ def _flat_split(items: Any) -> list[str]:
     return out
 
 
+def _item_line(tasks: list[Any], task: str, default: int) -> int:
+    """The line of the first task item that holds `task` (a name or `plugin:command`), so
+    the editor marks the task rather than the `tasks:` key."""
+    lines = getattr(tasks, "item_lines", None)
+    if not lines:
+        return default
+    name = task.partition(":")[0]
+    for item, at in zip(tasks, lines, strict=False):
+        words = _flat_split([item])
+        if task in words or any(w.partition(":")[0] == name for w in words):
+            return int(at)
+    return default
+
+
 def _jobs(project: Project) -> None:
     names = _resolver(project)
     jobs = {j.name for j in project.entries("jobs")}
@@ -193,15 +207,16 @@ def _jobs(project: Project) -> None:
             continue  # the schema reports it
         problem = _task_problem(project, names, jobs, _flat_split(tasks))
         if problem:
-            rule, reason, todo = problem
-            project.error(rule, job.file, line, f"the job '{job.name}': {reason}", todo)
+            rule, reason, todo, task = problem
+            at = _item_line(tasks, task, line)
+            project.error(rule, job.file, at, f"the job '{job.name}': {reason}", todo)
 
 
 def _task_problem(
     project: Project, names: dict[str, Entry], jobs: set[str], tokens: list[str]
-) -> tuple[str, str, str] | None:
-    """(rule, reason, instruction) when `meltano run` would refuse a job's tasks,
-    following its block parser: every name resolves, a command exists, and an extractor
+) -> tuple[str, str, str, str] | None:
+    """(rule, reason, instruction, the task it is about) when `meltano run` would refuse a
+    job's tasks, following its block parser: every name resolves, a command exists, and an extractor
     starts a block of mappers that a loader ends."""
     resolved: list[tuple[str, Entry, str | None]] = []
     for token in tokens:
@@ -212,12 +227,14 @@ def _task_problem(
                 "job-task",
                 f"'{token}' names no plugin of the project",
                 "Add the plugin, or fix the name (plugin or plugin:command)",
+                token,
             )
         if token in jobs:
             return (
                 "job-task",
                 f"'{token}' is both a job and a plugin, which Meltano refuses as ambiguous",
                 "Rename the job",
+                token,
             )
         if command:
             commands = _commands(project, plugin)
@@ -229,12 +246,14 @@ def _task_problem(
                     "Use one of: " + ", ".join(sorted(commands))
                     if commands
                     else "It defines no commands: add one under its commands:",
+                    name,
                 )
         if plugin.kind == MAPPERS and name == plugin.name:
             return (
                 "job-task",
                 f"'{name}' is a mapper's own name, but a task must name one of its mappings",
                 "Use the name of one of the mapper's mappings",
+                name,
             )
         resolved.append((token, plugin, command or None))
     i = 0
@@ -249,6 +268,7 @@ def _task_problem(
                     "job-task",
                     f"the extractor '{token}' is not followed by a loader",
                     "Write the task as 'extractor [mappings...] loader'",
+                    token,
                 )
             i = j + 1
             continue
@@ -257,6 +277,7 @@ def _task_problem(
                 "job-task",
                 f"'{token}' cannot run on its own here (Meltano expects an extractor first)",
                 "Write the task as 'extractor [mappings...] loader', or a plugin:command",
+                token,
             )
         i += 1
     return None

@@ -94,7 +94,7 @@ def test_the_multifile_fixture_names_a_mapper_where_meltano_wants_a_mapping() ->
     """Meltano's block parser refuses `map-meltano-yml` (the mapper) in a task: it wants a
     mapping's name (real `meltano run --dry-run my-job` says so; see the corpus)."""
     result = check_project(FolderReader(FIXTURES / "multifile_project"))
-    assert [(f.rule, f.file, f.line) for f in result.errors] == [("job-task", "meltano.yml", 23)]
+    assert [(f.rule, f.file, f.line) for f in result.errors] == [("job-task", "meltano.yml", 24)]
     # Neither a namespace nor a pip_url: Meltano looks them up on the Hub, and a runner
     # without Hub access fails (as real Meltano does on this machine).
     assert len(only(result, "hub-lock")) == 7
@@ -141,10 +141,10 @@ def test_an_alias_bomb_is_refused_by_the_bounds() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "rule", "line"),
     [
-        (b"  - tap-x target-y\n", b"  - tap-z target-y\n", "job-task", 27),
-        (b"  - dbt:run\n", b"  - dbt:build\n", "job-command", 27),
-        (b"  - tap-x target-y\n", b"  - target-y tap-x\n", "job-task", 27),
-        (b"  - tap-x target-y\n", b"  - tap-x\n", "job-task", 27),
+        (b"  - tap-x target-y\n", b"  - tap-z target-y\n", "job-task", 28),
+        (b"  - dbt:run\n", b"  - dbt:build\n", "job-command", 29),
+        (b"  - tap-x target-y\n", b"  - target-y tap-x\n", "job-task", 28),
+        (b"  - tap-x target-y\n", b"  - tap-x\n", "job-task", 28),
         (b"default_environment: dev\n", b"default_environment: prod\n", "environment", 1),
         (b"    pip_url: target-y==1.0\n", b"    inherit_from: target-z\n", "inherit-from", 18),
     ],
@@ -152,6 +152,7 @@ def test_an_alias_bomb_is_refused_by_the_bounds() -> None:
 def test_references_meltano_resolves_at_run_time(
     old: bytes, new: bytes, rule: str, line: int
 ) -> None:
+    """A job's task is reported at the task's own line (28 or 29), not at `tasks:` (27)."""
     assert old in BASE
     result = check(BASE.replace(old, new))
     assert only(result, rule) == [("error", "meltano.yml", line)], [
@@ -369,7 +370,7 @@ def test_cli_checks_a_branch_or_a_commit_on_the_forge(
     report = json.loads(failed.stdout)
     assert (report["sha"], report["ref"]) == (bad, "broken")
     assert [(e["rule"], e["file"], e["line"]) for e in report["errors"]] == [
-        ("job-command", "meltano.yml", 27)
+        ("job-command", "meltano.yml", 29)
     ]
     by_sha = run("check", good)
     assert by_sha.returncode == 0, by_sha.stdout + by_sha.stderr

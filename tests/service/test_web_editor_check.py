@@ -59,8 +59,8 @@ SCHEDULES = b"""schedules:
   job: load
 """
 TASK_LINE = PROJECT.decode().splitlines().index("  - tap-csv target-jsonl") + 1
-ERROR_LINE = TASK_LINE - 1
-"""The check reports a job's task error at the job's `tasks:` key."""
+ERROR_LINE = TASK_LINE
+"""The check reports a job's task error at the task's own line."""
 BROKEN = PROJECT.replace(b"  - tap-csv target-jsonl", b"  - tap-csv target-parquet")
 
 
@@ -305,8 +305,10 @@ def test_typing_a_broken_reference_marks_its_line_and_completion_offers_names(
     marker.hover()  # the gutter's marker says what is wrong
     expect(page.locator(".cm-tooltip")).to_contain_text("'target-parquet' names no plugin")
     page.mouse.move(0, 0)
+    page.locator(".cm-line").nth(0).click()  # away from it, so the jump is seen
+    expect(page.locator(".cm-activeLine")).to_have_text("version: 1")
     page.get_by_role("button", name=f"meltano.yml:{ERROR_LINE}").click()
-    expect(page.locator(".cm-activeLine")).to_have_text("  tasks:")
+    expect(page.locator(".cm-activeLine")).to_have_text("  - tap-csv target-parquet")
     expect(page.get_by_label("meltano.yml (code editor)")).to_be_focused()
     page.locator(".cm-line").nth(TASK_LINE - 1).click()
     # Completion: a new task line, a few letters, the project's plugin names offered.
