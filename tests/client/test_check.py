@@ -401,7 +401,8 @@ def test_a_schema_finding_never_quotes_the_projects_value() -> None:
     schema = [f for f in result.findings if f.rule == "schema"]
     assert schema, result.findings
     said = "\n".join(f.message for f in result.findings)
-    assert secret_number not in said and secret_text not in said
+    assert secret_number not in said
+    assert secret_text not in said
     assert any("it is a number, where the schema wants string" in f.message for f in schema)
 
 
