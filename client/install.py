@@ -192,7 +192,8 @@ class Fill:
         for item, _ in installed:
             key = keys[item.label]
             if key is not None and key.digest in granted:
-                self.reports[item.label].cache = "uploading to the service"
+                report = self.reports[item.label]
+                report.cache = "; ".join(filter(None, [report.cache, "uploading to the service"]))
 
         def upload() -> None:
             with service.renewing(granted):

@@ -82,7 +82,7 @@ def service_url(env: ForgeEnv, tmp_path: Path) -> Iterator[tuple[str, Counter[st
 
 
 def container(
-    tmp_path: Path, url: str, project: Path, name: str, no_git: Path
+    tmp_path: Path, url: str, project: Path, name: str, no_git: Path, **extra: str
 ) -> subprocess.Popen[str]:
     """One cold container: its own folder mounted at `project`, fresh HOME and caches."""
     box = tmp_path / "boxes" / name
@@ -103,6 +103,7 @@ def container(
         "MELTANO_FORGE_PROJECT_DIR": str(project),
         "MELTANO_FORGE_WORKSPACE_ID": name,
         **REGISTRY,
+        **extra,
     }
     return subprocess.Popen(
         [
@@ -229,3 +230,45 @@ def test_a_killed_installer_holds_its_leases_only_until_they_expire(
         assert all(p["cache"].startswith("uploaded to the service") for p in report["plugins"])
         assert len(list((cache / "warehouse" / "v1" / "entries").glob("*.json"))) == 2
         assert list((tmp_path / "boxes" / "next" / "out").glob("people-*.jsonl"))
+
+
+@pytest.mark.slow
+@GITHUB
+def test_a_folder_cache_and_the_services_are_two_tiers(
+    env: ForgeEnv, tmp_path: Path, no_git: Path, service_url: tuple[str, Counter[str], Path]
+) -> None:
+    """With MELTANO_FORGE_PLUGIN_CACHE set too, an install fills both; a container with
+    another (empty) folder cache restores from the service, one with the first folder from
+    the folder, asking the service nothing about plugins."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("containers of one path need unshare and root")
+    url, seen, _ = service_url
+    seed(env)
+    project = tmp_path / "image" / "project"
+    project.mkdir(parents=True)
+    volume = str(tmp_path / "volume-cache")
+    first, _ = finished(
+        container(tmp_path, url, project, "first", no_git, MELTANO_FORGE_PLUGIN_CACHE=volume)
+    )
+    assert [p["action"] for p in first["plugins"]] == ["installed", "installed"]
+    assert all(p["cache"].startswith("stored; uploaded to the service") for p in first["plugins"])
+    assert seen["PUT /plugin-envs/KEY"] == 2
+
+    other = str(tmp_path / "other-node-cache")
+    second, err = finished(
+        container(tmp_path, url, project, "second", no_git, MELTANO_FORGE_PLUGIN_CACHE=other)
+    )
+    assert [(p["action"], p["source"]) for p in second["plugins"]] == [("restored", "service")] * 2
+    assert "restored from the service cache" in err
+
+    before = Counter(seen)
+    third, _ = finished(
+        container(tmp_path, url, project, "third", no_git, MELTANO_FORGE_PLUGIN_CACHE=volume)
+    )
+    assert [(p["action"], p["source"]) for p in third["plugins"]] == [
+        ("restored", "plugin cache")
+    ] * 2
+    asked = Counter(seen)
+    asked.subtract(before)
+    assert asked["GET /plugin-envs/KEY"] == 0
+    assert asked["POST /plugin-envs/leases"] == 0
