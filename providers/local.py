@@ -175,9 +175,11 @@ class LocalForge(ForgeBase):
             if found is None or found[0] != gitobjects.DIR_MODE:
                 return
             tree, prefix = found[1], folder + "/"
+        modes: dict[int, FileMode] = {}
         for path, mode, sha in gitobjects.walk(objects, tree, prefix):
             data = objects.blob(sha, path)
-            yield contract.ArchiveEntry(path, FileMode.parse(mode), len(data), io.BytesIO(data))
+            kind = modes.get(mode) or modes.setdefault(mode, FileMode.parse(mode))
+            yield contract.ArchiveEntry(path, kind, len(data), io.BytesIO(data))
 
     def read_file(self, sha: str, path: str) -> bytes:
         """One file's bytes at a commit."""
