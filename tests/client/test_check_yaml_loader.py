@@ -14,7 +14,7 @@ import yaml
 
 from client.bounded_yaml import MAX_DEPTH, YamlRefused, YamlTooLarge, load
 from client.check import located_yaml
-from client.check.located_yaml import Located, load_located
+from client.check.located_yaml import Located, LocatedList, load_located
 from tests.check_corpus.cases import CASES, files_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,12 +57,15 @@ CORNERS = {
 
 
 def _shape(value: Any) -> Any:
-    """The data with every mapping's line and key lines, comparable with `==`."""
+    """The data with every mapping's line and key lines and every sequence's item lines,
+    comparable with `==`."""
     if isinstance(value, Located):
         lines = getattr(value, "key_lines", None)
         return ("map", value.line, lines, [(k, _shape(v)) for k, v in value.items()])
     if isinstance(value, dict):
         return ("dict", [(k, _shape(v)) for k, v in value.items()])
+    if isinstance(value, LocatedList):
+        return ("seq", getattr(value, "item_lines", None), [_shape(v) for v in value])
     if isinstance(value, list):
         return ("list", [_shape(v) for v in value])
     return (type(value).__name__, value)
