@@ -147,6 +147,21 @@ class Budget:
             )
 
 
+def _unreadable(data: str | bytes, what: str, exc: yaml.reader.ReaderError) -> YamlRefused:
+    """A byte YAML does not read (a control character, bytes that are not UTF-8), with
+    the line it is on."""
+    before = data[: exc.position]
+    line = (before.count(b"\n") if isinstance(before, bytes) else before.count("\n")) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    char = f"the character U+{code:04X}" if exc.encoding == "unicode" else f"the byte 0x{code:02x}"
+    return YamlRefused(
+        what,
+        f"it holds {char}, which YAML does not allow ({exc.reason})",
+        "Save it as UTF-8 text without control characters",
+        line,
+    )
+
+
 def load(
     data: str | bytes,
     what: str = "meltano.yml",
@@ -163,7 +178,10 @@ def load(
             f"it is larger than {MAX_BYTES // (1024 * 1024)} MiB",
             "Split it with include_paths",
         )
-    loader = (loader_class or _BoundedLoader)(data, what)
+    try:
+        loader = (loader_class or _BoundedLoader)(data, what)  # its reader checks the bytes
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(data, what, exc) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -174,6 +192,8 @@ def load(
         return loader.construct_document(node)
     except YamlRefused:
         raise
+    except yaml.reader.ReaderError as exc:  # a str checked as it is read
+        raise _unreadable(data, what, exc) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"

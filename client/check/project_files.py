@@ -18,8 +18,9 @@ from typing import Protocol, runtime_checkable
 
 from providers.contract import Forge
 
-SKIPPED_FOLDERS = frozenset({".git", ".meltano"})
-"""Meltano's own state and git's: never project configuration, often huge."""
+SKIPPED_FOLDERS = frozenset({".git", ".meltano", ".meltano-forge"})
+"""Meltano's own state, git's and the workspace's (`client.manifest.STATE_DIR`): never
+project configuration, often huge."""
 
 
 @runtime_checkable

@@ -416,3 +416,30 @@ def test_a_key_meltano_writes_but_its_schema_leaves_out_is_a_warning() -> None:
     assert written.rules(Severity.WARNING) >= {"schema"}
     misspelt = check_project({"meltano.yml": plugin + b"    capabilitiez: [catalog]\n"})
     assert misspelt.rules(Severity.ERROR) == {"schema"}
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "said"),
+    [
+        (b"version: 1\x07\n", 1, "the character U+0007"),
+        (b"version: 1\n# caf\xe9\n", 2, "the byte 0xe9"),
+        (b"\x00", 1, "the character U+0000"),
+    ],
+)
+def test_bytes_yaml_does_not_read_are_a_finding_not_a_crash(
+    data: bytes, line: int, said: str
+) -> None:
+    result = check_project({"meltano.yml": data})
+    assert [(f.rule, f.file, f.line) for f in result.errors] == [("yaml", "meltano.yml", line)]
+    assert said in result.errors[0].message
+
+
+def test_a_workspace_folder_is_read_without_its_state_folders(tmp_path: Path) -> None:
+    """`.git`, `.meltano` and the workspace's own `.meltano-forge` hold no configuration: a
+    glob like `**/*.yml` in include_paths must not reach them."""
+    (tmp_path / "meltano.yml").write_bytes(b"version: 1\ninclude_paths: ['**/*.meltano.yml']\n")
+    for state in (".git", ".meltano", ".meltano-forge"):
+        (tmp_path / state).mkdir()
+        (tmp_path / state / "x.meltano.yml").write_bytes(b"jobs: [oops\n")
+    assert sorted(FolderReader(tmp_path).paths()) == ["meltano.yml"]
+    assert check_project(FolderReader(tmp_path)).ok
