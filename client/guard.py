@@ -15,9 +15,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from client.workspace import LocalChange, read_local
 from providers.errors import UnsafeInput
+
+if TYPE_CHECKING:  # the check uses the guard's formats without loading the workspace
+    from client.workspace import LocalChange
 
 DEFAULT_GLOBS = (
     ".env",
@@ -167,6 +170,8 @@ def screen(
     allowed: Iterable[str] = (),
 ) -> tuple[list[LocalChange], list[HeldBack]]:
     """Split a workspace's changes into those safe to commit and those held back."""
+    from client.workspace import read_local
+
     guard = SecretGuard(tuple(extra_globs), tuple(allowed))
     keep, held = [], []
     for change in changes:

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from client import environment
 from client.meltano_yml import READING, MeltanoYmlError, MeltanoYmlSource, Reading
 from client.plugin_cache import DEFAULT_MAX_BYTES
 from client.policy import DEFAULT_PROTECTED
@@ -32,7 +33,7 @@ from providers.errors import InvalidRequest
 from providers.registry import locate
 from providers.safety import Limits
 
-ENV_PREFIX = "MELTANO_FORGE_"
+ENV_PREFIX = environment.ENV_PREFIX
 
 
 class CommitOnFailure(enum.StrEnum):

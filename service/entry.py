@@ -9,7 +9,6 @@ import sys
 import click
 
 from client.cli import add_command, main
-from client.cli.run_commands import run
 
 
 @click.command()
@@ -49,6 +48,8 @@ def meltano(click_ctx: click.Context, args: tuple[str, ...]) -> None:
     """`run -- meltano ARGS`: the image's entry point is `meltano-forge`, so `docker run
     IMAGE meltano run tap target` is a runner's whole command line, as the original
     request asks. Every argument, `--help` included, is Meltano's."""
+    from client.cli.run_commands import run
+
     click_ctx.invoke(run, cmd=("meltano", *args))
 
 

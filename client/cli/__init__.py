@@ -4,14 +4,48 @@ errors to exit codes."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from client.cli import branch_commands, check_commands, run_commands, workspace_commands
 from client.cli.context import Context, configure_logging, output_options
+
+COMMAND_MODULES = {
+    "pull": "workspace_commands",
+    "status": "workspace_commands",
+    "diff": "workspace_commands",
+    "commit": "workspace_commands",
+    "checkout": "workspace_commands",
+    "branches": "branch_commands",
+    "promote": "branch_commands",
+    "run": "run_commands",
+    "init": "run_commands",
+    "check": "check_commands",
+}
+"""Each command and the module of its group (`client.cli.<module>.<command>`): a command's
+module is imported when it runs, so `check` starts without the workspace, the runner or
+the settings model (the figure of merit of `make bench`'s check row)."""
+
+
+class _Commands(click.Group):
+    """A group whose commands load on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command, loaded or not."""
+        return sorted({*super().list_commands(ctx), *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command, importing its module the first time."""
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in COMMAND_MODULES:
+            module = importlib.import_module(f"client.cli.{COMMAND_MODULES[cmd_name]}")
+            found = getattr(module, cmd_name)
+            assert isinstance(found, click.Command)  # noqa: S101
+            self.add_command(found)
+        return found
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -29,7 +63,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-@click.group()
+@click.group(cls=_Commands)
 @click.option(
     "--version",
     is_flag=True,
@@ -54,11 +88,6 @@ def main(
     ctx = click_ctx.ensure_object(Context)
     configure_logging(ctx.verbose)
     ctx.overrides = {"repo": repo, "branch": branch, "project_dir": project_dir}
-
-
-for _module in (workspace_commands, branch_commands, run_commands, check_commands):
-    for _command in _module.COMMANDS:
-        main.add_command(_command)
 
 
 def add_command(command: click.Command | Callable[..., Any]) -> None:

@@ -13,7 +13,7 @@ import click
 
 from client import exits, messages
 from client.cli.context import Context, handled, output_options, pass_ctx
-from client.settings import ENV_PREFIX
+from client.environment import ENV_PREFIX
 from providers.errors import NotFound
 
 if TYPE_CHECKING:

@@ -13,16 +13,17 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from client import exits
 from client.messages import printable
-from client.settings import Settings, load_settings
-from providers.contract import Forge
 from providers.redaction import protect_logs, redact
-from providers.registry import open_forge
+
+if TYPE_CHECKING:  # loaded on first use: `check` and `--help` start without them
+    from client.settings import Settings
+    from providers.contract import Forge
 
 log = logging.getLogger("meltano_forge")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,6 +45,8 @@ class Context:
     def settings(self) -> Settings:
         """The settings (environment plus command-line overrides)."""
         if self._settings is None:
+            from client.settings import load_settings
+
             self._settings = load_settings(**self.overrides)
             protect_logs(self._settings.token.get_secret_value() if self._settings.token else None)
             for warning in self._settings.warnings:
@@ -54,6 +57,8 @@ class Context:
     def forge(self) -> Forge:
         """The repository's adapter, opened on first use."""
         if self._forge is None:
+            from providers.registry import open_forge
+
             self._forge = open_forge(self.settings.forge_config())
         return self._forge
 
@@ -145,13 +150,11 @@ def handled(ctx: Context) -> Iterator[None]:
     line asking for a report. Tracebacks (`--verbose`) are redacted like everything else."""
     try:
         yield
-    except exits.HANDLED as exc:
+    except Exception as exc:  # noqa: BLE001 - known errors in their words, the rest in one line
         if ctx.verbose:
             click.echo(redact(printable("".join(traceback.format_exception(exc)))), err=True)
-        ctx.fail(exc, exits.exit_code(exc))
-    except Exception as exc:  # noqa: BLE001 - the last resort: one redacted line, exit 1
-        if ctx.verbose:
-            click.echo(redact(printable("".join(traceback.format_exception(exc)))), err=True)
+        if exits.known(exc):
+            ctx.fail(exc, exits.exit_code(exc))
         ctx.fail(
             RuntimeError(
                 f"unexpected error ({type(exc).__name__}: {exc}). "
