@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -36,11 +36,13 @@ from client.plugin_envs import (
     compile_bytecode,
     environments,
 )
-from client.plugin_sources import PluginFetcher, git_requirements
+from client.plugin_git_refs import RefResolver, Verdict, check_sources, write_record
+from client.plugin_sources import PluginFetcher, PluginSourceError, git_requirements
 from client.plugins import Plugin
 from client.service_plugin_cache import LEASE_WAIT, PluginEnvRemote, ServicePluginCache
 from client.settings import InstallPolicy, Settings, SettingsError
 from client.subprocesses import KEEP_LINES, run_child
+from providers.config import ForgeConfig
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 15.0
@@ -75,11 +77,22 @@ def prepare_plugins(
     tiers: list[Tier] = [t for t in (cache, service) if t is not None]
     reports: dict[str, PluginReport] = {}
     pending: list[tuple[PluginEnv, str]] = []
+    refs = RefResolver(functools.cache(lambda: _forge_config(settings)), settings.limits)
+    clean: set[str] = set()
     for item in [*decided, *hub]:
         why = _why_install(item, settings.install)
+        reused = _why_reused(item)
+        verdict = _git_verdict(item, env, refs) if why is None else None
+        if verdict is not None:
+            if verdict.warning:
+                log.warning("%s '%s': %s", _kind(item), item.plugin.name, verdict.warning)
+            if verdict.install:  # same pip_url, other source: Meltano must not keep it
+                why = verdict.install
+                clean.add(item.label)
+            reused += verdict.reused
         if why is None:
             reports[item.label] = PluginReport(
-                item.plugin.kind, item.plugin.name, Action.REUSED, _why_reused(item)
+                item.plugin.kind, item.plugin.name, Action.REUSED, reused
             )
         else:
             pending.append((item, why))
@@ -94,7 +107,7 @@ def prepare_plugins(
             if cache is not None and not always:
                 pending = _restore(cache, pending, reports, python)  # filled while we waited
             if pending:
-                fill = Fill(root, settings, env, reports, quiet_stdout, cache, python)
+                fill = Fill(root, settings, env, reports, quiet_stdout, cache, python, clean)
                 code = fill.through(service, pending) if service else fill.install(pending)
     for report in reports.values():
         _log(report)
@@ -130,11 +143,19 @@ class Fill:
     quiet_stdout: bool
     cache: PluginCache | None
     python: Callable[[], str]
+    clean: set[str] = field(default_factory=set)
+    """Labels installed afresh (`--clean`): their git source moved under the same pip_url."""
 
     def install(self, pending: list[tuple[PluginEnv, str]]) -> int:
         """Install `pending` and store them in the folder cache."""
         code = _install(
-            self.root, self.settings, self.env, pending, self.reports, self.quiet_stdout
+            self.root,
+            self.settings,
+            self.env,
+            pending,
+            self.reports,
+            self.quiet_stdout,
+            self.clean,
         )
         if code == 0 and self.cache is not None:
             _store(self.cache, pending, self.reports, self.python)
@@ -242,6 +263,52 @@ def _why_install(item: PluginEnv, policy: InstallPolicy) -> str | None:
     return item.needs()
 
 
+def _forge_config(settings: Settings) -> ForgeConfig | None:
+    return settings.forge_config() if settings.repo else None
+
+
+def _git_verdict(item: PluginEnv, env: dict[str, str], refs: RefResolver) -> Verdict | None:
+    """What the plugin's moving `git+` refs say (None: it has none; nothing is asked)."""
+    if not item.plugin.pip_url or "git+" not in item.plugin.pip_url:
+        return None
+    try:
+        requirements = git_requirements([item.plugin], env)
+    except PluginSourceError:
+        return None  # it cannot be installed without git either; that install says why
+    return check_sources(item.venv, requirements, refs)
+
+
+def _record_sources(
+    pending: list[tuple[PluginEnv, str]],
+    reports: dict[str, PluginReport],
+    env: dict[str, str],
+    resolved: dict[str, str],
+) -> None:
+    """Write, into each installed plugin's environment, the commit each of its `git+`
+    requirements resolved to (`plugin_git_refs` compares it with the ref next run)."""
+    for item, _ in pending:
+        if reports[item.label].action is not Action.INSTALLED or not item.plugin.pip_url:
+            continue
+        tokens = [r.token for r in git_requirements([item.plugin], env)]
+        shas = {t: resolved[t] for t in tokens if t in resolved}
+        if shas and item.venv.is_dir():
+            try:
+                write_record(item.venv, shas)
+            except OSError as exc:
+                log.warning(
+                    "the git source of %s '%s' could not be recorded (%s). Its next run "
+                    "cannot tell whether its branch moved; check that %s is writable",
+                    _kind(item),
+                    item.plugin.name,
+                    exc.strerror,
+                    item.venv,
+                )
+
+
+def _kind(item: PluginEnv) -> str:
+    return KINDS.get(item.plugin.kind, item.plugin.kind)
+
+
 def _why_reused(item: PluginEnv) -> str:
     if not item.plugin.pip_url:
         return "it is installed; Meltano Hub gives its pip_url (`meltano lock` pins it)"
@@ -322,8 +389,10 @@ def _install(
     pending: list[tuple[PluginEnv, str]],
     reports: dict[str, PluginReport],
     quiet_stdout: bool,
+    clean: set[str] | None = None,
 ) -> int:
-    """`meltano install` of exactly the pending plugins (git sources as archives)."""
+    """`meltano install` of exactly the pending plugins (git sources as archives); those
+    in `clean` (labels) afresh, as their source moved under an unchanged fingerprint."""
     plugins = [e.plugin for e, _ in pending]
     everything = settings.install is InstallPolicy.ALWAYS
     requirements = git_requirements([p for p in plugins if p.pip_url], env)
@@ -335,16 +404,17 @@ def _install(
         )
         log.info("installing %s '%s'%s", KINDS.get(plugin.kind, plugin.kind), plugin.name, via)
     prefix: list[str] = [settings.meltano_bin]
+    resolved: dict[str, str] = {}
     if requirements:
-        config = settings.forge_config() if settings.repo else None
-        swaps = PluginFetcher(root, config, settings.limits).rewrites(requirements)
+        fetcher = PluginFetcher(root, _forge_config(settings), settings.limits, resolved=resolved)
+        swaps = fetcher.rewrites(requirements)
         prefix = [meltano_python(settings.meltano_bin), pip_rewrite.__file__]
         env = {**env, pip_rewrite.REWRITE: json.dumps(swaps)}
     output = InstallLog([p.name for p in plugins])
     started = time.monotonic()
     code = 0
     with output.ticking():
-        for names in [[]] if everything else _calls(plugins):
+        for names in [[]] if everything else _clean_calls(plugins, clean or set()):
             code = run_child(
                 [*prefix, "install", *names], root, env, quiet_stdout=quiet_stdout, capture=output
             )
@@ -360,9 +430,21 @@ def _install(
             why,
             output.seconds.get(item.plugin.name, total),
         )
+    if requirements:
+        _record_sources(pending, reports, env, resolved)
     if code != 0:
         log.error("%s", failure(plugins, output, code))
     return code
+
+
+def _clean_calls(plugins: list[Plugin], clean: set[str]) -> list[list[str]]:
+    """`_calls`, with the plugins in `clean` (labels) in calls of their own, `--clean`."""
+    fresh = [p for p in plugins if f"{p.kind}/{p.name}" in clean]
+    kept = [p for p in plugins if p not in fresh]
+    return [
+        *(_calls(kept) if kept else []),
+        *(["--clean", *names] for names in (_calls(fresh) if fresh else [])),
+    ]
 
 
 def _calls(plugins: list[Plugin]) -> list[list[str]]:

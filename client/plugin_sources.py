@@ -21,7 +21,7 @@ import tomllib
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.manifest import STATE_DIR
@@ -136,6 +136,9 @@ class PluginFetcher:
     """The configured forge (None when there is none, e.g. the local default)."""
     limits: Limits
     timeout: float = 60.0
+    resolved: dict[str, str] = field(default_factory=dict)
+    """Token → the commit SHA its archive was (`plugin_git_refs` records it per plugin)."""
+    _shas: dict[Path, str] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -171,6 +174,8 @@ class PluginFetcher:
             )
             raise PluginSourceError(msg, "Use a plain OWNER/REPO path and a tag or commit")
         if target.is_dir():
+            if target in self._shas:
+                self.resolved[requirement.token] = self._shas[target]
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         import httpx  # only projects with git+ plugins need it: a runner starts faster
@@ -185,6 +190,8 @@ class PluginFetcher:
                     limits=self.limits,
                     wanted=lambda rel, sha, mode: True,
                 )
+                if snapshot.sha:
+                    self.resolved[requirement.token] = self._shas[target] = snapshot.sha
         except (ProviderError, httpx.HTTPError) as exc:
             msg = (
                 f"The plugin '{requirement.plugin}' could not be fetched from "
@@ -240,22 +247,28 @@ class PluginFetcher:
                 yield Snapshot(sha, entries)
 
     def _on_forge(self, requirement: GitRequirement) -> ForgeConfig | None:
-        """The configured forge's settings for the plugin's repository, if it lives there."""
-        config = self.config
-        if config is None or config.location.kind not in (ProviderKind.GITHUB, ProviderKind.GITLAB):
-            return None
-        forge_host = urllib.parse.urlsplit(config.location.web_url).netloc.lower()
-        if requirement.host != forge_host:
-            return None
-        url = f"{requirement.scheme}://{requirement.host}/{requirement.path}"
-        location = locate(url, config.location.kind.value, config.location.api_url)
-        return ForgeConfig(
-            location,
-            token=config.token,
-            retry=config.retry,
-            archive_limits=self.limits,
-            user_agent=config.user_agent,
-        )
+        return on_forge(self.config, self.limits, requirement)
+
+
+def on_forge(
+    config: ForgeConfig | None, limits: Limits, requirement: GitRequirement
+) -> ForgeConfig | None:
+    """The configured forge's settings for the plugin's repository, if it lives there
+    (the same host as the project's forge, GitHub or GitLab)."""
+    if config is None or config.location.kind not in (ProviderKind.GITHUB, ProviderKind.GITLAB):
+        return None
+    forge_host = urllib.parse.urlsplit(config.location.web_url).netloc.lower()
+    if requirement.host != forge_host:
+        return None
+    url = f"{requirement.scheme}://{requirement.host}/{requirement.path}"
+    location = locate(url, config.location.kind.value, config.location.api_url)
+    return ForgeConfig(
+        location,
+        token=config.token,
+        retry=config.retry,
+        archive_limits=limits,
+        user_agent=config.user_agent,
+    )
 
 
 def _archive_url(kind: str, requirement: GitRequirement) -> str:
