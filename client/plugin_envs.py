@@ -27,7 +27,7 @@ from client.fingerprint import (
     read_fingerprint,
 )
 from client.plugin_cache import EntryKey
-from client.plugin_sources import PluginSourceError, parse
+from client.plugin_sources import PluginSourceError, parse, requirement_url
 from client.plugins import Plugin, project_plugins, read_project_yaml, unlocked_hub_plugins
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
@@ -186,7 +186,7 @@ def uncacheable(plugin: Plugin, args: list[str], python: str | None) -> str:
     if python:
         return "it names its own Python"
     for arg in args:
-        url = arg.partition("@")[2].strip() if " @ " in arg else arg
+        url = requirement_url(arg)  # `name @ URL`, and `name@git+URL` too
         if urllib.parse.urlsplit(url.removeprefix("git+")).username:
             return "its pip_url carries credentials"
         try:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from client.plugin_sources import PUBLIC, GitRequirement, on_forge
+from client.plugin_sources import PUBLIC, GitRequirement, on_forge, requirement_url
 from providers.config import ForgeConfig
 from providers.errors import NotFound, ProviderError
 from providers.registry import open_forge
@@ -48,8 +48,7 @@ def moves(requirement: GitRequirement) -> bool:
 def record_key(token: str) -> str:
     """How a requirement is named in the record: its text, or a hash of it when its URL
     carries userinfo (the record must never hold a credential)."""
-    url = token.partition("@")[2].strip() if " @ " in token else token
-    split = urllib.parse.urlsplit(url.removeprefix("git+"))
+    split = urllib.parse.urlsplit(requirement_url(token).removeprefix("git+"))
     if split.username or split.password or "@" in split.netloc:
         return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
     return token

@@ -96,6 +96,14 @@ def expand(text: str, environ: Mapping[str, str]) -> str:
 _NAMED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*(?P<url>git\+.*)$")
 
 
+def requirement_url(token: str) -> str:
+    """The URL of a requirement token (`name @ URL`, `name@git+URL` or `URL`)."""
+    named = _NAMED.match(token)
+    if named:
+        return named["url"]
+    return token.partition("@")[2].strip() if " @ " in token else token
+
+
 def parse(plugin: str, token: str) -> GitRequirement | None:
     """A `git+` token as a `GitRequirement`; None for other requirements."""
     named = _NAMED.match(token)

@@ -41,6 +41,7 @@ from tests.client.conftest import FIXTURES, meltano_dir
 from tests.client.test_plugins_without_git import MODULE, REGISTRY, plugin_repo
 from tests.conftest import TOKEN, ForgeEnv, seed_repo
 from tests.forges import gitdata
+from tests.forges.server import Fault
 
 
 def requirement(token: str) -> GitRequirement:
@@ -159,6 +160,27 @@ def test_a_branch_plugin_on_the_forge_is_reinstalled_when_its_branch_moves(
     assert hello(root, "on-commit") == "hello from a git-free plugin"
     assert "installing plugins: on-branch (its git branch 'main' moved" in caplog.text
 
+    env.double.inject(Fault(method="POST", path="^/api/graphql$", status=401, body={}))
+    caplog.clear()
+    code, reports, seen = prepare(env, root, no_git)
+    assert code == 0
+    assert reports["on-branch"].action is Action.REUSED, "a ref it cannot resolve is reused"
+    assert reports["on-branch"].why == (
+        "its environment matches its pip_url; whether its git ref moved could not be told"
+    )
+    assert seen == ["POST /api/graphql"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("utility 'on-branch': could not tell whether the git ref 'main'")
+    assert TOKEN not in caplog.text
+
+    (venv / RECORD).unlink()  # as in a baked image, or an environment from before records
+    code, reports, seen = prepare(env, root, no_git)
+    assert code == 0
+    assert reports["on-branch"].action is Action.REUSED
+    assert "its git source was not recorded at install" in reports["on-branch"].why
+    assert seen == [], "nothing to compare with: nothing is asked"
+
 
 def forge_resolver(env: ForgeEnv) -> RefResolver:
     config = env.make_config()
@@ -226,13 +248,20 @@ def test_an_environment_without_a_record_is_reused_asking_nothing(tmp_path: Path
 
 def test_the_record_never_holds_a_credential_and_is_written_whole(tmp_path: Path) -> None:
     secret = "git+https://user:ghp_" + "s" * 36 + "@github.com/a/b@main"
+    named = "b@git+https://oauth2:glpat-" + "t" * 20 + "@gitlab.com/a/b@main"
     plain = "b @ git+https://github.com/a/b@main"
-    write_record(tmp_path, {secret: "1" * 40, plain: "2" * 40})
+    write_record(tmp_path, {secret: "1" * 40, plain: "2" * 40, named: "3" * 40})
     text = (tmp_path / RECORD).read_text()
     assert "ghp_" not in text
+    assert "glpat-" not in text
     assert "user" not in text
-    assert json.loads(text)["git"] == {record_key(secret): "1" * 40, plain: "2" * 40}
+    assert json.loads(text)["git"] == {
+        record_key(secret): "1" * 40,
+        plain: "2" * 40,
+        record_key(named): "3" * 40,
+    }
     assert record_key(secret).startswith("sha256:")
+    assert record_key(named).startswith("sha256:")
     assert sorted(p.name for p in tmp_path.iterdir()) == [RECORD], "no temporary left"
     (tmp_path / RECORD).write_text("{not json")
     assert read_record(tmp_path) is None
@@ -379,3 +408,18 @@ def test_on_gitlab_a_branch_costs_one_request(env: ForgeEnv) -> None:
     # HEAD: the project (its default branch, and the protected ones), then its branch
     assert len(env.double.requests()) == 5
     assert resolver.lookups == 3
+
+
+@pytest.mark.parametrize("joined", [" @ ", "@"])
+def test_a_named_git_requirement_with_credentials_is_never_cached(joined: str) -> None:
+    """`tap-x@git+https://user:token@host/...` (no spaces) carries credentials as much as
+    `tap-x @ git+...` does: neither may go to the plugin cache, whatever its ref."""
+    from client.fingerprint import pip_install_args
+    from client.plugin_envs import uncacheable
+    from client.plugins import Plugin
+
+    pip_url = f"tap-x{joined}git+https://oauth2:glpat-{'t' * 20}@gitlab.com/a/b@{'a' * 40}"
+    plugin = Plugin("extractors", "tap-x", pip_url)
+    assert uncacheable(plugin, pip_install_args(pip_url, {}, ""), None) == (
+        "its pip_url carries credentials"
+    )
