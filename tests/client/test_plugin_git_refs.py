@@ -37,7 +37,7 @@ from client.plugin_git_refs import (
 from client.plugin_sources import GitRequirement, parse
 from client.settings import Settings
 from providers.safety import Limits
-from tests.client.conftest import FIXTURES, meltano_dir
+from tests.client.conftest import FIXTURES, Runner, meltano_dir
 from tests.client.test_plugins_without_git import MODULE, REGISTRY, plugin_repo
 from tests.conftest import TOKEN, ForgeEnv, seed_repo
 from tests.forges import gitdata
@@ -423,3 +423,48 @@ def test_a_named_git_requirement_with_credentials_is_never_cached(joined: str) -
     assert uncacheable(plugin, pip_install_args(pip_url, {}, ""), None) == (
         "its pip_url carries credentials"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_the_runner_reinstalls_a_moved_branch_plugin_and_says_why(
+    env: ForgeEnv, tmp_path: Path, no_git: Path
+) -> None:
+    """`meltano-forge run` in one workspace: the branch moves between two runs, and the
+    second runs the new code, saying why it reinstalled."""
+    assert env.double is not None
+    name = plugin_repo(env, "")
+    with env.double.open_repo(name) as repo:
+        assert repo is not None
+        first = repo.refs[Ref(b"refs/heads/main")].decode()
+    meltano_yml = (FIXTURES / "meltano-config" / "meltano.yml").read_bytes() + (
+        "plugins:\n  utilities:\n  - name: hello\n    namespace: hello\n"
+        f"    pip_url: git+{env.double.url}/{name}.git@main\n    executable: forge-hello\n"
+    ).encode()
+    base = env.seed({"meltano.yml": meltano_yml, ".gitignore": b"/.meltano\n"})
+    env.forge.create_branch("development", base)
+    run = Runner(env, tmp_path, no_git)
+    workspace = str(tmp_path / "ws")
+    extra = {
+        "MELTANO_FORGE_INSTALL": "auto",
+        "MELTANO_VENV_BACKEND": "uv",
+        "MELTANO_FORGE_PROJECT_DIR": workspace,
+        **REGISTRY,
+    }
+    result = run("run", "--", "meltano", "invoke", "hello", **extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "hello from a git-free plugin" in result.stdout
+    moved = seed_repo(
+        env.double.repo_path(name),
+        {"forge_hello.py": MODULE.replace(b"git-free plugin", b"moved branch")},
+        parent=first,
+        message="move main",
+    )
+    again = run("run", "--", "meltano", "invoke", "hello", **extra)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "hello from a moved branch" in again.stdout
+    assert f"its git branch 'main' moved ({first[:7]} → {moved[:7]})" in again.stderr
+    same = run("run", "--", "meltano", "invoke", "hello", **extra)
+    assert same.returncode == 0, same.stderr[-3000:]
+    assert f"matches its pip_url and main is still at {moved[:7]}" in same.stderr
+    assert "installing plugins: none needed (1 reused)" in same.stderr
