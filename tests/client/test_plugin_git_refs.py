@@ -206,7 +206,6 @@ def test_on_the_forge_head_is_the_default_branch_and_a_tag_cannot_be_told(
     repository = f"/api/v3/repos/{name}"
     asked = [f"{e.method} {e.path}" for e in env.double.requests()]
     assert asked == [f"GET {repository}", f"GET {repository}/branches", "POST /api/graphql"]
-    print("HEAD on the forge:", [f"{e.method} {e.path}" for e in env.double.requests()])
     with pytest.raises(RefUnknown, match=r"'v0\.1\.0' is not a branch of .*a tag cannot be told"):
         resolver.resolve(requirement(f"{url}@v0.1.0"))
     assert resolver.lookups == 2
@@ -227,7 +226,11 @@ def test_on_the_forge_head_is_the_default_branch_and_a_tag_cannot_be_told(
 
 def test_a_commit_pin_or_a_plain_requirement_asks_nothing(tmp_path: Path) -> None:
     asked: list[str] = []
-    resolver = RefResolver(lambda: asked.append("config") or None, Limits())  # type: ignore[func-returns-value]
+
+    def config() -> None:
+        asked.append("the forge's settings")
+
+    resolver = RefResolver(config, Limits())
     sha = "a" * 40
     assert (
         check_sources(tmp_path, [requirement(f"git+https://github.com/a/b@{sha}")], resolver)
