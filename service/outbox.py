@@ -13,7 +13,6 @@ import hmac
 import json
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -24,6 +23,7 @@ import httpx
 import sqlalchemy as sa
 
 from service.metrics import DELIVERIES
+from service.polling import PollingWorker
 from service.settings import DeployTarget
 from service.storage import deliveries
 
@@ -82,7 +82,7 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class OutboxWorker:
+class OutboxWorker(PollingWorker):
     """Claims and delivers due rows; `run_once` is one pass, `start` loops in a thread."""
 
     def __init__(
@@ -93,14 +93,12 @@ class OutboxWorker:
         interval: float = 1.0,
         before_pass: Callable[[], object] | None = None,
     ) -> None:
+        super().__init__(interval, "outbox")
         self.engine = engine
         self.secrets = secrets
         self.policy = policy or OutboxPolicy()
-        self.interval = interval
         self.before_pass = before_pass
         self.owner = uuid.uuid4().hex[:16]
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._http = httpx.Client(timeout=self.policy.timeout)
 
     def claim(self, limit: int = 10) -> list[sa.Row[Any]]:
@@ -190,25 +188,7 @@ class OutboxWorker:
             self.deliver(row)
         return len(rows)
 
-    def start(self) -> None:
-        """Deliver in a background thread until `stop`."""
-
-        def loop() -> None:
-            while not self._stop.is_set():
-                try:
-                    busy = self.run_once()
-                except sa.exc.SQLAlchemyError:
-                    log.exception("the outbox worker could not reach the database")
-                    busy = 0
-                if not busy:
-                    self._stop.wait(self.interval)
-
-        self._thread = threading.Thread(target=loop, name="outbox", daemon=True)
-        self._thread.start()
-
     def stop(self) -> None:
         """Stop the loop and close connections."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        super().stop()
         self._http.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from providers.errors import (
 from service import check_comment, check_jobs, forge_writes
 from service.checks import files_at
 from service.deps import ProjectContext, ServiceState
+from service.polling import PollingWorker
 from service.problems import public
 from service.settings import ProjectConfig
 
@@ -83,7 +83,7 @@ def write_bucket(config: ProjectConfig) -> str:
     return forge_writes.bucket_of(config.forge_config().location.api_url, token)
 
 
-class CheckWorker:
+class CheckWorker(PollingWorker):
     """Claims and runs due check jobs; `run_once` is one pass, `start` loops in a thread."""
 
     def __init__(
@@ -93,13 +93,11 @@ class CheckWorker:
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(interval, "checks")
         self.state = state
         self.policy = policy or CheckPolicy()
-        self.interval = interval
         self.clock = clock
         self.owner = uuid.uuid4().hex[:16]
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def engine(self) -> sa.Engine:
@@ -342,28 +340,6 @@ class CheckWorker:
             last_error=error,
         )
         return False
-
-    def start(self) -> None:
-        """Run jobs in a background thread until `stop`."""
-
-        def loop() -> None:
-            while not self._stop.is_set():
-                try:
-                    busy = self.run_once()
-                except sa.exc.SQLAlchemyError:
-                    log.exception("the check worker could not reach the database")
-                    busy = 0
-                if not busy:
-                    self._stop.wait(self.interval)
-
-        self._thread = threading.Thread(target=loop, name="checks", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the loop."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
 
 
 def check_worker(state: ServiceState) -> CheckWorker:
