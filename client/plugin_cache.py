@@ -155,7 +155,7 @@ class PluginCache:
         if why:
             return self._discard(key, manifest, why)
         with contextlib.suppress(OSError):  # read-only: recency is not recorded
-            os.utime(self.entries / f"{key.digest}.json")
+            mark_used(self.entries / f"{key.digest}.json")
         return True
 
     def _discard(self, key: EntryKey, manifest: Manifest, why: str) -> bool:
@@ -262,6 +262,7 @@ class PluginCache:
             time.time(),
         )
         _write_atomically(self.entries / f"{key.digest}.json", json.dumps(asdict(manifest)))
+        mark_used(self.entries / f"{key.digest}.json")
         return manifest
 
     def evict(self, keep: Collection[str] = ()) -> list[str]:
@@ -428,6 +429,14 @@ def pack(venv: Path, target: Path) -> tuple[str, int]:
         raw.flush()
         os.fsync(raw.fileno())
     return writer.sha.hexdigest(), writer.size
+
+
+def mark_used(manifest: Path) -> None:
+    """Record that an entry was used now: its manifest's mtime is its recency, set from the
+    clock itself (a file's own times come from the kernel's coarse clock, a few
+    milliseconds, so an entry used just after another was written could tie with it)."""
+    now = time.time_ns()
+    os.utime(manifest, ns=(now, now))
 
 
 def _write_atomically(path: Path, text: str) -> None:

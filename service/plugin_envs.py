@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from client.plugin_cache import STALE_TEMP, EntryKey, Manifest, PluginCache
+from client.plugin_cache import STALE_TEMP, EntryKey, Manifest, PluginCache, mark_used
 
 LEASE_WAIT_MAX = 30.0
 """Seconds a lease request may wait for another runner's install to end."""
@@ -111,7 +111,7 @@ class PluginEnvs:
         except FileNotFoundError:
             return None
         with contextlib.suppress(OSError):
-            os.utime(cache.entries / f"{digest}.json")
+            mark_used(cache.entries / f"{digest}.json")
         return manifest, handle
 
     def upload_path(self, project: str, digest: str) -> Path:
