@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import re
 import shutil
 import tarfile
@@ -358,36 +359,50 @@ def restore_stream(raw: Readable, venv: Path, sha256: str, size: int) -> str:
     return ""
 
 
-def check_member(member: tarfile.TarInfo, links: set[str]) -> None:
+def check_member(member: tarfile.TarInfo, seen: dict[str, bool]) -> None:
     """Refuse (`ValueError`) a member that would leave its folder: an absolute name or
-    `..`, a name through a link an earlier member made (`links`, updated here), or
-    anything but a file, a folder or a link."""
-    parts = member.name.split("/")
-    if member.name.startswith("/") or ".." in parts or not member.name:
-        msg = f"the member {member.name!r} leaves its folder"
+    `..`, a name made twice, a name through a link an earlier member made, or anything
+    but a file, a folder or a link. `seen` holds the names so far (normalised, `./x` is
+    `x`), each with whether it is a link; updated here.
+
+    The member is made safe to unpack: its name normalised, its mode stripped of setuid,
+    setgid and sticky bits (read, write and exec bits kept), its owner dropped (whoever
+    restores owns what it writes). A link's target is not checked (a virtualenv's
+    `bin/python` links to its base interpreter, absolutely); since no later member may be
+    named by a link or pass through one, nothing is ever written through a link."""
+    raw = member.name
+    name = posixpath.normpath(raw) if raw else ""
+    if not raw or raw.startswith("/") or ".." in raw.split("/") or name in (".", ""):
+        msg = f"the member {raw!r} leaves its folder"
         raise ValueError(msg)
-    if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
-        msg = f"the member {member.name!r} passes through a link"
+    parts = name.split("/")
+    if any(seen.get("/".join(parts[:i])) for i in range(1, len(parts))):
+        msg = f"the member {raw!r} passes through a link"
+        raise ValueError(msg)
+    if name in seen:
+        msg = f"the member {raw!r} comes twice"
         raise ValueError(msg)
     if not (member.isfile() or member.isdir() or member.issym()):
-        msg = f"the member {member.name!r} is neither a file, a folder nor a link"
+        msg = f"the member {raw!r} is neither a file, a folder nor a link"
         raise ValueError(msg)
-    if member.issym():
-        links.add(member.name)
+    seen[name] = member.issym()
+    member.name = name
+    member.mode &= 0o777
+    member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
 
 
 def _unpack(raw: Readable, staging: Path) -> tuple[str, int]:
     """Unpack the archive into `staging` as a stream, then hash what is left of it.
 
-    Each member is checked as it comes (`check_member`), more cheaply than tarfile's
-    `tar` filter (a `realpath` per member, a third of a restore). A link's target is not
-    checked: a virtualenv's `bin/python` is an absolute link to its base interpreter, and
-    no member is ever written through a link."""
+    Each member is checked and made safe as it comes (`check_member`), more cheaply than
+    tarfile's `tar` filter (a `realpath` per member, a third of a restore), which would
+    also refuse the absolute links a virtualenv holds (`bin/python`); so tarfile's own
+    filter is `fully_trusted`, and `check_member` is the whole policy."""
     reader = _Hashing(raw)
-    links: set[str] = set()
+    seen: dict[str, bool] = {}
     with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
         for member in archive:
-            check_member(member, links)
+            check_member(member, seen)
             archive.extract(member, staging, numeric_owner=True, filter="fully_trusted")
     while reader.read(CHUNK):
         pass
@@ -398,10 +413,10 @@ def _check_archive(raw: IO[bytes]) -> tuple[str, int]:
     """What a restore would check, without unpacking: every member, and the SHA-256 and
     size of the whole."""
     reader = _Hashing(raw)
-    links: set[str] = set()
+    seen: dict[str, bool] = {}
     with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
         for member in archive:
-            check_member(member, links)
+            check_member(member, seen)
     while reader.read(CHUNK):
         pass
     return reader.sha.hexdigest(), reader.size

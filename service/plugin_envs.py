@@ -18,7 +18,8 @@ that project restores, the trust a shared `MELTANO_FORGE_PLUGIN_CACHE` volume as
 whoever can write it. What the service checks on every upload: the key matches the
 fields sent with it, the SHA-256 matches, the body stays under
 `MELTANO_FORGE_SERVICE_PLUGIN_ENV_MAX_BYTES`, and every member passes the checks a
-restore applies (inside its folder, never through a link, files, folders and links only).
+restore applies (inside its folder, each name once, never named by or through a link,
+files, folders and links only; a restore also clears setuid bits and owners).
 An entry already made is never replaced.
 
 **Leases.** A runner about to install asks for the leases of the entries it lacks, all in
@@ -26,9 +27,12 @@ one request; each is `stored` (restore it), `granted` (install and upload it; th
 the runner's until it uploads, releases it, or stops renewing it for
 `MELTANO_FORGE_SERVICE_PLUGIN_LEASE_SECONDS`, so a killed runner holds nothing for long),
 or `held` (another runner is installing it: ask again, waiting up to `LEASE_WAIT_MAX`
-seconds for it to change). One request decides all its keys under their locks, so the
-first of many cold runners gets the whole plugin set and the rest wait. Leases are files
-beside the entries, so replicas that share the folder share them.
+seconds for it to change). A lease is renewed for at most `LEASE_MAX_AGE` seconds after it
+was first granted: past that its holder's request is answered `held` and renews nothing,
+so a runner (or a write token) asking again and again cannot keep the others waiting
+forever; once it lapses another runner takes it. One request decides all its keys under
+their locks, so the first of many cold runners gets the whole plugin set and the rest
+wait. Leases are files beside the entries, so replicas that share the folder share them.
 
 **No secret** reaches the cache: a runner uploads one plugin's virtualenv folder and
 nothing else, and only for plugins `client.plugin_envs.uncacheable` allows.
@@ -43,15 +47,26 @@ import os
 import re
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from client.plugin_cache import STALE_TEMP, EntryKey, Manifest, PluginCache, mark_used
+from client.plugin_cache import (
+    LOCK_WAIT,
+    STALE_TEMP,
+    EntryKey,
+    Manifest,
+    PluginCache,
+    mark_used,
+)
 
 LEASE_WAIT_MAX = 30.0
 """Seconds a lease request may wait for another runner's install to end."""
+LEASE_MAX_AGE = LOCK_WAIT
+"""Seconds after its first grant past which a lease is renewed no more: as long as a cold
+runner waits for another's install (`client.plugin_cache.LOCK_WAIT`, 1800 s) before
+installing alone, far beyond any plugin's install."""
 DIGEST = r"^[0-9a-f]{64}$"
 PLUGIN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*/[A-Za-z0-9_][A-Za-z0-9._-]*$"
 """`<type>/<name>`, as an entry's manifest names its plugin."""
@@ -83,10 +98,20 @@ class Leases:
 class PluginEnvs:
     """The service's plugin cache: one `PluginCache` folder per project under `root`."""
 
-    def __init__(self, root: Path, max_bytes: int, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        root: Path,
+        max_bytes: int,
+        lease_seconds: float,
+        max_age: float = LEASE_MAX_AGE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.lease_seconds = lease_seconds
+        self.max_age = max_age
+        """Seconds after its first grant past which a lease is renewed no more."""
+        self.clock = clock
         self._caches: dict[str, PluginCache] = {}
         self._lock = threading.Lock()
 
@@ -132,12 +157,14 @@ class PluginEnvs:
 
     def leases(self, project: str, holder: str, digests: Collection[str]) -> Leases:
         """Grant (or renew) `holder` the leases of the entries that are neither stored
-        nor leased to someone else; say which are which. One decision under all the keys'
-        locks, so two requests never split a plugin set."""
+        nor leased to someone else; say which are which. A lease first granted more than
+        `max_age` ago is not renewed: its holder hears `held`, and once it lapses another
+        runner takes it. One decision under all the keys' locks, so two requests never
+        split a plugin set."""
         cache = self.cache(project)
         keys = sorted({d for d in digests if _DIGEST.match(d)})
         states: dict[str, LeaseState] = {}
-        now = time.time()
+        now = self.clock()
         with cache.locked(keys):
             for digest in keys:
                 path = self._lease_file(cache, digest)
@@ -146,10 +173,17 @@ class PluginEnvs:
                     path.unlink(missing_ok=True)
                     continue
                 current = _read_lease(path)
-                if current is not None and current[0] != holder and current[1] > now:
+                if current is not None and current.holder != holder and current.expires > now:
                     states[digest] = LeaseState.HELD
                     continue
-                _write_lease(path, holder, now + self.lease_seconds)
+                if current is not None and current.holder == holder:
+                    if now - current.granted > self.max_age:
+                        states[digest] = LeaseState.HELD
+                        continue
+                    granted = current.granted
+                else:
+                    granted = now
+                _write_lease(path, _Lease(holder, now + self.lease_seconds, granted))
                 states[digest] = LeaseState.GRANTED
         self._sweep(cache, now)
         return Leases(states, self.lease_seconds)
@@ -158,14 +192,19 @@ class PluginEnvs:
         """Whether a lease request would now find something to act on (an entry stored,
         a lease ended), read without locks: the long poll's cheap check."""
         cache = self.cache(project)
-        now = time.time()
+        now = self.clock()
         for digest in digests:
             if not _DIGEST.match(digest):
                 continue
             if cache.manifest_of(digest) is not None:
                 return True
             current = _read_lease(self._lease_file(cache, digest))
-            if current is None or current[0] == holder or current[1] <= now:
+            if current is None:
+                return True
+            if current.holder == holder:
+                if now - current.granted <= self.max_age:
+                    return True
+            elif current.expires <= now:
                 return True
         return False
 
@@ -177,7 +216,7 @@ class PluginEnvs:
             for digest in keys:
                 path = self._lease_file(cache, digest)
                 current = _read_lease(path)
-                if current is not None and current[0] == holder:
+                if current is not None and current.holder == holder:
                     path.unlink(missing_ok=True)
 
     @staticmethod
@@ -193,15 +232,29 @@ class PluginEnvs:
                     path.unlink()
 
 
-def _read_lease(path: Path) -> tuple[str, float] | None:
+@dataclass(frozen=True)
+class _Lease:
+    """One lease file: who holds it, until when, and when it was first granted."""
+
+    holder: str
+    expires: float
+    granted: float
+
+
+def _read_lease(path: Path) -> _Lease | None:
     try:
         data = json.loads(path.read_text())
-        return str(data["holder"]), float(data["expires"])
-    except (OSError, ValueError, KeyError, TypeError):
+        expires = float(data["expires"])
+        # A lease written before `granted` was recorded counts from its last renewal.
+        granted = float(data.get("granted", expires))
+        return _Lease(str(data["holder"]), expires, granted)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def _write_lease(path: Path, holder: str, expires: float) -> None:
+def _write_lease(path: Path, lease: _Lease) -> None:
     temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    temp.write_text(json.dumps({"holder": holder, "expires": expires}))
+    temp.write_text(
+        json.dumps({"holder": lease.holder, "expires": lease.expires, "granted": lease.granted})
+    )
     temp.rename(path)

@@ -298,7 +298,10 @@ def test_what_may_be_cached(pip_url: str, why: str) -> None:
     assert (why in reason) if why else reason == "", reason
 
 
-@pytest.mark.parametrize("shape", ["dotdot", "through-a-link", "absolute", "device"])
+@pytest.mark.parametrize(
+    "shape",
+    ["dotdot", "through-a-link", "absolute", "device", "same-name", "dot-prefix", "twice"],
+)
 def test_an_entry_that_would_write_outside_its_folder_is_refused(
     tmp_path: Path, shape: str
 ) -> None:
@@ -331,6 +334,14 @@ def test_an_entry_that_would_write_outside_its_folder_is_refused(
             add("lib/evil")
         elif shape == "absolute":
             add(f"{outside}/evil")
+        elif shape == "same-name":  # a file named as a link is opened through it
+            add("x", tarfile.SYMTYPE, str(outside / "same.txt"))
+            add("x")
+        elif shape == "dot-prefix":  # `./d` and `d` are one name
+            add("./d", tarfile.SYMTYPE, str(outside))
+            add("d/f")
+        elif shape == "twice":
+            add("bin/ok")
         else:
             add("dev", tarfile.CHRTYPE)
     data = buffer.getvalue()
@@ -347,3 +358,74 @@ def test_an_entry_that_would_write_outside_its_folder_is_refused(
     assert list(outside.iterdir()) == []
     assert not venv.exists()
     assert not (cache.entries / f"{key.digest}.json").exists(), "the bad entry is removed"
+
+
+def _plant(cache: PluginCache, key: EntryKey, data: bytes) -> None:
+    """An entry of `data` with a manifest that proves it whole (as a writer of the volume
+    could make)."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from client.plugin_cache import FORMAT, Manifest
+
+    (cache.entries / f"{key.digest}.tar").write_bytes(data)
+    manifest = Manifest(
+        FORMAT, key.digest, hashlib.sha256(data).hexdigest(), len(data), "extractors/tap-a",
+        key.fingerprint, key.python, key.platform, key.venv, time.time(),
+    )  # fmt: skip
+    (cache.entries / f"{key.digest}.json").write_text(json.dumps(asdict(manifest)))
+
+
+def test_a_restore_clears_setuid_bits_and_keeps_no_owner(tmp_path: Path) -> None:
+    """A member's setuid, setgid and sticky bits go (its exec bits stay), and whoever
+    restores owns what it writes: as root, an entry can never make a setuid-root file."""
+    import io
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, mode in (("bin/tool", 0o6755), ("share", 0o1777)):
+            info = tarfile.TarInfo(name)
+            info.mode, info.uid, info.gid, info.uname, info.gname = mode, 4242, 4242, "", ""
+            if name == "share":
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = 2
+                tar.addfile(info, io.BytesIO(b"hi"))
+    cache = PluginCache(tmp_path / "cache")
+    venv = tmp_path / "project" / ".meltano" / "extractors" / "tap-a" / "venv"
+    key = key_for(venv)
+    _plant(cache, key, buffer.getvalue())
+    assert cache.restore(key, venv)
+    tool, share = (venv / "bin" / "tool").stat(), (venv / "share").stat()
+    assert oct(tool.st_mode & 0o7777) == oct(0o755)
+    assert oct(share.st_mode & 0o7777) == oct(0o777)
+    assert (tool.st_uid, tool.st_gid) == (os.getuid(), os.getgid())
+    assert (share.st_uid, share.st_gid) == (os.getuid(), os.getgid())
+
+
+def test_a_real_virtualenv_with_absolute_links_round_trips(tmp_path: Path) -> None:
+    """A virtualenv's `bin/python` links absolutely to its base interpreter: such link
+    targets restore as they were, and the restored interpreter runs."""
+    venv = tmp_path / "project" / ".meltano" / "extractors" / "tap-a" / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--symlinks", str(venv)], check=True
+    )
+    links = {p.relative_to(venv): os.readlink(p) for p in venv.rglob("*") if p.is_symlink()}
+    assert any(Path(target).is_absolute() for target in links.values()), links
+    cache = PluginCache(tmp_path / "cache")
+    key = key_for(venv)
+    assert cache.store(key, venv, "extractors/tap-a") is not None
+    shutil.rmtree(venv)
+    assert cache.restore(key, venv)
+    assert {p.relative_to(venv): os.readlink(p) for p in venv.rglob("*") if p.is_symlink()} == (
+        links
+    )
+    ran = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ran.stdout.strip() == str(venv)

@@ -206,7 +206,17 @@ def _tar(members: list[tuple[str, bytes, str]]) -> bytes:
 @LOCAL
 @pytest.mark.parametrize(
     "bad",
-    ["sha256", "key", "dotdot", "through-a-link", "not-a-tar", "too-large", "too-large-chunked"],
+    [
+        "sha256",
+        "key",
+        "dotdot",
+        "through-a-link",
+        "same-name",
+        "dot-prefix",
+        "not-a-tar",
+        "too-large",
+        "too-large-chunked",
+    ],
 )
 def test_a_bad_upload_is_refused_and_stores_nothing(cache: Cache, tmp_path: Path, bad: str) -> None:
     entry = key()
@@ -219,12 +229,15 @@ def test_a_bad_upload_is_refused_and_stores_nothing(cache: Cache, tmp_path: Path
         answer = cache.put(entry, data, fingerprint="b" * 64)
         assert answer.status_code == 422, answer.text
         assert "digest of the fields" in answer.json()["detail"]
-    elif bad in ("dotdot", "through-a-link"):
-        members = (
-            [("../../etc/evil", b"x", "")]
-            if bad == "dotdot"
-            else [("lib", b"", "/etc"), ("lib/evil", b"x", "")]
-        )
+    elif bad in ("dotdot", "through-a-link", "same-name", "dot-prefix"):
+        outside = tmp_path / "outside"
+        members = {
+            "dotdot": [("../../etc/evil", b"x", "")],
+            "through-a-link": [("lib", b"", "/etc"), ("lib/evil", b"x", "")],
+            # a file named as a link is opened through it; `./d` and `d` are one name
+            "same-name": [("x", b"", str(outside / "same.txt")), ("x", b"x", "")],
+            "dot-prefix": [("./d", b"", str(outside)), ("d/f", b"x", "")],
+        }[bad]
         answer = cache.put(entry, _tar(members))
         assert answer.status_code == 422, answer.text
         assert "member" in answer.json()["detail"]
@@ -451,3 +464,75 @@ def test_each_project_keeps_its_own_least_recently_used_bound(
         assert cache.get(c).status_code == 200
         kept = cache.get(other, token=WRITER_B, project="another")
         assert kept.status_code == 200, "another project's entries are not evicted for it"
+
+
+@LOCAL
+def test_a_restored_entry_has_no_setuid_bits_and_no_foreign_owner(
+    env: ForgeEnv, tmp_path: Path
+) -> None:
+    """The service stores what a write token uploads; the runner that restores it clears
+    setuid, setgid and sticky bits and owns the files itself (as root: no setuid-root
+    file from an upload)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("bin/tool")
+        info.mode, info.uid, info.gid, info.uname, info.gname = 0o6755, 0, 0, "root", "root"
+        if os.getuid() == 0:
+            info.uid = info.gid = 4242
+            info.uname = info.gname = ""
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+        link = tarfile.TarInfo("bin/python")
+        link.type, link.linkname = tarfile.SYMTYPE, sys.executable
+        tar.addfile(link)
+    data = buffer.getvalue()
+    for cache in start(tmp_path, env, service_plugin_cache=tmp_path / "plugin-envs"):
+        venv = tmp_path / "r" / ".meltano" / "extractors" / "tap-a" / "venv"
+        entry = key(venv=str(venv))
+        assert cache.put(entry, data).status_code == 201
+        with runner_side(cache, READER_A) as restorer:
+            assert restorer.restore(entry, venv)
+        tool = (venv / "bin" / "tool").stat()
+        assert oct(tool.st_mode & 0o7777) == oct(0o755)
+        assert (tool.st_uid, tool.st_gid) == (os.getuid(), os.getgid())
+        assert os.readlink(venv / "bin" / "python") == sys.executable, "absolute links stay"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_lease_is_renewed_no_longer_than_its_maximum_age(tmp_path: Path) -> None:
+    """A holder asking again and again renews its lease only until `max_age` after the
+    first grant: then it hears `held`, renews nothing, and once its lease lapses another
+    runner takes it (so a write token cannot keep cold runners waiting forever)."""
+    from service.plugin_envs import LEASE_MAX_AGE, LeaseState, PluginEnvs
+
+    assert LEASE_MAX_AGE == 1800.0
+    clock = Clock()
+    store = PluginEnvs(tmp_path / "plugin-envs", 1 << 20, 60.0, max_age=300.0, clock=clock)
+    tap = key().digest
+    granted = {tap: LeaseState.GRANTED}
+    held = {tap: LeaseState.HELD}
+    assert store.leases("warehouse", HOLDER_1, [tap]).states == granted
+    for _ in range(5):  # renewed every 50 s: 250 s after the first grant
+        clock.now += 50.0
+        assert store.leases("warehouse", HOLDER_1, [tap]).states == granted
+        assert store.leases("warehouse", HOLDER_2, [tap]).states == held
+    clock.now += 50.0  # 300 s: the last renewal, to 360 s
+    assert store.leases("warehouse", HOLDER_1, [tap]).states == granted
+    clock.now += 1.0  # 301 s: past the maximum age
+    assert store.leases("warehouse", HOLDER_1, [tap]).states == held, "renewal refused"
+    assert not store.peek("warehouse", HOLDER_1, [tap]), "nothing for its holder to act on"
+    assert store.leases("warehouse", HOLDER_2, [tap]).states == held, "until it lapses"
+    clock.now += 59.5  # 360.5 s: its last renewal has lapsed
+    assert store.peek("warehouse", HOLDER_2, [tap])
+    assert store.leases("warehouse", HOLDER_1, [tap]).states == held
+    assert store.leases("warehouse", HOLDER_2, [tap]).states == granted, "another takes it"
+    assert store.leases("warehouse", HOLDER_1, [tap]).states == held
+    clock.now += 250.0  # the new holder's own age counts from its own grant
+    assert store.leases("warehouse", HOLDER_2, [tap]).states == granted
