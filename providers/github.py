@@ -32,8 +32,6 @@ import requests
 from github import Auth, Github, GithubException, InputGitAuthor, InputGitTreeElement
 from github.GitBlob import GitBlob
 from github.GitCommit import GitCommit
-from github.IssueComment import IssueComment
-from github.PaginatedList import PaginatedList
 from github.Repository import Repository
 
 from providers import contract
@@ -212,6 +210,7 @@ class GitHubForge(ForgeBase):
         self._http = httpx.Client(timeout=config.timeout, headers={"User-Agent": config.user_agent})
         self._commits: dict[str, GitCommit] = {}
         self._record: Repository | None = None
+        self._author: _CommentAuthor | None = None
         if config.graphql_commits:
             self.capabilities = contract.Capabilities(
                 symlinks=True, executable_bit=True, verified_commits=True, change_requests=True
@@ -704,12 +703,15 @@ class GitHubForge(ForgeBase):
         )
 
     def upsert_comment(self, number: int, marker: str, body: str, known_id: int | None) -> int:
-        """The one comment carrying `marker` on PR `number`: `known_id` read back (one
-        request) and edited when it still carries the marker on this PR; else the PR's
-        comments scanned, oldest first, 100 a page, for the marker; else a new comment. An
-        unchanged body is not sent again (every edit counts against GitHub's limit on
-        content-creating requests), and a comment whose creation lost its response is
-        looked for before it is sent again."""
+        """The one comment carrying `marker` on PR `number` that the token's own user
+        wrote: `known_id` read back (one request) and edited when it is still that, on this
+        PR; else the PR's comments scanned, oldest first, 100 a page and at most
+        COMMENT_PAGES pages, for it; else a new comment. Anyone on a PR may post the
+        marker, so a comment by someone else is never taken (nor edited: the author could
+        edit it again to say anything). Who the token is costs one request per adapter
+        (`_comment_author`). An unchanged body is not sent again (every edit counts
+        against GitHub's limit on content-creating requests), and a comment whose
+        creation lost its response is looked for before it is sent again."""
         if marker not in body:
             msg = "The comment's body does not carry its marker"
             raise InvalidRequest(msg, "Put the marker (a hidden HTML comment) in the body")
@@ -730,7 +732,25 @@ class GitHubForge(ForgeBase):
             ),
             verify=lambda: self._landed_comment(number, marker),
         )
+        self._comment_author().learn(data.get("user"))
         return int(data["id"])
+
+    def _comment_author(self) -> _CommentAuthor:
+        """Who the token writes comments as: GET /user once per adapter. An installation
+        token of a GitHub App has no user (403, or 404 on some servers); see
+        `_CommentAuthor`."""
+        if self._author is None:
+            try:
+                _, data = self._report(
+                    "read the token's user",
+                    _PULLS_READ,
+                    lambda: self._repo._requester.requestJsonAndCheck("GET", "/user"),
+                )
+            except (PermissionDenied, NotFound):
+                self._author = _CommentAuthor(None)
+            else:
+                self._author = _CommentAuthor(str(data["login"]))
+        return self._author
 
     def _marked_comment_body(self, number: int, comment_id: int, marker: str) -> str | None:
         """The body of comment `comment_id` if it is on PR `number` and carries `marker`."""
@@ -746,20 +766,31 @@ class GitHubForge(ForgeBase):
             return None
         text = str(data.get("body") or "")
         on_this_pr = str(data.get("issue_url", "")).endswith(f"/issues/{number}")
-        return text if on_this_pr and marker in text else None
+        ours = self._comment_author().wrote(data.get("user"))
+        return text if on_this_pr and ours and marker in text else None
 
     def _find_marked_comment(self, number: int, marker: str) -> int | None:
-        listed = PaginatedList(
-            IssueComment,
-            self._repo._requester,
-            f"{self._repo.url}/issues/{number}/comments",
-            None,
-        )
-        return self._report(
-            f"read the comments on pull request #{number}",
-            _PULLS_READ,
-            lambda: next((c.id for c in listed if marker in (c.body or "")), None),
-        )
+        """The oldest comment by the token's user carrying `marker`, among the first
+        COMMENT_PAGES pages of 100."""
+        author = self._comment_author()
+
+        def scan() -> int | None:
+            for page in range(1, COMMENT_PAGES + 1):
+                headers, data = self._repo._requester.requestJsonAndCheck(
+                    "GET",
+                    f"{self._repo.url}/issues/{number}/comments",
+                    parameters={"per_page": 100, "page": page},
+                )
+                for comment in data or []:
+                    if author.wrote(comment.get("user")) and marker in str(
+                        comment.get("body") or ""
+                    ):
+                        return int(comment["id"])
+                if 'rel="next"' not in str(headers.get("link") or ""):
+                    break
+            return None
+
+        return self._report(f"read the comments on pull request #{number}", _PULLS_READ, scan)
 
     def _landed_comment(self, number: int, marker: str) -> tuple[dict[str, Any], Any] | None:
         found = self._find_marked_comment(number, marker)
@@ -786,6 +817,35 @@ STATUS_DESCRIPTION_MAX = 140
 """GitHub refuses a longer status description (422)."""
 STATUS_PAGES = 10
 """Pages of 100 contexts read at most (a commit has a handful)."""
+COMMENT_PAGES = 10
+"""Pages of 100 comments scanned at most for the check's own (it is among a PR's first:
+posted on the first check); past them, a new comment is posted."""
+
+
+@dataclasses.dataclass
+class _CommentAuthor:
+    """Whose comments the adapter may take as its own. With a user's token (classic,
+    fine-grained, OAuth) that is `login`, from GET /user. A GitHub App's installation
+    token has no user: its comments are `<app-slug>[bot]`'s, a login it cannot read. Then
+    only a comment by a Bot is taken (a person, a fork's author among them, cannot
+    write as one), and once the adapter has created a comment, only its author's."""
+
+    login: str | None
+
+    def wrote(self, user: object) -> bool:
+        """Whether `user` (a comment's `user` object) is the token's."""
+        if not isinstance(user, dict):
+            return False
+        if self.login is not None:
+            return bool(user.get("login") == self.login)
+        return bool(user.get("type") == "Bot")
+
+    def learn(self, user: object) -> None:
+        """A comment this adapter created names the installation token's login."""
+        if self.login is None and isinstance(user, dict) and user.get("login"):
+            self.login = str(user["login"])
+
+
 _STATUSES_WRITE = (
     'Give the token the "Commit statuses: write" repository permission (a fine-grained '
     "token or a GitHub App), or the repo:status scope (a classic token)"

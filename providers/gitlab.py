@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -143,6 +144,7 @@ class GitLabForge(ForgeBase):
         self._gl.session.hooks["response"].append(self._remember_headers)
         self._path = config.location.path
         self._project = self._gl.projects.get(self._path, lazy=True)
+        self._user_id: int | None = None
 
     def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last.headers = dict(response.headers)
@@ -650,21 +652,27 @@ class GitLabForge(ForgeBase):
         )
 
     def upsert_comment(self, number: int, marker: str, body: str, known_id: int | None) -> int:
-        """The one note carrying `marker` on MR `number`: `known_id` read back (one
-        request; GitLab scopes a note to its MR) and edited when it still carries the
-        marker; else the MR's notes scanned, oldest first, 100 a page; else a new note. An
-        unchanged body is not sent again, and a note whose creation lost its response is
-        looked for before it is sent again."""
+        """The one note carrying `marker` on MR `number` that the token's own user wrote:
+        `known_id` read back (one request; GitLab scopes a note to its MR) and edited when
+        it is still that; else the MR's notes scanned, oldest first, 100 a page and at
+        most NOTE_PAGES pages; else a new note. Anyone on an MR may post the marker, and
+        GitLab refuses to edit another user's note, so a note by someone else is never
+        taken. Who the token is costs one request per adapter (GET /user). An unchanged
+        body is not sent again, and a note whose creation lost its response is looked for
+        before it is sent again."""
         if marker not in body:
             msg = "The comment's body does not carry its marker"
             raise InvalidRequest(msg, "Put the marker (a hidden HTML comment) in the body")
         notes = self._project.mergerequests.get(number, lazy=True).notes
+        me = self._own_user_id()
         if known_id is not None:
             try:
                 note = self._report(
                     f"read note {known_id}", _REPORTER_API, lambda: notes.get(known_id)
                 )
             except NotFound:
+                note = None
+            if note is not None and _author_id(note) != me:
                 note = None
             current = str(note.body or "") if note is not None else ""
             if note is not None and current == body:
@@ -673,9 +681,14 @@ class GitLabForge(ForgeBase):
                 return known_id
 
         def find() -> int | None:
-            listed = notes.list(sort="asc", order_by="created_at", iterator=True)
+            listed = notes.list(sort="asc", order_by="created_at", per_page=100, iterator=True)
             return next(
-                (int(n.id) for n in listed if not n.system and marker in (n.body or "")), None
+                (
+                    int(n.id)
+                    for n in itertools.islice(listed, NOTE_PAGES * 100)
+                    if not n.system and _author_id(n) == me and marker in (n.body or "")
+                ),
+                None,
             )
 
         found = self._report(f"read the notes on merge request !{number}", _REPORTER_API, find)
@@ -689,6 +702,16 @@ class GitLabForge(ForgeBase):
         )
         return int(created)
 
+    def _own_user_id(self) -> int:
+        """The id of the token's user (a project or group token's bot user too): GET /user
+        once per adapter."""
+        if self._user_id is None:
+            user = self._report(
+                "read the token's user", _REPORTER_API, lambda: self._gl.http_get("/user")
+            )
+            self._user_id = int(user["id"]) if isinstance(user, dict) else -1
+        return self._user_id
+
     def _edit_note(self, number: int, note_id: int, body: str) -> bool:
         """PUT the note; False when it was deleted meanwhile."""
         notes = self._project.mergerequests.get(number, lazy=True).notes
@@ -699,6 +722,17 @@ class GitLabForge(ForgeBase):
         except NotFound:
             return False
         return True
+
+
+NOTE_PAGES = 10
+"""Pages of 100 notes scanned at most for the check's own (it is among an MR's first:
+posted on the first check); past them, a new note is posted."""
+
+
+def _author_id(note: Any) -> int | None:
+    """The id of a note's author."""
+    author = getattr(note, "author", None)
+    return int(author["id"]) if isinstance(author, dict) and "id" in author else None
 
 
 _GITLAB_STATES = {

@@ -9,6 +9,11 @@ the four and the 1000th status of a context answer GitHub's 422s. A fine-grained
 (or an installation token) without `statuses` or `issues`/`pull_requests` write gets
 GitHub's 403, "Resource not accessible by personal access token" (or "by integration"),
 with `x-accepted-github-permissions` naming what it lacks.
+
+Each comment records its author: the login of the token that wrote it (`logins`, else the
+owner's), or `APP_SLUG[bot]` (type Bot) for an installation token. `GET /user` answers the
+token's user as GitHub does, and an installation token's 403 "Resource not accessible by
+integration" there, as GitHub answers it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,11 @@ DOCS_STATUS = f"{_DOCS}/commits/statuses#create-a-commit-status"
 DOCS_COMMENT = f"{_DOCS}/issues/comments#create-an-issue-comment"
 DOCS_UPDATE = f"{_DOCS}/issues/comments#update-an-issue-comment"
 COMMENT_TEMPLATE = "/repos/{owner}/{repo}/issues/comments/{comment_id}"
+DOCS_USER = f"{_DOCS}/users/users#get-the-authenticated-user"
+SELF_LOGIN = "double-user"
+"""The login of a token with no other (tests.forges.github.OWNER_LOGIN)."""
+APP_SLUG = "meltano-forge-double"
+"""The GitHub App an installation token belongs to; its comments are `APP_SLUG[bot]`'s."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,31 @@ class Grant:
 
     permissions: dict[str, str] = field(default_factory=dict)
     integration: bool = False
+
+
+def _user_json(site: str, login: str, kind: str) -> dict[str, Any]:
+    """A user as GitHub shows one (simple-user); the id is stable per login."""
+    api, uid = f"{site}/api/v3/users/{login}", sum(login.encode()) * 7919 % 10**7
+    return {
+        "login": login,
+        "id": uid,
+        "node_id": f"U_{uid}",
+        "avatar_url": f"{site}/avatars/{login}",
+        "gravatar_id": "",
+        "url": api,
+        "html_url": f"{site}/{login}",
+        "followers_url": f"{api}/followers",
+        "following_url": f"{api}/following{{/other_user}}",
+        "gists_url": f"{api}/gists{{/gist_id}}",
+        "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{api}/subscriptions",
+        "organizations_url": f"{api}/orgs",
+        "repos_url": f"{api}/repos",
+        "events_url": f"{api}/events{{/privacy}}",
+        "received_events_url": f"{api}/received_events",
+        "type": kind,
+        "site_admin": False,
+    }
 
 
 def _now() -> str:
@@ -65,11 +100,14 @@ class GitHubReporting:
         """Per repository, the issue comments that still exist, oldest first."""
         self.grants: dict[str, Grant] = {}
         """Fine-grained tokens and what each may do (others act by their role alone)."""
+        self.logins: dict[str, str] = {}
+        """Per token, the login of its user (others are `SELF_LOGIN`'s)."""
         self._ids = itertools.count(1_000_001)
 
     def register(self) -> None:
         """Add the routes to the double."""
         api = "/api/v3"
+        self.double.route("GET", api + "/user", self.get_user)
         for method, pattern, handler in (
             ("POST", R + "/statuses/(?P<sha>[^/]+)", self.create_status),
             ("GET", R + "/commits/(?P<ref>.+)/statuses", self.list_statuses),
@@ -99,11 +137,30 @@ class GitHubReporting:
             c for c in self.comments.get(full_name, []) if c["id"] != comment_id
         ]
 
-    def add_comment(self, full_name: str, number: int, body: str, user: str = "someone") -> int:
-        """A comment by someone else (a reviewer), without a request; returns its id."""
-        comment = self._new_comment(number, body, user)
+    def add_comment(
+        self, full_name: str, number: int, body: str, user: str = "someone", kind: str = "User"
+    ) -> int:
+        """A comment by someone else (a reviewer; `kind` "Bot" for an app), without a
+        request; returns its id."""
+        comment = self._new_comment(number, body, (user, kind))
         self.comments.setdefault(full_name, []).append(comment)
         return int(comment["id"])
+
+    # ---- users -----------------------------------------------------------------------
+    def author(self, request: Request) -> tuple[str, str]:
+        """The login and type (User or Bot) of whoever the presented token acts as."""
+        token = self.double.presented_token(request) or ""
+        grant = self.grants.get(token)
+        if grant is not None and grant.integration:
+            return f"{APP_SLUG}[bot]", "Bot"
+        return self.logins.get(token, SELF_LOGIN), "User"
+
+    def get_user(self, request: Request) -> Response:
+        """users/get-authenticated: the token's user; an installation token has none."""
+        login, kind = self.author(request)
+        if kind == "Bot":
+            return self.double.error(403, "Resource not accessible by integration", docs=DOCS_USER)
+        return self.double.ok(request, 200, _user_json(self.double.url, login, kind))
 
     # ---- permissions -----------------------------------------------------------------
     def denied(self, request: Request, needs: tuple[str, ...], docs: str) -> Response | None:
@@ -268,13 +325,14 @@ class GitHubReporting:
         return self.double.ok(request, 200, body, link)
 
     # ---- issue comments --------------------------------------------------------------
-    def _new_comment(self, number: int, body: str, user: str = "double-user") -> dict[str, Any]:
+    def _new_comment(self, number: int, body: str, author: tuple[str, str]) -> dict[str, Any]:
         now = _now()
         return {
             "id": next(self._ids),
             "number": number,
             "body": body,
-            "user": user,
+            "user": author[0],
+            "user_type": author[1],
             "created_at": now,
             "updated_at": now,
         }
@@ -289,8 +347,8 @@ class GitHubReporting:
             "html_url": f"{self.double.url}/{name}/pull/{number}#issuecomment-{cid}",
             "issue_url": f"{repo_url}/issues/{number}",
             "body": comment["body"],
-            "user": {"login": comment["user"], "id": 1, "type": "User"},
-            "author_association": "OWNER" if comment["user"] == "double-user" else "CONTRIBUTOR",
+            "user": _user_json(self.double.url, comment["user"], comment["user_type"]),
+            "author_association": "OWNER" if comment["user"] == SELF_LOGIN else "CONTRIBUTOR",
             "created_at": comment["created_at"],
             "updated_at": comment["updated_at"],
         }
@@ -347,7 +405,9 @@ class GitHubReporting:
         if problem:
             return problem
         name = self.double.full_name(request)
-        comment = self._new_comment(int(request.params["number"]), body["body"])
+        comment = self._new_comment(
+            int(request.params["number"]), body["body"], self.author(request)
+        )
         with self.double.write_lock(name):
             self.comments.setdefault(name, []).append(comment)
         return self.double.ok(request, 201, self._comment_json(request, comment))

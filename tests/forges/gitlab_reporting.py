@@ -10,6 +10,11 @@ move the state machine refuses answers 400, "Cannot transition status via :enque
 :pending (Reason(s): Status cannot transition via "enqueue")". Statuses need the
 Developer role; any write needs the `api` scope (a `read_api` token gets GitLab's 403
 `insufficient_scope`). Notes list newest first unless `sort=asc`, as GitLab's do.
+
+Each note records its author: the user of the token that wrote it (`users`, else
+`double-user`, id 1). `GET /user` answers the token's user, and editing another user's
+note answers GitLab's 403 "403 Forbidden" (`Notes::UpdateService` checks `admin_note`,
+which only the author has).
 """
 
 from __future__ import annotations
@@ -75,6 +80,9 @@ class GitLabReporting:
         """Per project, the merge request notes that still exist, oldest first."""
         self.scopes: dict[str, set[str]] = {}
         """Tokens with limited scopes (others have `api`)."""
+        self.users: dict[str, str] = {}
+        """Per token, the username of its user (others are `double-user`'s)."""
+        self._user_ids: dict[str, int] = {str(AUTHOR["username"]): int(str(AUTHOR["id"]))}
         self._ids = itertools.count(500_001)
 
     def register(self) -> None:
@@ -90,6 +98,7 @@ class GitLabReporting:
             ("PUT", MR + r"/notes/(?P<note_id>\d+)", self.update_note),
         ):
             self.double.route(method, api + pattern, inside(handler))
+        self.double.route("GET", api + "/user", self.get_user)
         self.double.route("GET", PAGE, self.mr_page)
 
     # ---- test controls ---------------------------------------------------------------
@@ -110,6 +119,28 @@ class GitLabReporting:
         note = self._new_note(iid, body, user)
         self.notes.setdefault(path, []).append(note)
         return int(note["id"])
+
+    # ---- users -----------------------------------------------------------------------
+    def username(self, request: Request) -> str:
+        """Whom the presented token acts as."""
+        return self.users.get(self.double.presented_token(request) or "", str(AUTHOR["username"]))
+
+    def user_json(self, username: str) -> dict[str, Any]:
+        """A user as GitLab shows one in a note's `author`; the id is stable per user."""
+        uid = self._user_ids.setdefault(username, len(self._user_ids) + 1)
+        return {
+            **AUTHOR,
+            "id": uid,
+            "username": username,
+            "name": username,
+            "web_url": f"https://gitlab.invalid/{username}",
+        }
+
+    def get_user(self, request: Request) -> Response:
+        """GET /user: the token's user."""
+        return Response.json(
+            200, {**self.user_json(self.username(request)), "bot": False, "locked": False}
+        )
 
     # ---- permissions -----------------------------------------------------------------
     def refused(self, request: Request, path: str, developer: bool) -> Response | None:
@@ -303,13 +334,12 @@ class GitLabReporting:
         }
 
     def _note_json(self, path: str, mr: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:
-        author = AUTHOR if note["user"] == "double-user" else {**AUTHOR, "id": 2}
         return {
             "id": note["id"],
             "type": None,
             "body": note["body"],
             "attachment": None,
-            "author": {**author, "username": note["user"], "name": note["user"]},
+            "author": self.user_json(note["user"]),
             "created_at": note["created_at"],
             "updated_at": note["updated_at"],
             "system": False,
@@ -352,7 +382,7 @@ class GitLabReporting:
         problem = self._body_problem(form)
         if problem:
             return problem
-        note = self._new_note(mr["iid"], str(form["body"]))
+        note = self._new_note(mr["iid"], str(form["body"]), self.username(request))
         with self.double.write_lock(path):
             self.notes.setdefault(path, []).append(note)
         return Response.json(201, self._note_json(path, mr, note))
@@ -387,6 +417,8 @@ class GitLabReporting:
             if mr is None:
                 assert isinstance(note, Response)
                 return note
+            if note["user"] != self.username(request):
+                return _error(403, "403 Forbidden")
             note["body"], note["updated_at"] = str(form["body"]), _now()
         return Response.json(200, self._note_json(path, mr, note))
 

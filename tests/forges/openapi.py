@@ -32,6 +32,9 @@ BORROWED: dict[tuple[str, str], dict[int, str]] = {
         200: "issue-comment",
         404: "basic-error",
     },
+    # users/get-authenticated: whose comment the check's is (a private-user is a
+    # simple-user with more fields); an installation token has no user (403)
+    ("GET", "/user"): {200: "simple-user", 403: "basic-error", 404: "basic-error"},
 }
 
 # Statuses GitHub answers on an operation whose published description leaves them out

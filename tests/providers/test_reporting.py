@@ -215,7 +215,7 @@ def test_a_closed_change_request_is_not_open(cr: ChangeRequest) -> None:
 @BOTH
 def test_comment_upserted_twice_is_one_comment_edited(cr: ChangeRequest) -> None:
     first = cr.reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\n2 errors", None)
-    assert cr.env.requests() == 2, "one page of comments looked at, one created"
+    assert cr.env.requests() == 3, "the token's user, one page of comments, one created"
     assert writes(cr.env) == 1
     cr.env.clear_log()
     second = cr.reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\nNo problems", first)
@@ -257,7 +257,7 @@ def test_the_marker_is_found_past_the_first_page(cr: ChangeRequest) -> None:
     kept = cr.add_comment(f"{MARKER}\nold", user="double-user")
     cr.env.clear_log()
     assert cr.reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\nnew", None) == kept
-    assert cr.env.requests() == 3, "two pages of 100 scanned, one edit"
+    assert cr.env.requests() == 4, "the token's user, two pages of 100 scanned, one edit"
     assert writes(cr.env) == 1
     assert cr.comments().count(f"{MARKER}\nnew") == 1
     assert len(cr.comments()) == 121
@@ -272,6 +272,75 @@ def test_a_known_id_from_another_change_request_is_not_edited(cr: ChangeRequest)
     mine = cr.reporter.upsert_comment(second, MARKER, f"{MARKER}\nPR two", elsewhere)
     assert mine != elsewhere
     assert cr.comments() == [f"{MARKER}\nPR one"]
+
+
+# ---- only the token's own comment is the check's ---------------------------------------
+FORGED = f"{MARKER}\nAll checks passed"
+
+
+@BOTH
+def test_a_foreign_comment_with_the_marker_is_left_alone(cr: ChangeRequest) -> None:
+    # anyone on the PR (a fork's author) may post the marker before the first check
+    forged = cr.add_comment(FORGED, user="fork-author")
+    cr.env.clear_log()
+    mine = cr.reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\n2 errors", None)
+    assert mine != forged
+    assert cr.env.requests() == 3, "the token's user, one page of comments, one created"
+    assert writes(cr.env) == 1
+    assert cr.comments() == [FORGED, f"{MARKER}\n2 errors"]
+    cr.env.clear_log()
+    again = cr.reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\nNo problems", None)
+    assert again == mine, "the scan finds the token's own comment past the forged one"
+    assert cr.env.requests() == 2, "one page of comments, one edit (the user is known)"
+    assert cr.comments() == [FORGED, f"{MARKER}\nNo problems"]
+
+
+@BOTH
+def test_a_known_id_of_a_foreign_comment_is_not_edited(cr: ChangeRequest) -> None:
+    forged = cr.add_comment(FORGED, user="fork-author")
+    cr.env.clear_log()
+    mine = cr.reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\n2 errors", forged)
+    assert mine != forged
+    assert cr.env.requests() == 4, "the token's user, the known id read, one page, one created"
+    assert writes(cr.env) == 1
+    assert cr.comments() == [FORGED, f"{MARKER}\n2 errors"]
+
+
+@BOTH
+def test_the_comment_scan_stops_at_its_page_cap(cr: ChangeRequest) -> None:
+    for i in range(1000):
+        cr.add_comment(f"review {i}")
+    cr.add_comment(f"{MARKER}\nold", user="double-user")  # on page 11
+    cr.env.clear_log()
+    mine = cr.reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\nnew", None)
+    assert cr.env.requests() == 12, "the token's user, 10 pages of 100 scanned, one created"
+    assert writes(cr.env) == 1
+    assert cr.comments()[-2:] == [f"{MARKER}\nold", f"{MARKER}\nnew"]
+    assert mine not in (None, 0)
+
+
+@pytest.mark.parametrize("env", ["github"], indirect=True)
+def test_an_installation_token_takes_only_a_bots_comment(cr: ChangeRequest) -> None:
+    """A GitHub App's token has no GET /user (403): a person's comment is never its own."""
+    double = cr.env.double
+    assert isinstance(double, GitHubDouble)
+    double.fine_grained(LIMITED, integration=True, contents="write", pull_requests="write")
+    reporter = cr.env.new_forge(token=SecretStr(LIMITED))
+    assert isinstance(reporter, CheckReporter)
+    cr.add_comment(FORGED, user="fork-author")
+    cr.env.clear_log()
+    mine = reporter.upsert_comment(cr.number, MARKER, f"{MARKER}\n2 errors", None)
+    assert cr.env.requests() == 3, "GET /user refused, one page of comments, one created"
+    listed = double.reporting.comments_on(cr.env.double_name, cr.number)
+    assert [(c["user"], c["body"]) for c in listed] == [
+        ("fork-author", FORGED),
+        ("meltano-forge-double[bot]", f"{MARKER}\n2 errors"),
+    ]
+    # a new adapter (the next job) finds the bot's comment, not the forged one
+    later = cr.env.new_forge(token=SecretStr(LIMITED))
+    assert isinstance(later, CheckReporter)
+    assert later.upsert_comment(cr.number, MARKER, f"{MARKER}\nNo problems", None) == mine
+    assert cr.comments() == [FORGED, f"{MARKER}\nNo problems"]
 
 
 @BOTH
@@ -331,7 +400,7 @@ def test_github_comment_without_pull_requests_write_names_the_permission(
     assert "Resource not accessible by personal access token" in message
     assert '"Pull requests: write"' in message
     assert LIMITED not in message
-    assert cr.env.requests() == 2, "the comments were read, the one write refused"
+    assert cr.env.requests() == 3, "the token's user and the comments read, the write refused"
     assert cr.comments() == []
     reporter.set_commit_status(cr.head, CommitStatus(StatusState.PENDING, CONTEXT, ""))
 
@@ -372,7 +441,7 @@ def test_gitlab_note_without_api_scope_names_the_scope(cr: ChangeRequest) -> Non
     assert "insufficient_scope" in message
     assert "api scope" in message
     assert LIMITED not in message
-    assert cr.env.requests() == 2
+    assert cr.env.requests() == 3, "the token's user and the notes read, the write refused"
     assert cr.comments() == []
     with pytest.raises(PermissionDenied, match="api scope"):
         reporter.set_commit_status(cr.head, CommitStatus(StatusState.PENDING, CONTEXT, ""))
