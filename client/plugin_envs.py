@@ -187,8 +187,11 @@ def uncacheable(plugin: Plugin, args: list[str], python: str | None) -> str:
         return "it names its own Python"
     for arg in args:
         url = requirement_url(arg)  # `name @ URL`, and `name@git+URL` too
-        if urllib.parse.urlsplit(url.removeprefix("git+")).username:
-            return "its pip_url carries credentials"
+        try:
+            if urllib.parse.urlsplit(url.removeprefix("git+")).username:
+                return "its pip_url carries credentials"
+        except ValueError:
+            return "its pip_url holds a URL that cannot be read"
         try:
             requirement = parse(plugin.name, arg) if "git+" in arg else None
         except PluginSourceError:

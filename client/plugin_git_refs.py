@@ -48,10 +48,12 @@ def moves(requirement: GitRequirement) -> bool:
 def record_key(token: str) -> str:
     """How a requirement is named in the record: its text, or a hash of it when its URL
     carries userinfo (the record must never hold a credential)."""
-    split = urllib.parse.urlsplit(requirement_url(token).removeprefix("git+"))
-    if split.username or split.password or "@" in split.netloc:
-        return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
-    return token
+    try:
+        split = urllib.parse.urlsplit(requirement_url(token).removeprefix("git+"))
+        plain = not (split.username or split.password or "@" in split.netloc)
+    except ValueError:
+        plain = False
+    return token if plain else "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def write_record(venv: Path, shas: Mapping[str, str]) -> None:

@@ -110,8 +110,13 @@ def parse(plugin: str, token: str) -> GitRequirement | None:
     name, url = (named["name"], named["url"]) if named else (None, token)
     if not url.startswith("git+"):
         return None
-    parsed = urllib.parse.urlsplit(url[len("git+") :])
-    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+    try:
+        parsed = urllib.parse.urlsplit(url[len("git+") :])
+        hostname = parsed.hostname
+    except ValueError:  # `git+https://[host`: pip cannot read it either
+        msg = f"The plugin '{plugin}' installs from a git URL that is not a URL"
+        raise PluginSourceError(msg, "Fix the URL in its pip_url") from None
+    if parsed.scheme not in ("https", "http") or not hostname:
         msg = (
             f"The plugin '{plugin}' installs from {url.split('#')[0]}, which needs git "
             f"({parsed.scheme or 'an scp-style'} URL)"

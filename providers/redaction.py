@@ -20,17 +20,26 @@ _CREDENTIAL_HEADER = re.compile(
 )
 """A credential header that a forge's error body or a proxy echoes back
 (`Authorization: token glpat-…`), masked whether or not the token is a registered one."""
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]+@")
+"""The user part of a URL (`https://TOKEN@host`, `https://user:password@host`): a
+credential wherever it is written (a pip_url, an index URL, a remote)."""
 _secrets: set[str] = set()
 _lock = threading.Lock()
 _installed = False
 
 
+def without_userinfo(text: str) -> str:
+    """`text` with the user part of every URL in it replaced by `***`."""
+    return _URL_USERINFO.sub(r"\1***@", text)
+
+
 def redact(text: str, secrets: set[str] | frozenset[str] | None = None) -> str:
-    """`text` with each secret, each `token=` query value and each echoed credential
-    header replaced by `***`."""
+    """`text` with each secret, each `token=` query value, each echoed credential header
+    and the user part of each URL replaced by `***`."""
     for secret in _secrets if secrets is None else secrets:
         if secret:
             text = text.replace(secret, "***")
+    text = without_userinfo(text)
     return _CREDENTIAL_HEADER.sub(r"\1***", _QUERY_TOKEN.sub(r"\1***", text))
 
 

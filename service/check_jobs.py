@@ -273,13 +273,24 @@ def result_at(engine: sa.Engine, project: str, sha: str) -> Any | None:
         ).first()
 
 
-def latest_by_branch(engine: sa.Engine, project: str, branches: list[str]) -> dict[str, Any]:
-    """Each branch's newest stored check (branches never checked are left out)."""
-    if not branches:
+def latest_by_branch(engine: sa.Engine, project: str, heads: dict[str, str]) -> dict[str, Any]:
+    """Each branch's newest stored check of the commit it is at now (`heads`: branch to
+    head SHA; branches whose head was never checked are left out). Matching the commit too
+    keeps a fork's pull request whose branch has the same name (`main`) off the badge of
+    the project's own branch."""
+    if not heads:
         return {}
     newest = (
         sa.select(sa.func.max(check_results.c.id))
-        .where(check_results.c.project == project, check_results.c.branch.in_(branches))
+        .where(
+            check_results.c.project == project,
+            sa.or_(
+                *(
+                    sa.and_(check_results.c.branch == branch, check_results.c.sha == sha)
+                    for branch, sha in heads.items()
+                )
+            ),
+        )
         .group_by(check_results.c.branch)
     )
     with engine.connect() as connection:

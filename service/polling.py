@@ -1,6 +1,7 @@
 """The background loop of the service's workers (redeploy deliveries, checks): a pass at a
 time in a daemon thread; a pass that found nothing waits `interval`, and a database that
-cannot be reached is logged and waited out, never the end of the loop."""
+cannot be reached, or any other failure of a pass, is logged and waited out, never the end
+of the loop."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ class PollingWorker:
                     busy = self.run_once()
                 except sa.exc.SQLAlchemyError:
                     log.exception("the %s worker could not reach the database", self.what)
+                    busy = 0
+                except Exception:
+                    log.exception("a pass of the %s worker failed", self.what)
                     busy = 0
                 if not busy:
                     self._stop.wait(self.interval)

@@ -83,6 +83,13 @@ def write_bucket(config: ProjectConfig) -> str:
     return forge_writes.bucket_of(config.forge_config().location.api_url, token)
 
 
+UNEXPECTED = (
+    "The check stopped on an unexpected error, logged by the service. Report it, and retry "
+    "the job once the service is fixed"
+)
+"""A dead job's words for an error no rule foresaw (the log has the details)."""
+
+
 class CheckWorker(PollingWorker):
     """Claims and runs due check jobs; `run_once` is one pass, `start` loops in a thread."""
 
@@ -155,6 +162,11 @@ class CheckWorker(PollingWorker):
         except ProviderError as exc:
             dead = self._retry(job, exc)
             if dead and reporter is not None and slots and posted == [StatusState.PENDING]:
+                self._give_up(reporter, job, slots)
+        except Exception:
+            log.exception("check job %s stopped on an unexpected error", job.id)
+            self._end(job, check_jobs.DEAD, UNEXPECTED)
+            if reporter is not None and slots and posted == [StatusState.PENDING]:
                 self._give_up(reporter, job, slots)
         finally:
             forge_writes.release(self.engine, slots)

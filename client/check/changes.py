@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from client.check.project import Entry, Project, singular
+from providers.redaction import without_userinfo
 
 PLUGIN_FIELDS = ("variant", "pip_url", "namespace", "inherit_from", "executable")
 """Plugin keys whose values are shown when they change (never `config`)."""
@@ -128,10 +129,14 @@ def shown_value(key: str, value: Any) -> str | None:
 
 
 def _masked_url(part: str) -> str:
+    part = without_userinfo(part)  # `name@git+URL`, `--index-url=URL`: wherever a URL is
     prefix, sep, rest = part.rpartition("+") if part.startswith("git+") else ("", "", part)
     if "://" not in rest:
         return part
-    split = urllib.parse.urlsplit(rest)
+    try:
+        split = urllib.parse.urlsplit(rest)
+    except ValueError:  # not a URL pip can read (`https://[host`): its user part is masked
+        return part
     host = split.netloc.rpartition("@")[2]
     netloc = f"***@{host}" if "@" in split.netloc else host
     query = "***" if split.query else ""

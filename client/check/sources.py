@@ -12,13 +12,15 @@ import re
 from urllib.parse import urlsplit
 
 from client.check.project import Entry, Project, singular
+from providers.redaction import without_userinfo
 
 _SHA = re.compile(r"[0-9a-f]{40}", re.I)
 _VERSION = re.compile(r"v?\d+(?:\.\d+)*(?:[-.+]?[0-9A-Za-z.]+)?")
 
 
 def git_ref(url: str) -> str | None:
-    """The ref a `git+` URL is pinned to (`@ref` after the path), or None."""
+    """The ref a `git+` URL is pinned to (`@ref` after the path), or None. Raises
+    `ValueError` for a URL that cannot be read (`git+https://[host`)."""
     parts = urlsplit(url.removeprefix("git+").split("#", 1)[0])
     path = parts.path
     if not parts.netloc and ":" in path:  # scp-like: git+git@host:owner/repo.git@ref
@@ -64,9 +66,22 @@ def _moving_refs(project: Project, plugin: Entry) -> None:
     if not isinstance(pip_url, str):
         return
     for word in pip_url.split():
-        if not word.startswith("git+"):
+        start = word.find("git+")  # `git+URL`, or `name@git+URL`
+        if start == -1:
             continue
-        ref = git_ref(word)
+        url = word[start:]
+        try:
+            ref = git_ref(url)
+        except ValueError:
+            project.warn(
+                "pip-url",
+                plugin.file,
+                plugin.line_of("pip_url"),
+                f"{plugin.what} installs from '{_shown(url, None)}', which is not a URL "
+                "pip can read, so installing it fails",
+                "Fix the URL in its pip_url",
+            )
+            continue
         if is_pinned(ref):
             continue
         what = f"the branch '{ref}'" if ref else "no ref (the default branch)"
@@ -74,10 +89,19 @@ def _moving_refs(project: Project, plugin: Entry) -> None:
             "moving-ref",
             plugin.file,
             plugin.line_of("pip_url"),
-            f"{plugin.what} installs {word.split('@')[0]} at {what}, "
+            f"{plugin.what} installs {_shown(url, ref)} at {what}, "
             "which moves, so two runners may install different code",
             "Pin it to a tag or a commit SHA (…repo.git@<sha>)",
         )
+
+
+def _shown(url: str, ref: str | None) -> str:
+    """A git URL as a finding names it: no fragment, no `@ref`, no user part (a token
+    written in a pip_url must not reach a log or a pull request's comment)."""
+    shown = url.split("#", 1)[0]
+    if ref and shown.endswith(f"@{ref}"):
+        shown = shown[: -len(ref) - 1]
+    return without_userinfo(shown)
 
 
 def _pip_url_without_lock(project: Project, base: Project) -> None:

@@ -145,7 +145,7 @@ def project_page(request: Request, ctx: WebReader, page_number: int = 1) -> Resp
         default=default,
         branches=counted,
         checks=check_jobs.latest_by_branch(
-            ctx.state.engine, ctx.config.name, [v.name for v in shown]
+            ctx.state.engine, ctx.config.name, {v.name: v.head for v in shown}
         ),
         page_number=max(page_number, 1),
         more=start + PER_PAGE < len(views),

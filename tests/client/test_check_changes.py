@@ -150,3 +150,21 @@ def test_the_summary_round_trips_through_its_stored_form() -> None:
         project({"meltano.yml": (root / "ending-meltano.yml").read_bytes()}),
     )
     assert ProjectChanges.from_dict(json.loads(json.dumps(changes.as_dict()))) == changes
+
+
+def test_credentials_in_a_pip_url_are_never_shown_in_any_form() -> None:
+    """`name@git+URL` and `--index-url=URL` carried their user part into the summary (and
+    so into a pull request's comment)."""
+    before = b"version: 1\nplugins:\n  extractors:\n  - name: tap-x\n    pip_url: tap-x==1.0\n"
+    secrets = ("tok3n-in-user", "hunter2pass", "ghp_inTheUserPartOnly0123456789abcdefghij")
+    for pip_url in (
+        f"tap-x@git+https://user:{secrets[1]}@github.com/o/r.git",
+        f"tap-x --index-url=https://u:{secrets[0]}@pypi.example/simple",
+        f"git+https://{secrets[2]}@github.com/o/r.git@main",
+    ):
+        after = before.replace(b"tap-x==1.0", pip_url.encode())
+        said = json.dumps(
+            summarize(project({"meltano.yml": before}), project({"meltano.yml": after})).as_dict()
+        )
+        assert not any(s in said for s in secrets), said
+        assert "***@" in said

@@ -386,3 +386,22 @@ def test_a_push_during_the_check_leaves_no_pending_status_and_the_comment_follow
     [comment] = checked.comments(number)
     assert second[:12] in comment["body"]
     assert checked.content_writes() == 5, "four statuses and one comment, none for the old head"
+
+
+@on_doubles
+def test_a_pip_url_no_rule_foresaw_ends_its_job_and_the_worker_goes_on(
+    checked: Checked, env: ForgeEnv
+) -> None:
+    """`git+https://[oops` made urlsplit raise inside the check, which killed the worker's
+    thread and left the commit pending for ever (every replica then died on the same job).
+    It is now a finding; and whatever a job raises, it ends and the next job is checked."""
+    loader = b"pip_url: target-jsonl==0.1.4"
+    assert loader in GOOD
+    poisoned = GOOD.replace(loader, loader + b" git+https://[oops/o/r.git@main", 1)
+    head, number = open_pull(env, {"meltano.yml": poisoned})
+    checked.pull_request("opened", number, head, "feature", "main", "pr-poison")
+    assert checked.drain() == 1
+    state, context, _ = checked.statuses(head)[0]
+    assert (state, context) == ("success", "meltano-forge/check")
+    [comment] = checked.comments(number)
+    assert "pip\\-url" in comment["body"]  # the finding, escaped
