@@ -399,6 +399,7 @@ class CheckReporter(Protocol):
 
     def upsert_comment(self, number: int, marker: str, body: str, known_id: int | None) -> int:
         """Write the one comment on PR/MR `number` that carries `marker` (a hidden HTML
-        comment in `body`): edit `known_id` if it is still there, else the first comment
-        holding the marker, else create one. Returns the comment's id. Never a second one."""
+        comment in `body`) and that this token's own user wrote: edit `known_id` if it is
+        still such a comment, else the first such comment, else create one (anyone may
+        quote the marker; only our own comment is ours). Returns the comment's id."""
         ...
