@@ -16,6 +16,7 @@ run; (c)'s phases and a cProfile of its runner go to `bench/results/coldstart-*.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -291,6 +292,51 @@ def _profile(setup: Setup) -> None:
     (RESULTS / "coldstart-profile.txt").write_text("\n".join(phases) + "\n\n" + out.getvalue())
 
 
+def _same(env: dict[str, str], _folder: Path) -> dict[str, str]:
+    return env
+
+
+def boxed_runs(
+    setup: Setup, count: int, env: Callable[[Path], dict[str, str]], timeout: float
+) -> list[dict[str, Any]]:
+    """`count` cold runners at once, each in a fresh folder bind-mounted at the project's
+    one path (a private mount namespace each, as containers are), running the ELT command
+    with `--json`; their reports. `env` gives each its environment from its folder."""
+    setup.project.mkdir(parents=True, exist_ok=True)
+    folders = [Path(tempfile.mkdtemp(dir=setup.scratch, prefix="box-")) for _ in range(count)]
+    runners = [
+        subprocess.Popen(
+            [
+                "unshare",
+                "-m",
+                "sh",
+                "-c",
+                f'mount --bind "$0" {setup.project} && exec "$@"',
+                str(folder),
+                sys.executable,
+                "-c",
+                "from service.entry import main; main()",
+                "--json",
+                "run",
+                "--",
+                *ELT,
+            ],
+            cwd=ROOT,
+            env=env(folder),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for folder in folders
+    ]
+    reports: list[dict[str, Any]] = []
+    for runner in runners:
+        out, err = runner.communicate(timeout=timeout)
+        assert runner.returncode == 0, err[-4000:]
+        reports.append(json.loads(out))
+    return reports
+
+
 def _concurrent(bench: Bench, setup: Setup) -> None:
     """1..N cold runners at once on an empty shared cache, each with its own folder at
     the one path (a private mount namespace each): installs counted."""
@@ -300,38 +346,9 @@ def _concurrent(bench: Bench, setup: Setup) -> None:
         cache = setup.work / f"cache-{count}"
         shutil.rmtree(cache, ignore_errors=True)
         setup.project.mkdir(parents=True, exist_ok=True)
-        folders = [Path(tempfile.mkdtemp(dir=setup.scratch, prefix="box-")) for _ in range(count)]
         started = time.perf_counter()
-        runners = [
-            subprocess.Popen(
-                [
-                    "unshare",
-                    "-m",
-                    "sh",
-                    "-c",
-                    f'mount --bind "$0" {setup.project} && exec "$@"',
-                    str(folder),
-                    sys.executable,
-                    "-c",
-                    "from service.entry import main; main()",
-                    "--json",
-                    "run",
-                    "--",
-                    *ELT,
-                ],
-                cwd=ROOT,
-                env=setup.env(MELTANO_FORGE_PLUGIN_CACHE=str(cache)),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for folder in folders
-        ]
-        reports = []
-        for runner in runners:
-            out, err = runner.communicate(timeout=1800)
-            assert runner.returncode == 0, err[-3000:]
-            reports.append(json.loads(out))
+        shared = setup.env(MELTANO_FORGE_PLUGIN_CACHE=str(cache))
+        reports = boxed_runs(setup, count, functools.partial(_same, shared), 1800)
         wall = time.perf_counter() - started
         installs = sum(counted(r)[0] for r in reports)
         restores = sum(counted(r)[1] for r in reports)

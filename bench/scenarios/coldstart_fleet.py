@@ -18,7 +18,6 @@ archive requests the forge saw; requests to the service; installs and restores.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -29,13 +28,12 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import httpx
 import yaml
 
 from bench.harness import ROOT, Bench, seed_packed
-from bench.scenarios.coldstart import ELT, FILES, SIZE, Setup
+from bench.scenarios.coldstart import FILES, SIZE, Setup, boxed_runs
 from bench.servers import LatencyProxy
 
 COUNTS = (1, 2, 5, 10, 20)
@@ -159,42 +157,19 @@ def _fleet(
         }
     else:
         extra = direct or {}
-    setup.project.mkdir(parents=True, exist_ok=True)
-    folders = [Path(tempfile.mkdtemp(dir=setup.scratch, prefix="box-")) for _ in range(count)]
     started = time.perf_counter()
-    runners = [
-        subprocess.Popen(
-            [
-                "unshare",
-                "-m",
-                "sh",
-                "-c",
-                f'mount --bind "$0" {setup.project} && exec "$@"',
-                str(folder),
-                sys.executable,
-                "-c",
-                "from service.entry import main; main()",
-                *ELT_ARGS,
-            ],
-            cwd=ROOT,
-            env={
-                k: v
-                for k, v in setup.env(
-                    **extra, MELTANO_FORGE_WORKSPACE_ID=folder.name, MELTANO_VENV_BACKEND="uv"
-                ).items()
-                if v
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for folder in folders
-    ]
-    reports: list[dict[str, Any]] = []
-    for runner in runners:
-        out, err = runner.communicate(timeout=3600)
-        assert runner.returncode == 0, err[-4000:]
-        reports.append(json.loads(out))
+    reports = boxed_runs(
+        setup,
+        count,
+        lambda folder: {
+            k: v
+            for k, v in setup.env(
+                **extra, MELTANO_FORGE_WORKSPACE_ID=folder.name, MELTANO_VENV_BACKEND="uv"
+            ).items()
+            if v
+        },
+        3600,
+    )
     wall = time.perf_counter() - started
     actions = Counter(p["action"] for r in reports for p in r["plugins"])
     ready = sorted(r["ready_seconds"] for r in reports)
@@ -215,9 +190,6 @@ def _fleet(
         value=wall,
         note=note,
     )
-
-
-ELT_ARGS = ["--json", "run", "--", *ELT]
 
 
 def _p90(values: list[float]) -> float:
